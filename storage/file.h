@@ -1,0 +1,51 @@
+/* An image file (or block device) below a format driver. Drivers never use the
+ * descriptors: they issue I/O on the file through a queue's engine (engine.h), or, while
+ * opening and creating, through the synchronous helpers here. */
+#ifndef HV_STORAGE_FILE_H
+#define HV_STORAGE_FILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vdisk.h"
+
+struct vdisk_file {
+	char *path;
+	int fd;          /* O_DIRECT when direct is set */
+	int fd_buffered; /* same file without O_DIRECT, for ranges O_DIRECT cannot express */
+	bool direct;
+	bool read_only;
+	bool is_block_device;
+	uint32_t mem_align;    /* buffer alignment O_DIRECT needs (1 when not direct) */
+	uint32_t offset_align; /* offset and length alignment O_DIRECT needs */
+	uint32_t logical_sector_size;
+	uint64_t size; /* at open, and as grown through vdisk_file_set_size() */
+	char fallback_reason[160]; /* why O_DIRECT was not used although asked for */
+};
+
+/* Opens path for an image. Refuses directories and other non-regular, non-block files.
+ * Takes the advisory image lock (shared for read-only, exclusive for read-write) unless
+ * no_lock. Returns 0 or -errno with a reason in err. */
+int vdisk_file_open(const char *path, bool read_only, enum vdisk_cache_mode cache, bool no_lock,
+		    struct vdisk_file **out, char *err, size_t err_size);
+void vdisk_file_close(struct vdisk_file *file);
+
+/* Synchronous I/O for metadata while opening or creating; any alignment. A read past the
+ * end of the file returns zeros there. Returns 0 or -errno. */
+int vdisk_file_pread(struct vdisk_file *file, void *buf, size_t len, uint64_t offset);
+int vdisk_file_pwrite(struct vdisk_file *file, const void *buf, size_t len, uint64_t offset);
+int vdisk_file_sync(struct vdisk_file *file);
+/* Grows or shrinks a regular file. */
+int vdisk_file_set_size(struct vdisk_file *file, uint64_t size);
+/* Bytes the host has allocated for the file. */
+uint64_t vdisk_file_allocated(struct vdisk_file *file);
+
+/* Whether a buffer/offset/length triple can go to the O_DIRECT descriptor as it is. */
+bool vdisk_file_mem_aligned(const struct vdisk_file *file, const void *p, size_t len);
+bool vdisk_file_range_aligned(const struct vdisk_file *file, uint64_t offset, uint64_t len);
+
+/* Allocation helpers for buffers suited to O_DIRECT on any file (4 KiB aligned). */
+void *vdisk_alloc_aligned(size_t len);
+
+#endif

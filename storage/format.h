@@ -1,0 +1,119 @@
+/* The format driver interface and the registry that probes images by content.
+ *
+ * A driver receives requests the block layer has already range-checked, maps them onto its
+ * file and issues the file I/O through the request's queue (vdisk_req_file_io), then ends
+ * the request with vdisk_req_end. Drivers never touch file descriptors.
+ */
+#ifndef HV_STORAGE_FORMAT_H
+#define HV_STORAGE_FORMAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine.h"
+#include "file.h"
+#include "vdisk.h"
+
+enum vdisk_op {
+	VDISK_OP_READ,
+	VDISK_OP_WRITE,
+	VDISK_OP_FLUSH,
+	VDISK_OP_DISCARD,
+	VDISK_OP_WRITE_ZEROES,
+};
+
+struct vdisk_req {
+	struct vdisk *disk;
+	struct vdisk_queue *queue;
+	enum vdisk_op op;
+	const struct iovec *iov;
+	int iovcnt;
+	uint64_t offset;
+	uint64_t length;
+	vdisk_cb cb;
+	void *opaque;
+
+	unsigned pending; /* file operations in flight for this request, plus one while issuing */
+	int result;       /* first error seen */
+	bool submitting;  /* inside the driver's submit call: completion must be deferred */
+	struct engine_io io; /* the first file operation needs no allocation */
+	bool io_busy;
+	struct vdisk_req *next;
+};
+
+/* What probing sees of a file: its first bytes and its last 512 bytes. */
+struct vdisk_probe {
+	const uint8_t *head;
+	size_t head_len;
+	const uint8_t *tail; /* last 512 bytes (fewer when the file is shorter) */
+	size_t tail_len;
+	uint64_t file_size;
+};
+
+#define VDISK_PROBE_HEAD 65536
+
+struct vdisk_format {
+	const char *name;
+	/* 0: not this format; 1..100: confidence. Raw answers 1 to anything. */
+	int (*probe)(const struct vdisk_probe *probe);
+	/* Parses the image on disk->file, sets disk->size and disk->priv. */
+	int (*open)(struct vdisk *disk, char *err, size_t err_size);
+	void (*close)(struct vdisk *disk);
+	void (*readv)(struct vdisk_req *req);
+	void (*writev)(struct vdisk_req *req);
+	void (*flush)(struct vdisk_req *req);
+	void (*discard)(struct vdisk_req *req);
+	void (*write_zeroes)(struct vdisk_req *req);
+	int (*block_status)(struct vdisk *disk, uint64_t offset, uint64_t length,
+			    struct vdisk_extent *ext);
+	int (*get_info)(struct vdisk *disk, struct vdisk_info *info);
+	int (*check)(struct vdisk *disk, unsigned flags, struct vdisk_check_result *result);
+	int (*create)(const char *path, const struct vdisk_create_options *opts, char *err,
+		      size_t err_size);
+};
+
+/* The block layer's view of an open disk, shared with the drivers. */
+struct vdisk {
+	const struct vdisk_format *format;
+	struct vdisk_file *file;
+	uint64_t size;
+	uint32_t logical_sector_size;
+	uint32_t physical_sector_size;
+	bool read_only;
+	struct vdisk_options opts;
+	void *priv; /* the driver's */
+	struct vdisk_queue **queues;
+	unsigned nqueues;
+	char engine_fallback[200];
+};
+
+/* Registry. Raw is built in; other drivers register before the first vdisk_open. */
+int vdisk_format_register(const struct vdisk_format *format);
+const struct vdisk_format *vdisk_format_find(const char *name);
+/* The registered formats in registration order; NULL after the last. */
+const struct vdisk_format *vdisk_format_at(unsigned index);
+
+/* Driver request functions issue file I/O for the request and return. The request ends
+ * (its callback runs) when every file operation issued for it has completed and every
+ * reference taken with vdisk_req_hold has been dropped with vdisk_req_end. An error is
+ * recorded with vdisk_req_hold + vdisk_req_end(req, -errno); the first one wins. */
+
+/* Issues one file operation for req on its queue. */
+void vdisk_req_file_io(struct vdisk_req *req, enum engine_op op, struct vdisk_file *file,
+		       const struct iovec *iov, int iovcnt, uint64_t offset, uint64_t length,
+		       int fallocate_mode);
+/* Takes a reference that keeps the request open (for work that finishes later). */
+void vdisk_req_hold(struct vdisk_req *req);
+/* Drops a reference; result (0 or -errno) is recorded if it is the first error. */
+void vdisk_req_end(struct vdisk_req *req, int result);
+
+/* For multi-step operations: a driver takes an engine_io, fills op, file, iov, offset and
+ * its own done(), and submits it; each done() ends by releasing the io with
+ * vdisk_req_io_put(), which drops the reference the io held on the request. */
+struct engine_io *vdisk_req_io_get(struct vdisk_req *req);
+void vdisk_req_io_submit(struct vdisk_req *req, struct engine_io *io);
+void vdisk_req_io_put(struct vdisk_req *req, struct engine_io *io, int result);
+
+extern const struct vdisk_format vdisk_format_raw;
+
+#endif

@@ -1,0 +1,227 @@
+/* Raw images: regular files and block devices, byte for byte. Block status comes from
+ * SEEK_DATA/SEEK_HOLE, discard punches holes, write zeroes uses fallocate when it can. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "format.h"
+
+#define ZERO_CHUNK (1u << 20)
+
+static int raw_probe(const struct vdisk_probe *probe)
+{
+	(void)probe;
+	return 1; /* anything is a raw image, at the lowest confidence */
+}
+
+static int raw_open(struct vdisk *disk, char *err, size_t err_size)
+{
+	(void)err;
+	(void)err_size;
+	disk->size = disk->file->size;
+	disk->logical_sector_size = disk->file->logical_sector_size;
+	disk->physical_sector_size = disk->file->logical_sector_size;
+	return 0;
+}
+
+static void raw_close(struct vdisk *disk)
+{
+	(void)disk;
+}
+
+static void raw_readv(struct vdisk_req *req)
+{
+	vdisk_req_file_io(req, ENGINE_READ, req->disk->file, req->iov, req->iovcnt, req->offset, 0,
+			  0);
+}
+
+static void raw_writev(struct vdisk_req *req)
+{
+	vdisk_req_file_io(req, ENGINE_WRITE, req->disk->file, req->iov, req->iovcnt, req->offset,
+			  0, 0);
+}
+
+static void raw_flush(struct vdisk_req *req)
+{
+	vdisk_req_file_io(req, ENGINE_FDATASYNC, req->disk->file, NULL, 0, 0, 0, 0);
+}
+
+static void raw_discard(struct vdisk_req *req)
+{
+	vdisk_req_file_io(req, ENGINE_FALLOCATE, req->disk->file, NULL, 0, req->offset,
+			  req->length, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE);
+}
+
+/* Zeros for file systems and devices without FALLOC_FL_ZERO_RANGE: one shared buffer,
+ * and an iovec for every length a write of zeros can need (they must outlive the write). */
+static uint8_t *zero_buf;
+static struct iovec zero_sectors[ZERO_CHUNK / 512]; /* [k]: (k + 1) * 512 bytes */
+static struct iovec zero_bytes[512];                /* [k]: k bytes */
+static pthread_once_t zero_once = PTHREAD_ONCE_INIT;
+
+static void zero_init(void)
+{
+	zero_buf = vdisk_alloc_aligned(ZERO_CHUNK);
+	if (!zero_buf)
+		return;
+	memset(zero_buf, 0, ZERO_CHUNK);
+	for (unsigned k = 0; k < ZERO_CHUNK / 512; k++)
+		zero_sectors[k] = (struct iovec){zero_buf, (size_t)(k + 1) * 512};
+	for (unsigned k = 0; k < 512; k++)
+		zero_bytes[k] = (struct iovec){zero_buf, k};
+}
+
+static void write_zero(struct vdisk_req *req, const struct iovec *iov, uint64_t offset)
+{
+	vdisk_req_file_io(req, ENGINE_WRITE, req->disk->file, iov, 1, offset, 0, 0);
+}
+
+static void write_zero_buffers(struct vdisk_req *req)
+{
+	pthread_once(&zero_once, zero_init);
+	if (!zero_buf) {
+		vdisk_req_hold(req);
+		vdisk_req_end(req, -ENOMEM);
+		return;
+	}
+	uint64_t offset = req->offset, end = req->offset + req->length;
+	while (end - offset >= 512) {
+		uint64_t n = end - offset < ZERO_CHUNK ? (end - offset) & ~511ULL : ZERO_CHUNK;
+		write_zero(req, &zero_sectors[n / 512 - 1], offset);
+		offset += n;
+	}
+	if (end > offset)
+		write_zero(req, &zero_bytes[end - offset], offset);
+}
+
+static void zero_range_done(struct engine_io *io, int result)
+{
+	struct vdisk_req *req = io->owner;
+	if (result == -EOPNOTSUPP || result == -EINVAL) {
+		/* this io still holds the request open while the fallback is issued */
+		write_zero_buffers(req);
+		result = 0;
+	}
+	vdisk_req_io_put(req, io, result);
+}
+
+static void raw_write_zeroes(struct vdisk_req *req)
+{
+	struct vdisk_file *file = req->disk->file;
+	if (file->is_block_device) {
+		write_zero_buffers(req);
+		return;
+	}
+	struct engine_io *io = vdisk_req_io_get(req);
+	if (!io) {
+		vdisk_req_hold(req);
+		vdisk_req_end(req, -ENOMEM);
+		return;
+	}
+	*io = (struct engine_io){
+		.op = ENGINE_FALLOCATE,
+		.file = file,
+		.offset = req->offset,
+		.length = req->length,
+		.fallocate_mode = FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+		.done = zero_range_done,
+	};
+	vdisk_req_io_submit(req, io);
+}
+
+static int raw_block_status(struct vdisk *disk, uint64_t offset, uint64_t length,
+			    struct vdisk_extent *ext)
+{
+	ext->offset = offset;
+	ext->length = length;
+	ext->flags = VDISK_EXTENT_DATA;
+	if (disk->file->is_block_device)
+		return 0;
+	int fd = disk->file->fd_buffered;
+	off_t data = lseek(fd, (off_t)offset, SEEK_DATA);
+	if (data < 0) {
+		if (errno == ENXIO) { /* no data from here to the end */
+			ext->flags = VDISK_EXTENT_ZERO;
+			return 0;
+		}
+		return 0; /* no hole support: everything is data */
+	}
+	if ((uint64_t)data > offset) {
+		ext->flags = VDISK_EXTENT_ZERO;
+		if ((uint64_t)data - offset < length)
+			ext->length = (uint64_t)data - offset;
+		return 0;
+	}
+	off_t hole = lseek(fd, (off_t)offset, SEEK_HOLE);
+	if (hole > (off_t)offset && (uint64_t)hole - offset < length)
+		ext->length = (uint64_t)hole - offset;
+	return 0;
+}
+
+static int raw_get_info(struct vdisk *disk, struct vdisk_info *info)
+{
+	info->details = json_pack("{s:b}", "block_device", disk->file->is_block_device);
+	return info->details ? 0 : -ENOMEM;
+}
+
+static int raw_create(const char *path, const struct vdisk_create_options *opts, char *err,
+		      size_t err_size)
+{
+	if (opts->size == 0 || opts->size % 512) {
+		snprintf(err, err_size, "size must be a positive multiple of 512 bytes");
+		return -EINVAL;
+	}
+	if (opts->type && strcmp(opts->type, "fixed")) {
+		snprintf(err, err_size, "raw images have no type '%s' (only fixed)", opts->type);
+		return -EINVAL;
+	}
+	if (opts->parent || opts->block_size) {
+		snprintf(err, err_size, "raw images take no parent and no block size");
+		return -EINVAL;
+	}
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (opts->overwrite ? O_TRUNC : O_EXCL),
+		      0644);
+	if (fd < 0) {
+		int e = errno;
+		snprintf(err, err_size, e == EEXIST ? "file exists (use --force to replace it)"
+						    : "cannot create: %s",
+			 strerror(e));
+		return -e;
+	}
+	int ret = 0;
+	if (ftruncate(fd, (off_t)opts->size) != 0)
+		ret = -errno;
+	else if (!opts->sparse && fallocate(fd, 0, 0, (off_t)opts->size) != 0 &&
+		 errno != EOPNOTSUPP)
+		ret = -errno;
+	if (ret == 0 && fsync(fd) != 0)
+		ret = -errno;
+	close(fd);
+	if (ret < 0) {
+		snprintf(err, err_size, "cannot allocate %llu bytes: %s",
+			 (unsigned long long)opts->size, strerror(-ret));
+		unlink(path);
+	}
+	return ret;
+}
+
+const struct vdisk_format vdisk_format_raw = {
+	.name = "raw",
+	.probe = raw_probe,
+	.open = raw_open,
+	.close = raw_close,
+	.readv = raw_readv,
+	.writev = raw_writev,
+	.flush = raw_flush,
+	.discard = raw_discard,
+	.write_zeroes = raw_write_zeroes,
+	.block_status = raw_block_status,
+	.get_info = raw_get_info,
+	.create = raw_create,
+};

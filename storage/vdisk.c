@@ -1,0 +1,646 @@
+/* The block layer core: opening and probing, queues, request checks and dispatch to the
+ * format drivers, request completion. */
+#include "vdisk.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "format.h"
+
+#define DEFAULT_QUEUE_DEPTH 128
+#define MAX_QUEUES 256
+#define MAX_QUEUE_DEPTH 65536
+#define MAX_FORMATS 16
+
+struct io_slot {
+	struct engine_io io;
+	struct io_slot *next;
+};
+
+struct vdisk_queue {
+	struct vdisk *disk;
+	struct engine *engine;
+	unsigned inflight; /* requests accepted and not yet completed */
+	unsigned long long completed;
+	bool in_poll;
+	int event_fd;
+	struct vdisk_req *free_reqs;
+	struct io_slot *free_ios;
+	struct vdisk_req *deferred_head, *deferred_tail;
+};
+
+/* ---- format registry ---- */
+
+static const struct vdisk_format *formats[MAX_FORMATS] = {&vdisk_format_raw};
+static unsigned nformats = 1;
+
+int vdisk_format_register(const struct vdisk_format *format)
+{
+	for (unsigned i = 0; i < nformats; i++)
+		if (formats[i] == format || !strcmp(formats[i]->name, format->name))
+			return formats[i] == format ? 0 : -EEXIST;
+	if (nformats == MAX_FORMATS)
+		return -ENOSPC;
+	formats[nformats++] = format;
+	return 0;
+}
+
+const struct vdisk_format *vdisk_format_find(const char *name)
+{
+	for (unsigned i = 0; i < nformats; i++)
+		if (!strcmp(formats[i]->name, name))
+			return formats[i];
+	return NULL;
+}
+
+const struct vdisk_format *vdisk_format_at(unsigned index)
+{
+	return index < nformats ? formats[index] : NULL;
+}
+
+static void format_names(char *out, size_t size)
+{
+	size_t used = 0;
+	out[0] = 0;
+	for (unsigned i = 0; i < nformats && used < size; i++)
+		used += (size_t)snprintf(out + used, size - used, "%s%s", i ? ", " : "",
+					 formats[i]->name);
+}
+
+/* ---- requests ---- */
+
+static void signal_event(struct vdisk_queue *q)
+{
+	if (q->event_fd >= 0) {
+		uint64_t one = 1;
+		if (write(q->event_fd, &one, sizeof(one)) < 0) {
+			/* saturated counter: already readable */
+		}
+	}
+}
+
+static void run_completion(struct vdisk_req *req)
+{
+	struct vdisk_queue *q = req->queue;
+	vdisk_cb cb = req->cb;
+	void *opaque = req->opaque;
+	int result = req->result;
+	/* Discard is a hint: a file system that cannot punch holes keeps the data. */
+	if (req->op == VDISK_OP_DISCARD && result == -EOPNOTSUPP)
+		result = 0;
+	req->next = q->free_reqs;
+	q->free_reqs = req;
+	q->inflight--;
+	q->completed++;
+	cb(opaque, result);
+}
+
+static void req_finish(struct vdisk_req *req)
+{
+	struct vdisk_queue *q = req->queue;
+	if (q->in_poll && !req->submitting) {
+		run_completion(req);
+		return;
+	}
+	/* Never call back from inside a submission (or a kick): defer to the next poll. */
+	req->next = NULL;
+	if (q->deferred_tail)
+		q->deferred_tail->next = req;
+	else
+		q->deferred_head = req;
+	q->deferred_tail = req;
+	signal_event(q);
+}
+
+void vdisk_req_hold(struct vdisk_req *req)
+{
+	req->pending++;
+}
+
+void vdisk_req_end(struct vdisk_req *req, int result)
+{
+	if (result < 0 && !req->result)
+		req->result = result;
+	if (--req->pending == 0)
+		req_finish(req);
+}
+
+struct engine_io *vdisk_req_io_get(struct vdisk_req *req)
+{
+	if (!req->io_busy) {
+		req->io_busy = true;
+		return &req->io;
+	}
+	struct vdisk_queue *q = req->queue;
+	struct io_slot *slot = q->free_ios;
+	if (slot)
+		q->free_ios = slot->next;
+	else if (!(slot = calloc(1, sizeof(*slot))))
+		return NULL;
+	return &slot->io;
+}
+
+void vdisk_req_io_submit(struct vdisk_req *req, struct engine_io *io)
+{
+	req->pending++;
+	io->owner = req;
+	engine_submit(req->queue->engine, io);
+}
+
+void vdisk_req_io_put(struct vdisk_req *req, struct engine_io *io, int result)
+{
+	if (io == &req->io) {
+		req->io_busy = false;
+	} else {
+		struct io_slot *slot = (struct io_slot *)((char *)io - offsetof(struct io_slot, io));
+		slot->next = req->queue->free_ios;
+		req->queue->free_ios = slot;
+	}
+	vdisk_req_end(req, result);
+}
+
+static void file_io_done(struct engine_io *io, int result)
+{
+	vdisk_req_io_put(io->owner, io, result);
+}
+
+void vdisk_req_file_io(struct vdisk_req *req, enum engine_op op, struct vdisk_file *file,
+		       const struct iovec *iov, int iovcnt, uint64_t offset, uint64_t length,
+		       int fallocate_mode)
+{
+	struct engine_io *io = vdisk_req_io_get(req);
+	if (!io) {
+		if (!req->result)
+			req->result = -ENOMEM;
+		return;
+	}
+	io->op = op;
+	io->file = file;
+	io->iov = iov;
+	io->iovcnt = iovcnt;
+	io->offset = offset;
+	io->length = length;
+	io->fallocate_mode = fallocate_mode;
+	io->done = file_io_done;
+	vdisk_req_io_submit(req, io);
+}
+
+static struct vdisk_req *req_get(struct vdisk_queue *q)
+{
+	struct vdisk_req *req = q->free_reqs;
+	if (req) {
+		q->free_reqs = req->next;
+		return req;
+	}
+	return malloc(sizeof(*req));
+}
+
+static uint64_t iov_length(const struct iovec *iov, int iovcnt, bool *overflow)
+{
+	uint64_t total = 0;
+	*overflow = false;
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len > UINT64_MAX - total)
+			*overflow = true;
+		total += iov[i].iov_len;
+	}
+	return total;
+}
+
+static int check_range(const struct vdisk *disk, uint64_t offset, uint64_t length)
+{
+	if (offset > disk->size || length > disk->size - offset)
+		return -EINVAL;
+	return 0;
+}
+
+static int submit(struct vdisk *disk, struct vdisk_queue *q, enum vdisk_op op,
+		  const struct iovec *iov, int iovcnt, uint64_t offset, uint64_t length,
+		  vdisk_cb cb, void *opaque)
+{
+	if (!q || q->disk != disk || !cb)
+		return -EINVAL;
+	if (op != VDISK_OP_READ && disk->read_only)
+		return -EROFS;
+	if (op != VDISK_OP_FLUSH && check_range(disk, offset, length) < 0)
+		return -EINVAL;
+	struct vdisk_req *req = req_get(q);
+	if (!req)
+		return -ENOMEM;
+	*req = (struct vdisk_req){
+		.disk = disk,
+		.queue = q,
+		.op = op,
+		.iov = iov,
+		.iovcnt = iovcnt,
+		.offset = offset,
+		.length = length,
+		.cb = cb,
+		.opaque = opaque,
+		.pending = 1,
+		.submitting = true,
+	};
+	q->inflight++;
+	const struct vdisk_format *f = disk->format;
+	if (length == 0 && op != VDISK_OP_FLUSH)
+		; /* nothing to move: complete from the next poll */
+	else if (op == VDISK_OP_READ)
+		f->readv(req);
+	else if (op == VDISK_OP_WRITE)
+		f->writev(req);
+	else if (op == VDISK_OP_FLUSH)
+		f->flush(req);
+	else if (op == VDISK_OP_DISCARD)
+		f->discard(req);
+	else
+		f->write_zeroes(req);
+	req->submitting = false;
+	vdisk_req_end(req, 0); /* the reference held across the driver call */
+	return 0;
+}
+
+static int submit_iov(struct vdisk *disk, struct vdisk_queue *q, enum vdisk_op op,
+		      const struct iovec *iov, int iovcnt, uint64_t offset, vdisk_cb cb,
+		      void *opaque)
+{
+	if (iovcnt < 0 || iovcnt > IOV_MAX || (iovcnt && !iov))
+		return -EINVAL;
+	bool overflow;
+	uint64_t length = iov_length(iov, iovcnt, &overflow);
+	if (overflow)
+		return -EINVAL;
+	return submit(disk, q, op, iov, iovcnt, offset, length, cb, opaque);
+}
+
+int vdisk_readv(struct vdisk *disk, struct vdisk_queue *q, const struct iovec *iov, int iovcnt,
+		uint64_t offset, vdisk_cb cb, void *opaque)
+{
+	return submit_iov(disk, q, VDISK_OP_READ, iov, iovcnt, offset, cb, opaque);
+}
+
+int vdisk_writev(struct vdisk *disk, struct vdisk_queue *q, const struct iovec *iov, int iovcnt,
+		 uint64_t offset, vdisk_cb cb, void *opaque)
+{
+	return submit_iov(disk, q, VDISK_OP_WRITE, iov, iovcnt, offset, cb, opaque);
+}
+
+int vdisk_flush(struct vdisk *disk, struct vdisk_queue *q, vdisk_cb cb, void *opaque)
+{
+	return submit(disk, q, VDISK_OP_FLUSH, NULL, 0, 0, 0, cb, opaque);
+}
+
+int vdisk_discard(struct vdisk *disk, struct vdisk_queue *q, uint64_t offset, uint64_t length,
+		  vdisk_cb cb, void *opaque)
+{
+	return submit(disk, q, VDISK_OP_DISCARD, NULL, 0, offset, length, cb, opaque);
+}
+
+int vdisk_write_zeroes(struct vdisk *disk, struct vdisk_queue *q, uint64_t offset,
+		       uint64_t length, vdisk_cb cb, void *opaque)
+{
+	return submit(disk, q, VDISK_OP_WRITE_ZEROES, NULL, 0, offset, length, cb, opaque);
+}
+
+/* ---- queues ---- */
+
+static int run_deferred(struct vdisk_queue *q)
+{
+	int n = 0;
+	while (q->deferred_head) {
+		struct vdisk_req *req = q->deferred_head;
+		q->deferred_head = req->next;
+		if (!q->deferred_head)
+			q->deferred_tail = NULL;
+		run_completion(req);
+		n++;
+	}
+	return n;
+}
+
+int vdisk_queue_kick(struct vdisk_queue *q)
+{
+	return engine_kick(q->engine);
+}
+
+int vdisk_queue_poll(struct vdisk_queue *q, unsigned min_complete)
+{
+	unsigned long long start = q->completed;
+	int ret = 0;
+	q->in_poll = true;
+	run_deferred(q);
+	for (;;) {
+		unsigned done = (unsigned)(q->completed - start);
+		unsigned want = done >= min_complete ? 0 : min_complete - done;
+		/* Each request still in the engine needs at least one engine completion. */
+		ret = engine_poll(q->engine, want);
+		run_deferred(q);
+		if (ret < 0)
+			break;
+		done = (unsigned)(q->completed - start);
+		if (done >= min_complete || !q->engine->inflight)
+			break;
+	}
+	q->in_poll = false;
+	if (ret < 0)
+		return ret;
+	return (int)(q->completed - start);
+}
+
+int vdisk_queue_event_fd(struct vdisk_queue *q)
+{
+	if (q->event_fd < 0) {
+		int fd = engine_event_fd(q->engine);
+		if (fd < 0)
+			return fd;
+		q->event_fd = fd;
+		if (q->deferred_head)
+			signal_event(q);
+	}
+	return q->event_fd;
+}
+
+unsigned vdisk_queue_inflight(const struct vdisk_queue *q)
+{
+	return q->inflight;
+}
+
+static void queue_destroy(struct vdisk_queue *q)
+{
+	if (!q)
+		return;
+	engine_destroy(q->engine);
+	while (q->free_reqs) {
+		struct vdisk_req *r = q->free_reqs;
+		q->free_reqs = r->next;
+		free(r);
+	}
+	while (q->free_ios) {
+		struct io_slot *s = q->free_ios;
+		q->free_ios = s->next;
+		free(s);
+	}
+	free(q);
+}
+
+static int queue_create(struct vdisk *disk, unsigned depth, struct vdisk_queue **out, char *why,
+			size_t why_size)
+{
+	struct vdisk_queue *q = calloc(1, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	q->disk = disk;
+	q->event_fd = -1;
+	int ret = engine_create(disk->opts.engine, depth, &q->engine, why, why_size);
+	if (ret < 0) {
+		free(q);
+		return ret;
+	}
+	/* Preallocate requests so the steady state never allocates. */
+	for (unsigned i = 0; i < depth; i++) {
+		struct vdisk_req *r = malloc(sizeof(*r));
+		if (!r)
+			break;
+		r->next = q->free_reqs;
+		q->free_reqs = r;
+	}
+	*out = q;
+	return 0;
+}
+
+static int create_queues(struct vdisk *disk, char *err, size_t err_size)
+{
+	unsigned n = disk->opts.queues ? disk->opts.queues : 1;
+	unsigned depth = disk->opts.queue_depth ? disk->opts.queue_depth : DEFAULT_QUEUE_DEPTH;
+	if (n > MAX_QUEUES || depth > MAX_QUEUE_DEPTH) {
+		snprintf(err, err_size, "at most %d queues of depth %d", MAX_QUEUES,
+			 MAX_QUEUE_DEPTH);
+		return -EINVAL;
+	}
+	disk->queues = calloc(n, sizeof(*disk->queues));
+	if (!disk->queues)
+		return -ENOMEM;
+	for (unsigned i = 0; i < n; i++) {
+		char why[200] = "";
+		int ret = queue_create(disk, depth, &disk->queues[i], why, sizeof(why));
+		if (ret < 0) {
+			snprintf(err, err_size, "cannot start the %s I/O engine: %s",
+				 disk->opts.engine == VDISK_ENGINE_AIO ? "libaio" : "io_uring",
+				 why[0] ? why : strerror(-ret));
+			return ret;
+		}
+		disk->nqueues++;
+		if (i == 0 && why[0])
+			snprintf(disk->engine_fallback, sizeof(disk->engine_fallback), "%s", why);
+	}
+	return 0;
+}
+
+/* ---- open, close ---- */
+
+static int probe_format(struct vdisk *disk, char *err, size_t err_size)
+{
+	struct vdisk_file *file = disk->file;
+	if (disk->opts.format) {
+		disk->format = vdisk_format_find(disk->opts.format);
+		if (!disk->format) {
+			char names[128];
+			format_names(names, sizeof(names));
+			snprintf(err, err_size, "unknown format '%s' (known: %s)", disk->opts.format,
+				 names);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	size_t head_len = file->size < VDISK_PROBE_HEAD ? (size_t)file->size : VDISK_PROBE_HEAD;
+	size_t tail_len = file->size < 512 ? (size_t)file->size : 512;
+	uint8_t *head = malloc(head_len);
+	uint8_t tail[512];
+	if (!head)
+		return -ENOMEM;
+	int ret = vdisk_file_pread(file, head, head_len, 0);
+	if (ret == 0)
+		ret = vdisk_file_pread(file, tail, tail_len, file->size - tail_len);
+	if (ret < 0) {
+		snprintf(err, err_size, "cannot read: %s", strerror(-ret));
+		free(head);
+		return ret;
+	}
+	struct vdisk_probe probe = {head, head_len, tail, tail_len, file->size};
+	int best = 0;
+	for (unsigned i = 0; i < nformats; i++) {
+		int score = formats[i]->probe(&probe);
+		if (score > best) {
+			best = score;
+			disk->format = formats[i];
+		}
+	}
+	free(head);
+	return 0;
+}
+
+int vdisk_open(const char *path, const struct vdisk_options *opts, struct vdisk **out,
+	       char *err, size_t err_size)
+{
+	char scratch[8];
+	if (!err || !err_size) {
+		err = scratch;
+		err_size = sizeof(scratch);
+	}
+	err[0] = 0;
+	struct vdisk *disk = calloc(1, sizeof(*disk));
+	if (!disk) {
+		snprintf(err, err_size, "out of memory");
+		return -ENOMEM;
+	}
+	if (opts)
+		disk->opts = *opts;
+	disk->read_only = disk->opts.read_only;
+	disk->logical_sector_size = disk->physical_sector_size = 512;
+
+	int ret = vdisk_file_open(path, disk->read_only, disk->opts.cache, disk->opts.no_lock,
+				  &disk->file, err, err_size);
+	if (ret < 0)
+		goto fail;
+	if (disk->file->size == 0) {
+		snprintf(err, err_size, "file is empty (0 bytes): not a disk image");
+		ret = -EINVAL;
+		goto fail;
+	}
+	ret = probe_format(disk, err, err_size);
+	if (ret < 0)
+		goto fail;
+	ret = disk->format->open(disk, err, err_size);
+	if (ret < 0) {
+		disk->format = NULL;
+		goto fail;
+	}
+	ret = create_queues(disk, err, err_size);
+	if (ret < 0)
+		goto fail;
+	*out = disk;
+	return 0;
+fail:
+	if (!err[0])
+		snprintf(err, err_size, "%s", strerror(-ret));
+	vdisk_close(disk);
+	return ret;
+}
+
+void vdisk_close(struct vdisk *disk)
+{
+	if (!disk)
+		return;
+	for (unsigned i = 0; i < disk->nqueues; i++)
+		queue_destroy(disk->queues[i]);
+	free(disk->queues);
+	if (disk->format)
+		disk->format->close(disk);
+	vdisk_file_close(disk->file);
+	free(disk);
+}
+
+/* ---- accessors and synchronous operations ---- */
+
+uint64_t vdisk_size(const struct vdisk *disk)
+{
+	return disk->size;
+}
+
+const char *vdisk_format_name(const struct vdisk *disk)
+{
+	return disk->format->name;
+}
+
+const char *vdisk_path(const struct vdisk *disk)
+{
+	return disk->file->path;
+}
+
+bool vdisk_read_only(const struct vdisk *disk)
+{
+	return disk->read_only;
+}
+
+const char *vdisk_engine_name(const struct vdisk *disk)
+{
+	return disk->queues[0]->engine->ops->name;
+}
+
+const char *vdisk_engine_fallback_reason(const struct vdisk *disk)
+{
+	if (disk->engine_fallback[0])
+		return disk->engine_fallback;
+	if (disk->file->fallback_reason[0])
+		return disk->file->fallback_reason;
+	return NULL;
+}
+
+unsigned vdisk_queue_count(const struct vdisk *disk)
+{
+	return disk->nqueues;
+}
+
+struct vdisk_queue *vdisk_queue(struct vdisk *disk, unsigned index)
+{
+	return index < disk->nqueues ? disk->queues[index] : NULL;
+}
+
+int vdisk_block_status(struct vdisk *disk, uint64_t offset, uint64_t length,
+		       struct vdisk_extent *ext)
+{
+	if (length == 0 || check_range(disk, offset, length) < 0)
+		return -EINVAL;
+	int ret = disk->format->block_status(disk, offset, length, ext);
+	if (ret == 0 && (ext->offset != offset || ext->length == 0 || ext->length > length))
+		return -EIO; /* a driver bug must not turn into an endless loop in a caller */
+	return ret;
+}
+
+int vdisk_get_info(struct vdisk *disk, struct vdisk_info *info)
+{
+	*info = (struct vdisk_info){
+		.format = disk->format->name,
+		.virtual_size = disk->size,
+		.file_size = disk->file->size,
+		.allocated_size = vdisk_file_allocated(disk->file),
+		.logical_sector_size = disk->logical_sector_size,
+		.physical_sector_size = disk->physical_sector_size,
+	};
+	return disk->format->get_info ? disk->format->get_info(disk, info) : 0;
+}
+
+int vdisk_check(struct vdisk *disk, unsigned flags, struct vdisk_check_result *result)
+{
+	*result = (struct vdisk_check_result){.findings = json_array()};
+	if (!result->findings)
+		return -ENOMEM;
+	if ((flags & VDISK_CHECK_REPAIR) && disk->read_only)
+		return -EROFS;
+	return disk->format->check ? disk->format->check(disk, flags, result) : 0;
+}
+
+int vdisk_create(const char *path, const struct vdisk_create_options *opts, char *err,
+		 size_t err_size)
+{
+	const struct vdisk_format *f = vdisk_format_find(opts->format ? opts->format : "raw");
+	if (!f) {
+		char names[128];
+		format_names(names, sizeof(names));
+		snprintf(err, err_size, "unknown format '%s' (known: %s)", opts->format, names);
+		return -EINVAL;
+	}
+	if (!f->create) {
+		snprintf(err, err_size, "the %s format cannot create images", f->name);
+		return -ENOTSUP;
+	}
+	err[0] = 0;
+	int ret = f->create(path, opts, err, err_size);
+	if (ret < 0 && !err[0])
+		snprintf(err, err_size, "%s", strerror(-ret));
+	return ret;
+}

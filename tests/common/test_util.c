@@ -1,0 +1,117 @@
+#include "test_util.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char tmpdir[512];
+
+const char *test_tmpdir(void)
+{
+	if (tmpdir[0])
+		return tmpdir;
+	const char *base = getenv("TEST_TMPDIR");
+	if (!base || !*base)
+		base = "/tmp";
+	mkdir(base, 0755);
+	snprintf(tmpdir, sizeof(tmpdir), "%s/hvtest.XXXXXX", base);
+	if (!mkdtemp(tmpdir)) {
+		perror("mkdtemp");
+		abort();
+	}
+	return tmpdir;
+}
+
+void test_tmpdir_remove(void)
+{
+	if (!tmpdir[0])
+		return;
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", tmpdir);
+	tmpdir[0] = 0;
+}
+
+const char *test_path(const char *name)
+{
+	static char slots[8][600];
+	static unsigned next;
+	char *p = slots[next++ % 8];
+	snprintf(p, sizeof(slots[0]), "%s/%s", test_tmpdir(), name);
+	return p;
+}
+
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdULL;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ULL;
+	x ^= x >> 33;
+	return x;
+}
+
+void test_fill_pattern(void *buf, size_t len, uint64_t off, uint32_t seed)
+{
+	uint8_t *p = buf;
+	for (size_t i = 0; i < len; i++) {
+		uint64_t pos = off + i;
+		uint64_t word = mix64((pos >> 3) ^ ((uint64_t)seed << 40));
+		p[i] = (uint8_t)(word >> (8 * (pos & 7)));
+	}
+}
+
+void test_write_file(const char *path, uint64_t size, uint32_t seed)
+{
+	FILE *f = fopen(path, "wb");
+	if (!f) {
+		perror(path);
+		abort();
+	}
+	static uint8_t chunk[1 << 16];
+	for (uint64_t off = 0; off < size; off += sizeof(chunk)) {
+		size_t n = size - off < sizeof(chunk) ? (size_t)(size - off) : sizeof(chunk);
+		test_fill_pattern(chunk, n, off, seed);
+		if (fwrite(chunk, 1, n, f) != n) {
+			perror(path);
+			abort();
+		}
+	}
+	fclose(f);
+}
+
+int test_run(char *out, size_t out_size, const char *fmt, ...)
+{
+	char cmd[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	char full[4200];
+	snprintf(full, sizeof(full), "(%s) 2>&1", cmd);
+	FILE *p = popen(full, "r");
+	if (!p)
+		return -1;
+	size_t used = 0;
+	char sink[4096];
+	for (;;) {
+		char *dst = out && used + 1 < out_size ? out + used : sink;
+		size_t room = out && used + 1 < out_size ? out_size - used - 1 : sizeof(sink);
+		size_t n = fread(dst, 1, room, p);
+		if (n == 0)
+			break;
+		if (dst != sink)
+			used += n;
+	}
+	if (out && out_size)
+		out[used] = 0;
+	int status = pclose(p);
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	return -1;
+}
