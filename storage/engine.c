@@ -325,9 +325,8 @@ int engine_poll(struct engine *e, unsigned min)
 {
 	int total = resubmit_retries(e);
 	while (true) {
-		int ret = e->ops->kick(e);
-		if (ret < 0)
-			return ret;
+		/* reap submits what is queued in the same system call that waits */
+		int ret;
 		unsigned want = (unsigned)total >= min ? 0 : min - (unsigned)total;
 		if (want > e->inflight)
 			want = e->inflight;

@@ -63,8 +63,8 @@ struct engine_ops {
 	void (*queue)(struct engine *e, struct engine_io *io);
 	/* Sends what is pending to the kernel. */
 	int (*kick)(struct engine *e);
-	/* Waits for at least min raw completions (0: none) and passes each to
-	 * engine_complete(). Returns how many of them finished (true from engine_complete)
+	/* Sends what is pending, waits for at least min raw completions (0: none) and passes
+	 * each to engine_complete(). Returns how many of them finished (true from engine_complete)
 	 * or -errno. */
 	int (*reap)(struct engine *e, unsigned min);
 	/* An eventfd signalled on completions; created on first use. */

@@ -179,6 +179,9 @@ static int aio_reap(struct engine *e, unsigned min)
 			/* nothing pending on a non-blocking eventfd */
 		}
 	}
+	int ret = aio_kick(e);
+	if (ret < 0)
+		return ret;
 	int finished = reap_local(e);
 	unsigned want = (unsigned)finished >= min ? 0 : min - (unsigned)finished;
 	if (want > a->kernel_inflight)

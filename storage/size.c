@@ -82,6 +82,8 @@ void size_format(uint64_t bytes, char *out, size_t out_size)
 	else if (bytes % (1ULL << (10 * u)) == 0)
 		snprintf(out, out_size, "%llu %s", (unsigned long long)(bytes >> (10 * u)),
 			 units[u]);
+	else if (v >= 999.5) /* %.3g would print "1e+03" */
+		snprintf(out, out_size, "%.0f %s", v, units[u]);
 	else
 		snprintf(out, out_size, "%.3g %s", v, units[u]);
 }

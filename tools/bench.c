@@ -59,6 +59,7 @@ struct worker {
 	uint64_t rng;
 	uint64_t region_start, region_blocks, next_block;
 	uint64_t measure_start_ns, end_ns, last_ns;
+	unsigned unsubmitted; /* queued since the last kick */
 	bool stopping;
 	int error;
 	uint64_t error_offset;
@@ -127,6 +128,11 @@ static void issue(struct worker *w, struct slot *s, uint64_t now)
 	s->start_ns = now;
 	int ret = s->write ? vdisk_writev(w->disk, w->queue, &s->iov, 1, s->offset, on_complete, s)
 			   : vdisk_readv(w->disk, w->queue, &s->iov, 1, s->offset, on_complete, s);
+	/* Like fio's iodepth_batch_submit: hand requests to the kernel once enough are queued. */
+	if (ret == 0 && ++w->unsubmitted >= w->p->batch) {
+		vdisk_queue_kick(w->queue);
+		w->unsubmitted = 0;
+	}
 	if (ret < 0 && !w->error) {
 		w->error = ret;
 		w->error_offset = s->offset;

@@ -22,6 +22,8 @@ struct bench_params {
 	enum bench_pattern pattern;
 	uint32_t block_size;
 	unsigned iodepth;
+	unsigned batch;      /* submit once this many requests are queued (fio's
+			      * iodepth_batch_submit); 1 submits each at once */
 	unsigned queues;     /* threads; the disk must have at least this many queues */
 	double runtime_s;    /* stop after this long (when ios is 0) */
 	double ramp_s;       /* run this long first without counting */

@@ -21,6 +21,8 @@ static void bench_help(FILE *out)
 		"                         (default randread)\n"
 		"      --bs SIZE          block size (default 4k)\n"
 		"  -d, --iodepth N        requests in flight per queue (default 32)\n"
+		"      --batch N          submit once N requests are queued (default 1, as\n"
+		"                         fio's iodepth_batch_submit)\n"
 		"  -q, --queues N         queues, each on its own thread (default 1)\n"
 		"      --numjobs N        the same as --queues\n"
 		"  -t, --runtime SECONDS  how long to run (default 10)\n"
@@ -58,7 +60,7 @@ static bool parse_seconds(const char *option, const char *text, double *out)
 }
 
 enum { OPT_RW = 256, OPT_BS, OPT_NUMJOBS, OPT_RAMP, OPT_MIX, OPT_OFFSET, OPT_SIZE, OPT_ENGINE,
-       OPT_CACHE, OPT_SEED, OPT_JSON };
+       OPT_CACHE, OPT_SEED, OPT_JSON, OPT_BATCH };
 
 static int parse_option(struct bench_cli *b, int c)
 {
@@ -79,6 +81,9 @@ static int parse_option(struct bench_cli *b, int c)
 	case 'd':
 		return cli_parse_uint("bench", "--iodepth", optarg, 1, 4096, &b->p.iodepth) ? 0
 											   : CLI_EXIT_USAGE;
+	case OPT_BATCH:
+		return cli_parse_uint("bench", "--batch", optarg, 1, 4096, &b->p.batch) ? 0
+										       : CLI_EXIT_USAGE;
 	case 'q':
 	case OPT_NUMJOBS:
 		return cli_parse_uint("bench", "--queues", optarg, 1, 64, &b->p.queues) ? 0
@@ -122,6 +127,7 @@ static int parse_args(struct bench_cli *b, int argc, char **argv)
 		{"rw", required_argument, NULL, OPT_RW},
 		{"bs", required_argument, NULL, OPT_BS},
 		{"iodepth", required_argument, NULL, 'd'},
+		{"batch", required_argument, NULL, OPT_BATCH},
 		{"queues", required_argument, NULL, 'q'},
 		{"numjobs", required_argument, NULL, OPT_NUMJOBS},
 		{"runtime", required_argument, NULL, 't'},
@@ -176,12 +182,12 @@ static json_t *side_json(const struct bench_side *s, double secs)
 
 static int print_json(const struct bench_cli *b, struct vdisk *disk, const struct bench_result *r)
 {
-	json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:i, s:i, s:i, s:f}", "file",
+	json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:f}", "file",
 			      b->path, "format", vdisk_format_name(disk), "virtual_size",
 			      (json_int_t)vdisk_size(disk), "engine", vdisk_engine_name(disk),
 			      "cache", b->opts.cache == VDISK_CACHE_DIRECT ? "direct" : "writeback",
 			      "rw", bench_pattern_name(b->p.pattern), "bs", (int)b->p.block_size,
-			      "iodepth", (int)b->p.iodepth, "queues", (int)b->p.queues, "seconds",
+			      "iodepth", (int)b->p.iodepth, "batch", (int)b->p.batch, "queues", (int)b->p.queues, "seconds",
 			      r->seconds);
 	if (o) {
 		json_object_set_new(o, "read", side_json(&r->read, r->seconds));
@@ -235,7 +241,7 @@ static void print_text(const struct bench_cli *b, struct vdisk *disk, const stru
 static int bench_main(int argc, char **argv)
 {
 	struct bench_cli b = {
-		.p = {.pattern = BENCH_RANDREAD, .block_size = 4096, .iodepth = 32, .queues = 1,
+		.p = {.pattern = BENCH_RANDREAD, .block_size = 4096, .iodepth = 32, .batch = 1, .queues = 1,
 		      .runtime_s = 10, .read_pct = 50, .seed = 1},
 		.opts = {.cache = VDISK_CACHE_DIRECT, .engine = VDISK_ENGINE_AUTO},
 	};
