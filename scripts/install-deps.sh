@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
 	# build
-	build-essential cmake clang pkg-config libclang-rt-14-dev
+	build-essential cmake clang pkg-config libclang-rt-14-dev jq
 	# libraries the tree links against
 	liburing-dev libaio-dev libxxhash-dev libjansson-dev
 	# tests and benchmarks

@@ -1,0 +1,253 @@
+/* The vdisk command line: exit codes, messages, and results checked against independent
+ * tools (stat, qemu-img, cmp, flock). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "test_util.h"
+
+static const char *vdisk;
+static char out[65536];
+
+#define assert_contains(haystack, needle)                                                  \
+	do {                                                                               \
+		if (!strstr((haystack), (needle)))                                         \
+			fail_msg("expected \"%s\" in output:\n%s", (needle), (haystack)); \
+	} while (0)
+
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run(const char *fmt, ...)
+{
+	char args[3000];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(args, sizeof(args), fmt, ap);
+	va_end(ap);
+	return test_run(out, sizeof(out), "'%s' %s", vdisk, args);
+}
+
+static bool have(const char *tool)
+{
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "command -v %s >/dev/null", tool);
+	return test_run(NULL, 0, "%s", cmd) == 0;
+}
+
+static void test_help(void **state)
+{
+	(void)state;
+	assert_int_equal(run("--help"), 0);
+	assert_contains(out, "Usage: vdisk COMMAND");
+	assert_contains(out, "create");
+	assert_contains(out, "bench");
+	assert_contains(out, "Exit codes");
+	static const char *const cmds[] = {"create", "info", "bench"};
+	for (unsigned i = 0; i < 3; i++) {
+		assert_int_equal(run("%s --help", cmds[i]), 0);
+		char usage[64];
+		snprintf(usage, sizeof(usage), "Usage: vdisk %s", cmds[i]);
+		assert_contains(out, usage);
+		assert_int_equal(run("help %s", cmds[i]), 0);
+		assert_contains(out, usage);
+	}
+}
+
+static void test_usage_errors(void **state)
+{
+	(void)state;
+	assert_int_equal(run("%s", ""), 3);
+	assert_int_equal(run("frobnicate"), 3);
+	assert_contains(out, "unknown command 'frobnicate'");
+	assert_int_equal(run("info"), 3);
+	assert_contains(out, "missing FILE");
+	assert_int_equal(run("info --bogus x"), 3);
+	assert_contains(out, "--bogus");
+	assert_int_equal(run("info a b"), 3);
+	assert_int_equal(run("create"), 3);
+	assert_int_equal(run("create %s", test_path("x.raw")), 3);
+	assert_contains(out, "missing SIZE");
+}
+
+static void test_bad_files(void **state)
+{
+	(void)state;
+	const char *missing = test_path("does-not-exist.raw");
+	assert_int_equal(run("info %s", missing), 2);
+	assert_contains(out, missing);
+	assert_contains(out, "no such file");
+	assert_contains(out, "hint:");
+
+	assert_int_equal(run("info %s", test_tmpdir()), 2);
+	assert_contains(out, "directory");
+
+	const char *empty = test_path("empty.raw");
+	fclose(fopen(empty, "w"));
+	assert_int_equal(run("info %s", empty), 2);
+	assert_contains(out, "empty");
+
+	const char *img = test_path("small.raw");
+	test_write_file(img, 65536, 1);
+	assert_int_equal(run("info -f nope %s", img), 2);
+	assert_contains(out, "unknown format 'nope'");
+}
+
+static void test_create_sizes(void **state)
+{
+	(void)state;
+	const char *img = test_path("ten-g.raw");
+	assert_int_equal(run("create --sparse %s 10G", img), 0);
+	struct stat st;
+	assert_int_equal(stat(img, &st), 0);
+	assert_int_equal(st.st_size, 10737418240LL);
+
+	assert_int_equal(run("info --json %s", img), 0);
+	assert_contains(out, "\"virtual_size\": 10737418240");
+	assert_contains(out, "\"format\": \"raw\"");
+	if (have("qemu-img")) {
+		char q[4096];
+		assert_int_equal(test_run(q, sizeof(q), "qemu-img info --output=json '%s'", img), 0);
+		assert_contains(q, "\"virtual-size\": 10737418240");
+	}
+
+	assert_int_equal(run("create %s 10G", img), 2);
+	assert_contains(out, "exists");
+	assert_int_equal(run("create --force --sparse %s 1.5M", img), 0);
+	assert_int_equal(stat(img, &st), 0);
+	assert_int_equal(st.st_size, 1572864);
+
+	const char *bad = test_path("bad.raw");
+	assert_int_equal(run("create %s abc", bad), 3);
+	assert_contains(out, "not a size");
+	assert_int_equal(run("create %s 99999999999999999999", bad), 3);
+	assert_contains(out, "too large");
+	assert_int_equal(run("create %s 16E", bad), 3);
+	assert_int_equal(run("create %s 0", bad), 3);
+	assert_int_equal(run("create %s 1000", bad), 2);
+	assert_contains(out, "multiple of 512");
+	assert_int_equal(run("create -f nope %s 1M", bad), 2);
+	assert_contains(out, "unknown format");
+	assert_int_not_equal(access(bad, F_OK), 0);
+}
+
+static void test_create_allocated(void **state)
+{
+	(void)state;
+	const char *img = test_path("alloc.raw");
+	assert_int_equal(run("create %s 8M", img), 0);
+	struct stat st;
+	assert_int_equal(stat(img, &st), 0);
+	assert_true((uint64_t)st.st_blocks * 512 >= 8u << 20);
+	const char *sparse = test_path("sparse.raw");
+	assert_int_equal(run("create --sparse %s 8M", sparse), 0);
+	assert_int_equal(stat(sparse, &st), 0);
+	assert_true((uint64_t)st.st_blocks * 512 < 8u << 20);
+}
+
+static void test_bench_counts(void **state)
+{
+	(void)state;
+	const char *img = test_path("bench.raw");
+	test_write_file(img, 4 << 20, 7);
+	assert_int_equal(run("bench --ios 1000 --json %s", img), 0);
+	assert_contains(out, "\"ios\": 1000");
+	assert_contains(out, "\"rw\": \"randread\"");
+	assert_contains(out, "\"p99.9\"");
+	static const char *const engines[] = {"io_uring", "libaio", "sync"};
+	for (unsigned i = 0; i < 3; i++) {
+		assert_int_equal(run("bench --engine %s --ios 300 --iodepth 8 --json %s",
+				     engines[i], img),
+				 0);
+		char want[64];
+		snprintf(want, sizeof(want), "\"engine\": \"%s\"", engines[i]);
+		assert_contains(out, want);
+		assert_contains(out, "\"ios\": 300");
+	}
+	assert_int_equal(run("bench --rw randrw --queues 2 --ios 2000 --bs 8k %s", img), 0);
+	assert_contains(out, "read ");
+	assert_contains(out, "write ");
+}
+
+/* A write workload really writes: the region no longer matches the zeros it held. */
+static void test_bench_writes_data(void **state)
+{
+	(void)state;
+	const char *img = test_path("zeros.raw");
+	assert_int_equal(run("create %s 4M", img), 0);
+	assert_int_equal(test_run(NULL, 0, "cmp -s -n 4194304 '%s' /dev/zero", img), 0);
+	assert_int_equal(run("bench --rw write --bs 64k --ios 64 %s", img), 0);
+	assert_int_equal(test_run(NULL, 0, "cmp -s -n 4194304 '%s' /dev/zero", img), 1);
+}
+
+static void test_bench_bad_options(void **state)
+{
+	(void)state;
+	const char *img = test_path("opts.raw");
+	test_write_file(img, 1 << 20, 3);
+	assert_int_equal(run("bench --bs 1000 %s", img), 3);
+	assert_int_equal(run("bench --iodepth 0 %s", img), 3);
+	assert_int_equal(run("bench --rw sideways %s", img), 3);
+	assert_int_equal(run("bench --engine warp %s", img), 3);
+	assert_int_equal(run("bench --runtime -1 %s", img), 3);
+	assert_int_equal(run("bench --rwmixread 101 %s", img), 3);
+	assert_int_equal(run("bench --bs 2M %s", img), 2);
+	assert_contains(out, "region");
+	assert_int_equal(run("bench --offset 2M %s", img), 2);
+}
+
+/* Another process holding an exclusive flock (util-linux flock(1)) keeps writers out. */
+static void test_locked_image(void **state)
+{
+	(void)state;
+	if (!have("flock"))
+		skip();
+	const char *img = test_path("locked.raw");
+	test_write_file(img, 1 << 20, 5);
+	assert_int_equal(test_run(out, sizeof(out),
+				  "flock -x '%s' -c \"'%s' bench --rw write --ios 10 '%s'\"", img,
+				  vdisk, img),
+			 2);
+	assert_contains(out, "in use");
+	assert_int_equal(test_run(out, sizeof(out),
+				  "flock -s '%s' -c \"'%s' info '%s'\"", img, vdisk, img),
+			 0);
+	assert_int_equal(test_run(out, sizeof(out),
+				  "flock -x '%s' -c \"'%s' info -U '%s'\"", img, vdisk, img),
+			 0);
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	test_tmpdir_remove();
+	return 0;
+}
+
+int main(void)
+{
+	vdisk = getenv("VDISK");
+	if (!vdisk || access(vdisk, X_OK) != 0) {
+		fprintf(stderr, "VDISK must name the vdisk binary\n");
+		return TEST_SKIP;
+	}
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_help),
+		cmocka_unit_test(test_usage_errors),
+		cmocka_unit_test(test_bad_files),
+		cmocka_unit_test(test_create_sizes),
+		cmocka_unit_test(test_create_allocated),
+		cmocka_unit_test(test_bench_counts),
+		cmocka_unit_test(test_bench_writes_data),
+		cmocka_unit_test(test_bench_bad_options),
+		cmocka_unit_test(test_locked_image),
+	};
+	return cmocka_run_group_tests(tests, NULL, teardown);
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Every test, on a fresh Debian 12 machine: install dependencies, build with gcc, with clang
+# and with the sanitizers, run the unit tests in each, then a bounded slice of the slow
+# tiers. Switches (environment):
+#   HVSTACK_BENCH=full    the full engine benchmark instead of the CI slice
+#   HVSTACK_BENCH=off     skip the benchmark slice
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+scripts/install-deps.sh
+
+failed=()
+run_suite() { # name builddir cmake-args...
+	local name=$1 dir=$2
+	shift 2
+	echo "== $name: build"
+	scripts/build.sh "$dir" "$@"
+	echo "== $name: ctest"
+	(cd "$dir" && ctest --output-on-failure -j "$(nproc)") || failed+=("$name")
+}
+
+run_suite gcc build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+CC=clang run_suite clang build-clang -DCMAKE_BUILD_TYPE=Debug
+run_suite sanitizers build-asan -DSANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug
+
+case ${HVSTACK_BENCH:-slice} in
+off) ;;
+full) bench/engine.sh ;;
+*) echo "== engine benchmark (CI slice; HVSTACK_BENCH=full for the real one)"
+   bench/engine.sh --quick || failed+=("bench") ;;
+esac
+
+if [ ${#failed[@]} -gt 0 ]; then
+	echo "FAILED: ${failed[*]}"
+	exit 1
+fi
+echo "all suites passed"
