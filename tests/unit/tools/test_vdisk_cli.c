@@ -10,7 +10,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "test_util.h"
@@ -224,6 +231,53 @@ static void test_locked_image(void **state)
 			 0);
 }
 
+/* Runs vdisk in a child where io_uring_setup fails with ENOSYS, as on a kernel without
+ * io_uring; output goes to out. Returns the exit status. */
+static int run_without_io_uring(const char *args_path)
+{
+	struct sock_filter filter[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {sizeof(filter) / sizeof(filter[0]), filter};
+	const char *log = test_path("no-uring.log");
+	pid_t pid = fork();
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
+			_exit(99);
+		execl(vdisk, vdisk, "bench", "--ios", "200", "--json", args_path, (char *)NULL);
+		_exit(98);
+	}
+	int status;
+	waitpid(pid, &status, 0);
+	FILE *f = fopen(log, "r");
+	size_t n = f ? fread(out, 1, sizeof(out) - 1, f) : 0;
+	out[n] = 0;
+	if (f)
+		fclose(f);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void test_engine_fallback(void **state)
+{
+	(void)state;
+	const char *img = test_path("fallback.raw");
+	test_write_file(img, 1 << 20, 9);
+	int status = run_without_io_uring(img);
+	if (status == 99)
+		skip(); /* seccomp unavailable */
+	assert_int_equal(status, 0);
+	assert_contains(out, "io_uring unavailable");
+	assert_contains(out, "using libaio");
+	assert_contains(out, "\"engine\": \"libaio\"");
+	assert_contains(out, "\"ios\": 200");
+}
+
 static int teardown(void **state)
 {
 	(void)state;
@@ -248,6 +302,7 @@ int main(void)
 		cmocka_unit_test(test_bench_writes_data),
 		cmocka_unit_test(test_bench_bad_options),
 		cmocka_unit_test(test_locked_image),
+		cmocka_unit_test(test_engine_fallback),
 	};
 	return cmocka_run_group_tests(tests, NULL, teardown);
 }
