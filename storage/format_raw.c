@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -185,8 +186,10 @@ static int raw_create(const char *path, const struct vdisk_create_options *opts,
 		snprintf(err, err_size, "raw images take no parent and no block size");
 		return -EINVAL;
 	}
-	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (opts->overwrite ? O_TRUNC : O_EXCL),
-		      0644);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	bool created = fd >= 0;
+	if (fd < 0 && errno == EEXIST && opts->overwrite)
+		fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0) {
 		int e = errno;
 		snprintf(err, err_size, e == EEXIST ? "file exists (use --force to replace it)"
@@ -194,8 +197,19 @@ static int raw_create(const char *path, const struct vdisk_create_options *opts,
 			 strerror(e));
 		return -e;
 	}
+	/* An image open elsewhere (a running VM) must not be replaced under its user. */
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		int e = errno;
+		snprintf(err, err_size, e == EWOULDBLOCK ? "is in use by another process (locked)"
+							 : "cannot lock: %s",
+			 strerror(e));
+		close(fd);
+		if (created)
+			unlink(path);
+		return e == EWOULDBLOCK ? -EBUSY : -e;
+	}
 	int ret = 0;
-	if (ftruncate(fd, (off_t)opts->size) != 0)
+	if ((!created && ftruncate(fd, 0) != 0) || ftruncate(fd, (off_t)opts->size) != 0)
 		ret = -errno;
 	else if (!opts->sparse && fallocate(fd, 0, 0, (off_t)opts->size) != 0 &&
 		 errno != EOPNOTSUPP)
@@ -206,7 +220,8 @@ static int raw_create(const char *path, const struct vdisk_create_options *opts,
 	if (ret < 0) {
 		snprintf(err, err_size, "cannot allocate %llu bytes: %s",
 			 (unsigned long long)opts->size, strerror(-ret));
-		unlink(path);
+		if (created) /* never remove what was there before */
+			unlink(path);
 	}
 	return ret;
 }

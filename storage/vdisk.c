@@ -225,7 +225,7 @@ static int submit(struct vdisk *disk, struct vdisk_queue *q, enum vdisk_op op,
 {
 	if (!q || q->disk != disk || !cb)
 		return -EINVAL;
-	if (op != VDISK_OP_READ && disk->read_only)
+	if (op != VDISK_OP_READ && op != VDISK_OP_FLUSH && disk->read_only)
 		return -EROFS;
 	if (op != VDISK_OP_FLUSH && check_range(disk, offset, length) < 0)
 		return -EINVAL;
@@ -259,8 +259,11 @@ static int submit(struct vdisk *disk, struct vdisk_queue *q, enum vdisk_op op,
 		f->discard(req);
 	else
 		f->write_zeroes(req);
+	/* Drop the reference held across the driver call while still submitting: a request
+	 * that is already finished (zero length, an error) is deferred to the next poll, also
+	 * when this submission comes from a callback inside vdisk_queue_poll(). */
+	vdisk_req_end(req, 0);
 	req->submitting = false;
-	vdisk_req_end(req, 0); /* the reference held across the driver call */
 	return 0;
 }
 
@@ -421,6 +424,10 @@ static int create_queues(struct vdisk *disk, char *err, size_t err_size)
 			 MAX_QUEUE_DEPTH);
 		return -EINVAL;
 	}
+	if ((unsigned)disk->opts.engine > VDISK_ENGINE_SYNC) {
+		snprintf(err, err_size, "unknown I/O engine %d", (int)disk->opts.engine);
+		return -EINVAL;
+	}
 	disk->queues = calloc(n, sizeof(*disk->queues));
 	if (!disk->queues)
 		return -ENOMEM;
@@ -428,8 +435,11 @@ static int create_queues(struct vdisk *disk, char *err, size_t err_size)
 		char why[200] = "";
 		int ret = queue_create(disk, depth, &disk->queues[i], why, sizeof(why));
 		if (ret < 0) {
-			snprintf(err, err_size, "cannot start the %s I/O engine: %s",
-				 disk->opts.engine == VDISK_ENGINE_AIO ? "libaio" : "io_uring",
+			snprintf(err, err_size, "cannot start the %sI/O engine: %s",
+				 disk->opts.engine == VDISK_ENGINE_AUTO ? ""
+				 : disk->opts.engine == VDISK_ENGINE_URING ? "io_uring "
+				 : disk->opts.engine == VDISK_ENGINE_AIO   ? "libaio "
+									   : "sync ",
 				 why[0] ? why : strerror(-ret));
 			return ret;
 		}
