@@ -30,6 +30,7 @@ static int engine_try(const struct engine_ops *ops, unsigned depth, struct engin
 	if (!e)
 		return -ENOMEM;
 	e->ops = ops;
+	e->wake_fd = -1;
 	int ret = ops->init(e, depth, why, why_size);
 	if (ret < 0) {
 		free(e);
@@ -335,6 +336,10 @@ int engine_poll(struct engine *e, unsigned min)
 			return ret;
 		total += ret;
 		total += resubmit_retries(e);
+		if (e->woken) {
+			e->woken = false;
+			return total;
+		}
 		if ((unsigned)total >= min || e->inflight == 0)
 			return total;
 		if (ret == 0 && want == 0)
@@ -345,4 +350,13 @@ int engine_poll(struct engine *e, unsigned min)
 int engine_event_fd(struct engine *e)
 {
 	return e->ops->event_fd(e);
+}
+
+char engine_wake_marker;
+
+void engine_set_wake_fd(struct engine *e, int fd)
+{
+	e->wake_fd = fd;
+	if (e->ops->watch)
+		e->ops->watch(e, fd);
 }

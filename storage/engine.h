@@ -69,12 +69,17 @@ struct engine_ops {
 	int (*reap)(struct engine *e, unsigned min);
 	/* An eventfd signalled on completions; created on first use. */
 	int (*event_fd)(struct engine *e);
+	/* Optional: a blocking reap must also return when fd becomes readable; the
+	 * backend then sets e->woken. */
+	void (*watch)(struct engine *e, int fd);
 };
 
 struct engine {
 	const struct engine_ops *ops;
 	void *priv;
 	unsigned inflight; /* operations queued and not yet done */
+	int wake_fd;       /* watched fd (-1: none) */
+	bool woken;        /* wake_fd became readable during a reap */
 	struct engine_io *retry_head, *retry_tail; /* to requeue after a partial result */
 };
 
@@ -96,6 +101,11 @@ int engine_kick(struct engine *e);
  * callbacks. Returns the number of callbacks run or -errno. */
 int engine_poll(struct engine *e, unsigned min);
 int engine_event_fd(struct engine *e);
+/* Makes engine_poll return early when fd (an eventfd the caller drains) becomes readable. */
+void engine_set_wake_fd(struct engine *e, int fd);
+
+/* Marks a completion entry that is a wake-up, not an operation. */
+extern char engine_wake_marker;
 
 /* Backends report each raw result (bytes moved or -errno) here. Returns true when the
  * operation finished and done() ran, false when it was requeued. */

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libaio.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,8 @@ struct aio {
 	io_context_t ctx;
 	int event_fd;
 	unsigned kernel_inflight;
+	struct iocb wake_iocb; /* one-shot poll on the engine's wake fd */
+	bool wake_armed;
 	struct engine_io *pending_head, *pending_tail; /* not yet given to the kernel */
 	struct engine_io *done_head, *done_tail;       /* finished without the kernel */
 };
@@ -156,6 +159,15 @@ static int aio_kick(struct engine *e)
 	return 0;
 }
 
+static void arm_wake(struct engine *e)
+{
+	struct aio *a = e->priv;
+	struct iocb *cb = &a->wake_iocb;
+	io_prep_poll(cb, e->wake_fd, POLLIN);
+	cb->data = &engine_wake_marker;
+	a->wake_armed = io_submit(a->ctx, 1, &cb) == 1;
+}
+
 static int reap_local(struct engine *e)
 {
 	struct aio *a = e->priv;
@@ -194,16 +206,29 @@ static int aio_reap(struct engine *e, unsigned min)
 			continue;
 		if (n < 0)
 			return (int)n;
-		a->kernel_inflight -= (unsigned)n;
 		for (long i = 0; i < n; i++) {
 			struct engine_io *io = events[i].data;
+			if ((void *)io == &engine_wake_marker) {
+				e->woken = true;
+				arm_wake(e);
+				continue;
+			}
+			a->kernel_inflight--;
 			finished += engine_complete(e, io, (int64_t)(long)events[i].res);
 		}
+		if (e->woken)
+			break;
 		want = (unsigned)n >= want ? 0 : want - (unsigned)n;
 		if (n < REAP_BATCH && !want)
 			break;
 	} while (a->kernel_inflight);
 	return finished;
+}
+
+static void aio_watch(struct engine *e, int fd)
+{
+	(void)fd;
+	arm_wake(e);
 }
 
 static int aio_event_fd(struct engine *e)
@@ -225,4 +250,5 @@ const struct engine_ops engine_aio_ops = {
 	.kick = aio_kick,
 	.reap = aio_reap,
 	.event_fd = aio_event_fd,
+	.watch = aio_watch,
 };

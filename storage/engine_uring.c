@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <liburing.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@ struct uring {
 	struct io_uring ring;
 	int event_fd;
 	struct engine_io *pending_head, *pending_tail; /* waiting for a free SQE */
+	bool wake_unarmed;
 };
 
 static int uring_init(struct engine *e, unsigned depth, char *why, size_t why_size)
@@ -87,6 +89,30 @@ static void prep_sqe(struct io_uring_sqe *sqe, struct engine_io *io)
 	io_uring_sqe_set_data(sqe, io);
 }
 
+/* A one-shot poll on the wake fd, armed again after each wake-up. */
+static void arm_wake(struct engine *e)
+{
+	struct uring *u = e->priv;
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+	if (!sqe) {
+		io_uring_submit(&u->ring);
+		sqe = io_uring_get_sqe(&u->ring);
+	}
+	if (!sqe) {
+		u->wake_unarmed = true; /* retried at the next reap */
+		return;
+	}
+	io_uring_prep_poll_add(sqe, e->wake_fd, POLLIN);
+	io_uring_sqe_set_data(sqe, &engine_wake_marker);
+	u->wake_unarmed = false;
+}
+
+static void uring_watch(struct engine *e, int fd)
+{
+	(void)fd;
+	arm_wake(e);
+}
+
 static bool try_queue(struct uring *u, struct engine_io *io)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
@@ -136,6 +162,8 @@ static int uring_reap(struct engine *e, unsigned min)
 {
 	struct uring *u = e->priv;
 	drain_pending(u);
+	if (u->wake_unarmed)
+		arm_wake(e);
 	int ret;
 	if (min)
 		ret = io_uring_submit_and_wait(&u->ring, min);
@@ -166,8 +194,14 @@ static int uring_reap(struct engine *e, unsigned min)
 			done[i].res = cqes[i]->res;
 		}
 		io_uring_cq_advance(&u->ring, n);
-		for (unsigned i = 0; i < n; i++)
+		for (unsigned i = 0; i < n; i++) {
+			if ((void *)done[i].io == &engine_wake_marker) {
+				e->woken = true;
+				arm_wake(e);
+				continue;
+			}
 			finished += engine_complete(e, done[i].io, done[i].res);
+		}
 	}
 	return finished;
 }
@@ -197,4 +231,5 @@ const struct engine_ops engine_uring_ops = {
 	.kick = uring_kick,
 	.reap = uring_reap,
 	.event_fd = uring_event_fd,
+	.watch = uring_watch,
 };

@@ -140,6 +140,8 @@ int vdisk_file_open(const char *path, bool read_only, enum vdisk_cache_mode cach
 	file->fd = file->fd_buffered = -1;
 	file->read_only = read_only;
 	file->is_block_device = S_ISBLK(st.st_mode);
+	file->dev = st.st_dev;
+	file->ino = st.st_ino;
 	file->mem_align = file->offset_align = 1;
 
 	ret = open_descriptors(file, cache, err, err_size);

@@ -21,6 +21,7 @@ struct vdisk_file {
 	uint32_t offset_align; /* offset and length alignment O_DIRECT needs */
 	uint32_t logical_sector_size;
 	uint64_t size; /* at open, and as grown through vdisk_file_set_size() */
+	uint64_t dev, ino; /* identity, to find loops in backing chains */
 	char fallback_reason[160]; /* why O_DIRECT was not used although asked for */
 };
 

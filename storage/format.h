@@ -82,8 +82,11 @@ struct vdisk {
 	bool read_only;
 	struct vdisk_options opts;
 	void *priv; /* the driver's */
-	struct vdisk_queue **queues;
+	struct vdisk_queue **queues; /* of the top of the chain; owned only by the top */
 	unsigned nqueues;
+	struct vdisk *top;   /* the image the consumer opened; itself for the top */
+	struct vdisk *child; /* for a backing image: the image it backs */
+	unsigned depth;      /* 0 for the top, 1 for its backing image, ... */
 	char engine_fallback[200];
 };
 
@@ -106,6 +109,41 @@ void vdisk_req_file_io(struct vdisk_req *req, enum engine_op op, struct vdisk_fi
 void vdisk_req_hold(struct vdisk_req *req);
 /* Drops a reference; result (0 or -errno) is recorded if it is the first error. */
 void vdisk_req_end(struct vdisk_req *req, int result);
+
+/* Records an error for the request (the first one wins) without ending it. */
+void vdisk_req_set_error(struct vdisk_req *req, int error);
+/* Ends the request's part that failed before issuing anything: hold + end(error). */
+void vdisk_req_fail(struct vdisk_req *req, int error);
+
+/* File I/O on a window of the request's buffer: bytes [skip, skip + len) of req->iov move
+ * to or from file_offset. */
+void vdisk_req_file_io_part(struct vdisk_req *req, enum engine_op op, struct vdisk_file *file,
+			    uint64_t skip, uint64_t len, uint64_t file_offset);
+/* Reads bytes [skip, skip + len) of the request's buffer from a backing image at offset
+ * (which must lie inside it). */
+void vdisk_req_backing_read(struct vdisk_req *req, struct vdisk *backing, uint64_t skip,
+			    uint64_t len, uint64_t offset);
+/* Makes [offset, offset + len) of a file read as zeros: FALLOC_FL_ZERO_RANGE where the
+ * file system has it, written zeros otherwise. */
+void vdisk_req_zero_file(struct vdisk_req *req, struct vdisk_file *file, uint64_t offset,
+			 uint64_t len);
+/* Writes zeros to [offset, offset + len) of the request's own disk through its write path
+ * (so a format allocates or masks its backing image as it must). */
+void vdisk_req_write_zeroes_via(struct vdisk_req *req, uint64_t offset, uint64_t len);
+/* An iovec of len zero bytes (len <= VDISK_ZERO_MAX) that stays valid forever, or NULL
+ * when memory is short. */
+#define VDISK_ZERO_MAX (1u << 20)
+const struct iovec *vdisk_zero_iov(uint64_t len);
+
+/* The engine of a queue, for drivers that run operations of their own (metadata). */
+struct engine *vdisk_queue_engine(struct vdisk_queue *q);
+
+/* Opens a backing image (the parent of a differencing image) read-only for disk. It
+ * shares the queues of the top of the chain, so requests on it complete on the same
+ * threads. Refuses loops and chains deeper than VDISK_MAX_CHAIN. */
+#define VDISK_MAX_CHAIN 64
+int vdisk_open_backing(struct vdisk *disk, const char *path, struct vdisk **out, char *err,
+		       size_t err_size);
 
 /* For multi-step operations: a driver takes an engine_io, fills op, file, iov, offset and
  * its own done(), and submits it; each done() ends by releasing the io with

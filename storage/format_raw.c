@@ -2,7 +2,6 @@
  * SEEK_DATA/SEEK_HOLE, discard punches holes, write zeroes uses fallocate when it can. */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +12,6 @@
 
 #include "format.h"
 
-#define ZERO_CHUNK (1u << 20)
 
 static int raw_probe(const struct vdisk_probe *probe)
 {
@@ -59,81 +57,9 @@ static void raw_discard(struct vdisk_req *req)
 			  req->length, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE);
 }
 
-/* Zeros for file systems and devices without FALLOC_FL_ZERO_RANGE: one shared buffer,
- * and an iovec for every length a write of zeros can need (they must outlive the write). */
-static uint8_t *zero_buf;
-static struct iovec zero_sectors[ZERO_CHUNK / 512]; /* [k]: (k + 1) * 512 bytes */
-static struct iovec zero_bytes[512];                /* [k]: k bytes */
-static pthread_once_t zero_once = PTHREAD_ONCE_INIT;
-
-static void zero_init(void)
-{
-	zero_buf = vdisk_alloc_aligned(ZERO_CHUNK);
-	if (!zero_buf)
-		return;
-	memset(zero_buf, 0, ZERO_CHUNK);
-	for (unsigned k = 0; k < ZERO_CHUNK / 512; k++)
-		zero_sectors[k] = (struct iovec){zero_buf, (size_t)(k + 1) * 512};
-	for (unsigned k = 0; k < 512; k++)
-		zero_bytes[k] = (struct iovec){zero_buf, k};
-}
-
-static void write_zero(struct vdisk_req *req, const struct iovec *iov, uint64_t offset)
-{
-	vdisk_req_file_io(req, ENGINE_WRITE, req->disk->file, iov, 1, offset, 0, 0);
-}
-
-static void write_zero_buffers(struct vdisk_req *req)
-{
-	pthread_once(&zero_once, zero_init);
-	if (!zero_buf) {
-		vdisk_req_hold(req);
-		vdisk_req_end(req, -ENOMEM);
-		return;
-	}
-	uint64_t offset = req->offset, end = req->offset + req->length;
-	while (end - offset >= 512) {
-		uint64_t n = end - offset < ZERO_CHUNK ? (end - offset) & ~511ULL : ZERO_CHUNK;
-		write_zero(req, &zero_sectors[n / 512 - 1], offset);
-		offset += n;
-	}
-	if (end > offset)
-		write_zero(req, &zero_bytes[end - offset], offset);
-}
-
-static void zero_range_done(struct engine_io *io, int result)
-{
-	struct vdisk_req *req = io->owner;
-	if (result == -EOPNOTSUPP || result == -EINVAL) {
-		/* this io still holds the request open while the fallback is issued */
-		write_zero_buffers(req);
-		result = 0;
-	}
-	vdisk_req_io_put(req, io, result);
-}
-
 static void raw_write_zeroes(struct vdisk_req *req)
 {
-	struct vdisk_file *file = req->disk->file;
-	if (file->is_block_device) {
-		write_zero_buffers(req);
-		return;
-	}
-	struct engine_io *io = vdisk_req_io_get(req);
-	if (!io) {
-		vdisk_req_hold(req);
-		vdisk_req_end(req, -ENOMEM);
-		return;
-	}
-	*io = (struct engine_io){
-		.op = ENGINE_FALLOCATE,
-		.file = file,
-		.offset = req->offset,
-		.length = req->length,
-		.fallocate_mode = FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
-		.done = zero_range_done,
-	};
-	vdisk_req_io_submit(req, io);
+	vdisk_req_zero_file(req, req->disk->file, req->offset, req->length);
 }
 
 static int raw_block_status(struct vdisk *disk, uint64_t offset, uint64_t length,

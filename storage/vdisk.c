@@ -5,21 +5,38 @@
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "format.h"
+#include "iov.h"
 
 #define DEFAULT_QUEUE_DEPTH 128
 #define MAX_QUEUES 256
 #define MAX_QUEUE_DEPTH 65536
 #define MAX_FORMATS 16
 
+/* A file operation beyond a request's embedded one, or a read from a backing image;
+ * kept on per-queue free lists. */
 struct io_slot {
 	struct engine_io io;
+	struct vdisk_req *req;
+	struct iovec iov[IOV_INLINE]; /* a slice of the request's buffer */
+	struct iovec *heap_iov;       /* when the slice needs more entries */
 	struct io_slot *next;
+};
+
+/* Work handed to a queue's thread by vdisk_queue_post. */
+struct posted {
+	void (*fn)(void *arg);
+	void *arg;
+	struct posted *next;
 };
 
 struct vdisk_queue {
@@ -32,6 +49,10 @@ struct vdisk_queue {
 	struct vdisk_req *free_reqs;
 	struct io_slot *free_ios;
 	struct vdisk_req *deferred_head, *deferred_tail;
+	/* Cross-thread posts: the only fields other threads touch. */
+	pthread_mutex_t post_lock;
+	struct posted *posted_head, *posted_tail;
+	int wake_fd; /* eventfd: posts wake a poll blocked in the engine or on it */
 };
 
 /* ---- format registry ---- */
@@ -130,19 +151,51 @@ void vdisk_req_end(struct vdisk_req *req, int result)
 		req_finish(req);
 }
 
-struct engine_io *vdisk_req_io_get(struct vdisk_req *req)
+static void file_io_done(struct engine_io *io, int result);
+
+static struct io_slot *slot_get(struct vdisk_req *req)
 {
-	if (!req->io_busy) {
-		req->io_busy = true;
-		return &req->io;
-	}
 	struct vdisk_queue *q = req->queue;
 	struct io_slot *slot = q->free_ios;
 	if (slot)
 		q->free_ios = slot->next;
 	else if (!(slot = calloc(1, sizeof(*slot))))
 		return NULL;
-	return &slot->io;
+	slot->req = req;
+	slot->heap_iov = NULL;
+	return slot;
+}
+
+static void slot_put(struct vdisk_queue *q, struct io_slot *slot)
+{
+	free(slot->heap_iov);
+	slot->heap_iov = NULL;
+	slot->next = q->free_ios;
+	q->free_ios = slot;
+}
+
+/* Points slot at bytes [skip, skip + len) of the request's buffer. Returns the number of
+ * iovec entries or -errno. */
+static int slot_slice(struct io_slot *slot, uint64_t skip, uint64_t len, struct iovec **iov)
+{
+	struct vdisk_req *req = slot->req;
+	int n = iov_slice(req->iov, req->iovcnt, skip, len, slot->iov, IOV_INLINE);
+	*iov = slot->iov;
+	if (n == -E2BIG) {
+		n = iov_slice_alloc(req->iov, req->iovcnt, skip, len, &slot->heap_iov);
+		*iov = slot->heap_iov;
+	}
+	return n;
+}
+
+struct engine_io *vdisk_req_io_get(struct vdisk_req *req)
+{
+	if (!req->io_busy) {
+		req->io_busy = true;
+		return &req->io;
+	}
+	struct io_slot *slot = slot_get(req);
+	return slot ? &slot->io : NULL;
 }
 
 void vdisk_req_io_submit(struct vdisk_req *req, struct engine_io *io)
@@ -154,14 +207,75 @@ void vdisk_req_io_submit(struct vdisk_req *req, struct engine_io *io)
 
 void vdisk_req_io_put(struct vdisk_req *req, struct engine_io *io, int result)
 {
-	if (io == &req->io) {
+	if (io == &req->io)
 		req->io_busy = false;
-	} else {
-		struct io_slot *slot = (struct io_slot *)((char *)io - offsetof(struct io_slot, io));
-		slot->next = req->queue->free_ios;
-		req->queue->free_ios = slot;
-	}
+	else
+		slot_put(req->queue, (struct io_slot *)((char *)io - offsetof(struct io_slot, io)));
 	vdisk_req_end(req, result);
+}
+
+void vdisk_req_set_error(struct vdisk_req *req, int error)
+{
+	if (error < 0 && !req->result)
+		req->result = error;
+}
+
+void vdisk_req_fail(struct vdisk_req *req, int error)
+{
+	vdisk_req_hold(req);
+	vdisk_req_end(req, error);
+}
+
+void vdisk_req_file_io_part(struct vdisk_req *req, enum engine_op op, struct vdisk_file *file,
+			    uint64_t skip, uint64_t len, uint64_t file_offset)
+{
+	struct io_slot *slot = slot_get(req);
+	if (!slot) {
+		vdisk_req_fail(req, -ENOMEM);
+		return;
+	}
+	struct iovec *iov;
+	int n = slot_slice(slot, skip, len, &iov);
+	if (n < 0) {
+		slot_put(req->queue, slot);
+		vdisk_req_fail(req, n);
+		return;
+	}
+	slot->io = (struct engine_io){.op = op, .file = file, .iov = iov, .iovcnt = n,
+				      .offset = file_offset, .done = file_io_done};
+	vdisk_req_io_submit(req, &slot->io);
+}
+
+static void backing_read_done(void *opaque, int result)
+{
+	struct io_slot *slot = opaque;
+	struct vdisk_req *req = slot->req;
+	slot_put(req->queue, slot);
+	vdisk_req_end(req, result);
+}
+
+void vdisk_req_backing_read(struct vdisk_req *req, struct vdisk *backing, uint64_t skip,
+			    uint64_t len, uint64_t offset)
+{
+	struct io_slot *slot = slot_get(req);
+	if (!slot) {
+		vdisk_req_fail(req, -ENOMEM);
+		return;
+	}
+	struct iovec *iov;
+	int n = slot_slice(slot, skip, len, &iov);
+	int ret = n < 0 ? n : vdisk_readv(backing, req->queue, iov, n, offset, backing_read_done, slot);
+	if (ret < 0) {
+		slot_put(req->queue, slot);
+		vdisk_req_fail(req, ret);
+		return;
+	}
+	vdisk_req_hold(req);
+}
+
+struct engine *vdisk_queue_engine(struct vdisk_queue *q)
+{
+	return q->engine;
 }
 
 static void file_io_done(struct engine_io *io, int result)
@@ -223,7 +337,7 @@ static int submit(struct vdisk *disk, struct vdisk_queue *q, enum vdisk_op op,
 		  const struct iovec *iov, int iovcnt, uint64_t offset, uint64_t length,
 		  vdisk_cb cb, void *opaque)
 {
-	if (!q || q->disk != disk || !cb)
+	if (!q || q->disk != disk->top || !cb)
 		return -EINVAL;
 	if (op != VDISK_OP_READ && op != VDISK_OP_FLUSH && disk->read_only)
 		return -EROFS;
@@ -330,23 +444,79 @@ int vdisk_queue_kick(struct vdisk_queue *q)
 	return engine_kick(q->engine);
 }
 
+int vdisk_queue_post(struct vdisk_queue *q, void (*fn)(void *arg), void *arg)
+{
+	struct posted *p = malloc(sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	*p = (struct posted){fn, arg, NULL};
+	pthread_mutex_lock(&q->post_lock);
+	if (q->posted_tail)
+		q->posted_tail->next = p;
+	else
+		q->posted_head = p;
+	q->posted_tail = p;
+	pthread_mutex_unlock(&q->post_lock);
+	uint64_t one = 1;
+	if (write(q->wake_fd, &one, sizeof(one)) < 0) {
+		/* saturated counter: the queue is already awake */
+	}
+	signal_event(q);
+	return 0;
+}
+
+static void run_posted(struct vdisk_queue *q)
+{
+	uint64_t v;
+	if (read(q->wake_fd, &v, sizeof(v)) < 0) {
+		/* nothing posted since the last read */
+	}
+	pthread_mutex_lock(&q->post_lock);
+	struct posted *p = q->posted_head;
+	q->posted_head = q->posted_tail = NULL;
+	pthread_mutex_unlock(&q->post_lock);
+	while (p) {
+		struct posted *next = p->next;
+		p->fn(p->arg);
+		free(p);
+		p = next;
+	}
+}
+
+/* Nothing is in the engine but requests wait on work another thread will post. */
+static void wait_for_post(struct vdisk_queue *q)
+{
+	struct pollfd pfd = {.fd = q->wake_fd, .events = POLLIN};
+	while (poll(&pfd, 1, -1) < 0 && errno == EINTR)
+		;
+}
+
 int vdisk_queue_poll(struct vdisk_queue *q, unsigned min_complete)
 {
 	unsigned long long start = q->completed;
 	int ret = 0;
 	q->in_poll = true;
+	run_posted(q);
 	run_deferred(q);
 	for (;;) {
 		unsigned done = (unsigned)(q->completed - start);
 		unsigned want = done >= min_complete ? 0 : min_complete - done;
-		/* Each request still in the engine needs at least one engine completion. */
+		/* Each request still in the engine needs at least one engine completion. The
+		 * engine also returns early when work is posted. */
 		ret = engine_poll(q->engine, want);
+		run_posted(q);
 		run_deferred(q);
 		if (ret < 0)
 			break;
 		done = (unsigned)(q->completed - start);
-		if (done >= min_complete || !q->engine->inflight)
+		if (done >= min_complete || !q->inflight)
 			break;
+		if (!q->engine->inflight) {
+			if (!q->deferred_head)
+				wait_for_post(q);
+			run_posted(q);
+			run_deferred(q);
+		}
 	}
 	q->in_poll = false;
 	if (ret < 0)
@@ -376,7 +546,10 @@ static void queue_destroy(struct vdisk_queue *q)
 {
 	if (!q)
 		return;
+	run_posted(q);
 	engine_destroy(q->engine);
+	close(q->wake_fd);
+	pthread_mutex_destroy(&q->post_lock);
 	while (q->free_reqs) {
 		struct vdisk_req *r = q->free_reqs;
 		q->free_reqs = r->next;
@@ -398,11 +571,19 @@ static int queue_create(struct vdisk *disk, unsigned depth, struct vdisk_queue *
 		return -ENOMEM;
 	q->disk = disk;
 	q->event_fd = -1;
+	q->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (q->wake_fd < 0) {
+		free(q);
+		return -errno;
+	}
 	int ret = engine_create(disk->opts.engine, depth, &q->engine, why, why_size);
 	if (ret < 0) {
+		close(q->wake_fd);
 		free(q);
 		return ret;
 	}
+	engine_set_wake_fd(q->engine, q->wake_fd);
+	pthread_mutex_init(&q->post_lock, NULL);
 	/* Preallocate requests so the steady state never allocates. */
 	for (unsigned i = 0; i < depth; i++) {
 		struct vdisk_req *r = malloc(sizeof(*r));
@@ -493,14 +674,10 @@ static int probe_format(struct vdisk *disk, char *err, size_t err_size)
 	return 0;
 }
 
-int vdisk_open(const char *path, const struct vdisk_options *opts, struct vdisk **out,
-	       char *err, size_t err_size)
+/* Opens one image of a chain: the top (child NULL) or a backing image of child. */
+static int open_image(const char *path, const struct vdisk_options *opts, struct vdisk *child,
+		      struct vdisk **out, char *err, size_t err_size)
 {
-	char scratch[8];
-	if (!err || !err_size) {
-		err = scratch;
-		err_size = sizeof(scratch);
-	}
 	err[0] = 0;
 	struct vdisk *disk = calloc(1, sizeof(*disk));
 	if (!disk) {
@@ -511,6 +688,9 @@ int vdisk_open(const char *path, const struct vdisk_options *opts, struct vdisk 
 		disk->opts = *opts;
 	disk->read_only = disk->opts.read_only;
 	disk->logical_sector_size = disk->physical_sector_size = 512;
+	disk->child = child;
+	disk->top = child ? child->top : disk;
+	disk->depth = child ? child->depth + 1 : 0;
 
 	int ret = vdisk_file_open(path, disk->read_only, disk->opts.cache, disk->opts.no_lock,
 				  &disk->file, err, err_size);
@@ -529,9 +709,11 @@ int vdisk_open(const char *path, const struct vdisk_options *opts, struct vdisk 
 		disk->format = NULL;
 		goto fail;
 	}
-	ret = create_queues(disk, err, err_size);
-	if (ret < 0)
-		goto fail;
+	if (!child) {
+		ret = create_queues(disk, err, err_size);
+		if (ret < 0)
+			goto fail;
+	}
 	*out = disk;
 	return 0;
 fail:
@@ -541,13 +723,56 @@ fail:
 	return ret;
 }
 
+int vdisk_open(const char *path, const struct vdisk_options *opts, struct vdisk **out,
+	       char *err, size_t err_size)
+{
+	char scratch[8];
+	if (!err || !err_size) {
+		err = scratch;
+		err_size = sizeof(scratch);
+	}
+	return open_image(path, opts, NULL, out, err, err_size);
+}
+
+/* Whether path is already an image of the chain below (and including) disk. */
+static bool in_chain(const struct vdisk *disk, const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) != 0)
+		return false;
+	for (; disk; disk = disk->child)
+		if (disk->file->dev == st.st_dev && disk->file->ino == st.st_ino)
+			return true;
+	return false;
+}
+
+int vdisk_open_backing(struct vdisk *disk, const char *path, struct vdisk **out, char *err,
+		       size_t err_size)
+{
+	if (disk->depth + 1 >= VDISK_MAX_CHAIN) {
+		snprintf(err, err_size, "the chain of parents is deeper than %d images",
+			 VDISK_MAX_CHAIN);
+		return -ELOOP;
+	}
+	if (in_chain(disk, path)) {
+		snprintf(err, err_size, "the chain of parents loops back to an image already in it");
+		return -ELOOP;
+	}
+	struct vdisk_options opts = disk->opts;
+	opts.read_only = true;
+	opts.format = NULL;
+	return open_image(path, &opts, disk, out, err, err_size);
+}
+
 void vdisk_close(struct vdisk *disk)
 {
 	if (!disk)
 		return;
-	for (unsigned i = 0; i < disk->nqueues; i++)
-		queue_destroy(disk->queues[i]);
-	free(disk->queues);
+	if (disk->top == disk) {
+		for (unsigned i = 0; i < disk->nqueues; i++)
+			queue_destroy(disk->queues[i]);
+		free(disk->queues);
+	}
 	if (disk->format)
 		disk->format->close(disk);
 	vdisk_file_close(disk->file);
@@ -578,13 +803,13 @@ bool vdisk_read_only(const struct vdisk *disk)
 
 const char *vdisk_engine_name(const struct vdisk *disk)
 {
-	return disk->queues[0]->engine->ops->name;
+	return disk->top->queues[0]->engine->ops->name;
 }
 
 const char *vdisk_engine_fallback_reason(const struct vdisk *disk)
 {
-	if (disk->engine_fallback[0])
-		return disk->engine_fallback;
+	if (disk->top->engine_fallback[0])
+		return disk->top->engine_fallback;
 	if (disk->file->fallback_reason[0])
 		return disk->file->fallback_reason;
 	return NULL;
@@ -592,12 +817,12 @@ const char *vdisk_engine_fallback_reason(const struct vdisk *disk)
 
 unsigned vdisk_queue_count(const struct vdisk *disk)
 {
-	return disk->nqueues;
+	return disk->top->nqueues;
 }
 
 struct vdisk_queue *vdisk_queue(struct vdisk *disk, unsigned index)
 {
-	return index < disk->nqueues ? disk->queues[index] : NULL;
+	return index < disk->top->nqueues ? disk->top->queues[index] : NULL;
 }
 
 int vdisk_block_status(struct vdisk *disk, uint64_t offset, uint64_t length,

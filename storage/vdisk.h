@@ -45,6 +45,7 @@ struct vdisk_options {
 	unsigned queue_depth; /* requests in flight per queue the engine is sized for; 0: 128 */
 	const char *format;   /* force a format by name instead of probing; NULL probes */
 	bool no_lock;         /* skip the advisory image lock (tests that open twice) */
+	bool allow_parent_mismatch; /* open a chain whose parent identity does not match */
 };
 
 /* Opens path. On failure returns -errno and, when err is not NULL, a one-line reason
@@ -90,6 +91,9 @@ int vdisk_queue_poll(struct vdisk_queue *q, unsigned min_complete);
 int vdisk_queue_event_fd(struct vdisk_queue *q);
 /* Requests submitted and not yet completed. */
 unsigned vdisk_queue_inflight(const struct vdisk_queue *q);
+/* Runs fn(arg) on the queue's thread, from its next vdisk_queue_poll(), which it wakes.
+ * Callable from any thread. Returns 0 or -ENOMEM. */
+int vdisk_queue_post(struct vdisk_queue *q, void (*fn)(void *arg), void *arg);
 
 /* Block status: what [offset, offset + length) looks like from the start of the range.
  * Fills *ext with one extent starting at offset (length >= 1, possibly shorter than

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "vhd.h"
 
 static const struct cli_command *const commands[] = {&cmd_create, &cmd_info, &cmd_bench};
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -32,6 +33,7 @@ static const struct cli_command *find_command(const char *name)
 
 int main(int argc, char **argv)
 {
+	vhd_register();
 	if (argc < 2) {
 		usage(stderr);
 		return CLI_EXIT_USAGE;
