@@ -46,6 +46,8 @@ struct vdisk_options {
 	const char *format;   /* force a format by name instead of probing; NULL probes */
 	bool no_lock;         /* skip the advisory image lock (tests that open twice) */
 	bool allow_parent_mismatch; /* open a chain whose parent identity does not match */
+	bool for_repair; /* open a damaged image for vdisk_check(VDISK_CHECK_REPAIR): bad
+			  * metadata is masked in memory and repaired, not refused */
 };
 
 /* Opens path. On failure returns -errno and, when err is not NULL, a one-line reason

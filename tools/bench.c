@@ -57,7 +57,9 @@ struct worker {
 	atomic_uint_fast64_t *issued; /* shared request budget in --ios mode */
 	struct slot *slots;
 	uint64_t rng;
-	uint64_t region_start, region_blocks, next_block;
+	uint64_t region_start, region_blocks;
+	uint64_t region_steps, next_step; /* sequential: positions stride apart */
+	uint64_t stride;
 	uint64_t measure_start_ns, end_ns, last_ns;
 	unsigned unsubmitted; /* queued since the last kick */
 	bool stopping;
@@ -98,14 +100,11 @@ static bool pick_write(struct worker *w)
 
 static uint64_t pick_offset(struct worker *w)
 {
-	uint64_t block;
-	if (bench_pattern_random(w->p->pattern)) {
-		block = next_random(w) % w->region_blocks;
-	} else {
-		block = w->next_block;
-		w->next_block = (w->next_block + 1) % w->region_blocks;
-	}
-	return w->region_start + block * w->p->block_size;
+	if (bench_pattern_random(w->p->pattern))
+		return w->region_start + next_random(w) % w->region_blocks * w->p->block_size;
+	uint64_t step = w->next_step;
+	w->next_step = (w->next_step + 1) % w->region_steps;
+	return w->region_start + step * w->stride;
 }
 
 static bool budget_left(struct worker *w)
@@ -194,11 +193,14 @@ static int worker_setup(struct worker *w, struct vdisk *disk, const struct bench
 		.rng = (p->seed + index) * 0x9E3779B97F4A7C15ULL | 1,
 		.region_start = p->offset,
 		.region_blocks = region / p->block_size,
+		.stride = p->stride ? p->stride : p->block_size,
 	};
+	/* sequential offsets: every position where a whole block still fits */
+	w->region_steps = (region - p->block_size) / w->stride + 1;
 	latency_init(&w->read.lat);
 	latency_init(&w->write.lat);
 	/* Sequential queues each start at their own part of the region. */
-	w->next_block = w->region_blocks / p->queues * index;
+	w->next_step = w->region_steps / p->queues * index;
 	w->slots = calloc(p->iodepth, sizeof(*w->slots));
 	if (!w->slots)
 		return -ENOMEM;

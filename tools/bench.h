@@ -32,6 +32,8 @@ struct bench_params {
 	uint64_t offset;     /* region of the disk used */
 	uint64_t size;       /* 0: to the end of the disk */
 	uint64_t seed;
+	uint64_t stride;     /* sequential patterns: distance between offsets (0: block size),
+			      * like qemu-img bench -S */
 };
 
 struct bench_side {

@@ -31,6 +31,8 @@ static void bench_help(FILE *out)
 		"      --rwmixread PCT    share of reads for randrw and rw (default 50)\n"
 		"      --offset SIZE      start of the region used (default 0)\n"
 		"      --size SIZE        length of the region used (default: to the end)\n"
+		"      --stride SIZE      sequential patterns: distance between requests\n"
+		"                         (default: the block size)\n"
 		"      --engine ENGINE    auto, io_uring, libaio or sync (default auto)\n"
 		"      --cache MODE       direct (O_DIRECT, default) or writeback\n"
 		"  -f, --format FMT       read the image as FMT instead of probing its content\n"
@@ -60,7 +62,7 @@ static bool parse_seconds(const char *option, const char *text, double *out)
 }
 
 enum { OPT_RW = 256, OPT_BS, OPT_NUMJOBS, OPT_RAMP, OPT_MIX, OPT_OFFSET, OPT_SIZE, OPT_ENGINE,
-       OPT_CACHE, OPT_SEED, OPT_JSON, OPT_BATCH };
+       OPT_CACHE, OPT_SEED, OPT_JSON, OPT_BATCH, OPT_STRIDE };
 
 static int parse_option(struct bench_cli *b, int c)
 {
@@ -103,6 +105,12 @@ static int parse_option(struct bench_cli *b, int c)
 		return 0;
 	case OPT_OFFSET:
 		return cli_parse_size("bench", "--offset", optarg, &b->p.offset) ? 0 : CLI_EXIT_USAGE;
+	case OPT_STRIDE:
+		if (!cli_parse_size("bench", "--stride", optarg, &b->p.stride))
+			return CLI_EXIT_USAGE;
+		if (b->p.stride && b->p.stride < b->p.block_size)
+			return cli_usage_error("bench", "--stride must be at least --bs");
+		return 0;
 	case OPT_SIZE:
 		return cli_parse_size("bench", "--size", optarg, &b->p.size) ? 0 : CLI_EXIT_USAGE;
 	case OPT_ENGINE:
@@ -136,6 +144,7 @@ static int parse_args(struct bench_cli *b, int argc, char **argv)
 		{"rwmixread", required_argument, NULL, OPT_MIX},
 		{"offset", required_argument, NULL, OPT_OFFSET},
 		{"size", required_argument, NULL, OPT_SIZE},
+		{"stride", required_argument, NULL, OPT_STRIDE},
 		{"engine", required_argument, NULL, OPT_ENGINE},
 		{"cache", required_argument, NULL, OPT_CACHE},
 		{"format", required_argument, NULL, 'f'},
