@@ -7,6 +7,7 @@
 #ifndef HV_STORAGE_FORMAT_H
 #define HV_STORAGE_FORMAT_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -87,6 +88,11 @@ struct vdisk {
 	struct vdisk *top;   /* the image the consumer opened; itself for the top */
 	struct vdisk *child; /* for a backing image: the image it backs */
 	unsigned depth;      /* 0 for the top, 1 for its backing image, ... */
+	/* Writes must cover whole units of this many bytes (1: any). The block layer turns
+	 * other writes into read-modify-write before the driver sees them. */
+	uint32_t write_granularity;
+	pthread_mutex_t rmw_lock;
+	struct rmw *rmw_active; /* read-modify-writes in progress */
 	char engine_fallback[200];
 };
 

@@ -381,6 +381,160 @@ static int submit(struct vdisk *disk, struct vdisk_queue *q, enum vdisk_op op,
 	return 0;
 }
 
+/* ---- read-modify-write for drivers with a write granularity ---- */
+
+/* An unaligned write: the partial units at its edges are read through the disk itself
+ * (so a differencing image reads them from its parent), merged with the caller's data in
+ * a bounce buffer, and written back as one aligned write. Two of them that share a unit
+ * would each write back the other's old bytes, so they run one after the other. */
+struct rmw {
+	struct vdisk *disk;
+	struct vdisk_queue *queue;
+	const struct iovec *iov;
+	int iovcnt;
+	uint64_t offset, length; /* the caller's write */
+	uint64_t start, end;     /* the aligned range */
+	uint8_t *buf;
+	struct iovec biov;
+	struct iovec edge[2]; /* the head and tail reads */
+	unsigned pending;
+	int result;
+	vdisk_cb cb;
+	void *opaque;
+	struct rmw *next;    /* disk->rmw_active list */
+	struct rmw *waiters; /* started when this one ends */
+};
+
+static void rmw_start(void *arg);
+
+/* Ends r: reports result, then starts the writes that waited for its units. */
+static void rmw_end(struct rmw *r, int result)
+{
+	struct vdisk *disk = r->disk;
+	pthread_mutex_lock(&disk->rmw_lock);
+	for (struct rmw **p = &disk->rmw_active; *p; p = &(*p)->next) {
+		if (*p == r) {
+			*p = r->next;
+			break;
+		}
+	}
+	struct rmw *w = r->waiters;
+	pthread_mutex_unlock(&disk->rmw_lock);
+	while (w) {
+		struct rmw *next = w->next;
+		if (w->queue == r->queue || vdisk_queue_post(w->queue, rmw_start, w) < 0)
+			rmw_start(w);
+		w = next;
+	}
+	vdisk_cb cb = r->cb;
+	void *arg = r->opaque;
+	struct vdisk_queue *q = r->queue;
+	free(r->buf);
+	free(r);
+	q->inflight--;
+	q->completed++;
+	cb(arg, result);
+}
+
+static void rmw_written(void *opaque, int result)
+{
+	rmw_end(opaque, result);
+}
+
+static void rmw_edge_read(void *opaque, int result)
+{
+	struct rmw *r = opaque;
+	if (result < 0 && !r->result)
+		r->result = result;
+	if (--r->pending)
+		return;
+	int ret = r->result;
+	if (ret == 0) {
+		iov_to_buf(r->iov, r->iovcnt, 0, r->buf + (r->offset - r->start), r->length);
+		r->biov = (struct iovec){r->buf, r->end - r->start};
+		ret = submit(r->disk, r->queue, VDISK_OP_WRITE, &r->biov, 1, r->start,
+			     r->end - r->start, rmw_written, r);
+	}
+	if (ret < 0)
+		rmw_end(r, ret);
+}
+
+static int rmw_read_unit(struct rmw *r, struct iovec *edge, uint64_t unit_start)
+{
+	uint32_t unit = r->disk->write_granularity;
+	uint64_t len = unit_start + unit <= r->disk->size ? unit : r->disk->size - unit_start;
+	*edge = (struct iovec){r->buf + (unit_start - r->start), (size_t)len};
+	r->pending++;
+	int ret = submit(r->disk, r->queue, VDISK_OP_READ, edge, 1, unit_start, len,
+			 rmw_edge_read, r);
+	if (ret < 0) {
+		r->pending--;
+		if (!r->result)
+			r->result = ret;
+	}
+	return ret;
+}
+
+/* Reads the edges of r, unless a running read-modify-write shares a unit with it: then r
+ * waits for that one to end. Runs on r's queue thread. */
+static void rmw_start(void *arg)
+{
+	struct rmw *r = arg;
+	struct vdisk *disk = r->disk;
+	pthread_mutex_lock(&disk->rmw_lock);
+	for (struct rmw *a = disk->rmw_active; a; a = a->next) {
+		if (r->start < a->end && a->start < r->end) {
+			r->next = a->waiters;
+			a->waiters = r;
+			pthread_mutex_unlock(&disk->rmw_lock);
+			return;
+		}
+	}
+	r->next = disk->rmw_active;
+	disk->rmw_active = r;
+	pthread_mutex_unlock(&disk->rmw_lock);
+
+	uint32_t unit = disk->write_granularity;
+	uint64_t head = r->start, tail = (r->offset + r->length - 1) / unit * unit;
+	r->pending = 1; /* held while the edge reads are issued */
+	if (r->offset != head)
+		rmw_read_unit(r, &r->edge[0], head);
+	if ((r->offset + r->length) % unit && (tail != head || r->offset == head))
+		rmw_read_unit(r, &r->edge[1], tail);
+	/* Drop the hold. With no read in flight (both refused) this ends r now: that can
+	 * only happen on a queue that is already polling or from a post. */
+	rmw_edge_read(r, 0);
+}
+
+static int submit_rmw(struct vdisk *disk, struct vdisk_queue *q, const struct iovec *iov,
+		      int iovcnt, uint64_t offset, uint64_t length, vdisk_cb cb, void *opaque)
+{
+	uint32_t unit = disk->write_granularity;
+	struct rmw *r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	*r = (struct rmw){.disk = disk, .queue = q, .iov = iov, .iovcnt = iovcnt,
+			  .offset = offset, .length = length, .cb = cb, .opaque = opaque};
+	r->start = offset / unit * unit;
+	r->end = (offset + length + unit - 1) / unit * unit;
+	if (r->end > disk->size)
+		r->end = disk->size;
+	r->buf = vdisk_alloc_aligned(r->end - r->start);
+	if (!r->buf) {
+		free(r);
+		return -ENOMEM;
+	}
+	/* The completion must not run inside this call: start from the queue's next poll. */
+	int ret = vdisk_queue_post(q, rmw_start, r);
+	if (ret < 0) {
+		free(r->buf);
+		free(r);
+		return ret;
+	}
+	q->inflight++;
+	return 0;
+}
+
 static int submit_iov(struct vdisk *disk, struct vdisk_queue *q, enum vdisk_op op,
 		      const struct iovec *iov, int iovcnt, uint64_t offset, vdisk_cb cb,
 		      void *opaque)
@@ -391,6 +545,11 @@ static int submit_iov(struct vdisk *disk, struct vdisk_queue *q, enum vdisk_op o
 	uint64_t length = iov_length(iov, iovcnt, &overflow);
 	if (overflow)
 		return -EINVAL;
+	uint32_t unit = disk->write_granularity;
+	if (op == VDISK_OP_WRITE && unit > 1 && length && ((offset | length) % unit) &&
+	    !disk->read_only && q && q->disk == disk->top && cb &&
+	    check_range(disk, offset, length) == 0)
+		return submit_rmw(disk, q, iov, iovcnt, offset, length, cb, opaque);
 	return submit(disk, q, op, iov, iovcnt, offset, length, cb, opaque);
 }
 
@@ -690,6 +849,8 @@ static int open_image(const char *path, const struct vdisk_options *opts, struct
 	disk->logical_sector_size = disk->physical_sector_size = 512;
 	disk->child = child;
 	disk->top = child ? child->top : disk;
+	disk->write_granularity = 1;
+	pthread_mutex_init(&disk->rmw_lock, NULL);
 	disk->depth = child ? child->depth + 1 : 0;
 
 	int ret = vdisk_file_open(path, disk->read_only, disk->opts.cache, disk->opts.no_lock,
@@ -776,6 +937,7 @@ void vdisk_close(struct vdisk *disk)
 	if (disk->format)
 		disk->format->close(disk);
 	vdisk_file_close(disk->file);
+	pthread_mutex_destroy(&disk->rmw_lock);
 	free(disk);
 }
 

@@ -847,6 +847,9 @@ static int vhd_open(struct vdisk *disk, char *err, size_t err_size)
 		return ret;
 	}
 	disk->size = vhd->virtual_size;
+	/* Bitmaps mark whole sectors: a partial sector must first be read from the parent. */
+	if (is_diff(vhd))
+		disk->write_granularity = VHD_SECTOR;
 	return 0;
 }
 
