@@ -23,7 +23,7 @@ struct cli_command {
 	void (*help)(FILE *out);
 };
 
-extern const struct cli_command cmd_info, cmd_create, cmd_bench;
+extern const struct cli_command cmd_info, cmd_create, cmd_check, cmd_bench;
 
 /* "vdisk: CMD: message" on stderr; returns CLI_EXIT_USAGE. Adds a pointer to --help. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

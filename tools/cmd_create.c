@@ -11,11 +11,12 @@ static void create_help(FILE *out)
 		"Usage: vdisk create [OPTIONS] FILE SIZE\n\n"
 		"Creates an image of SIZE bytes (suffixes K, M, G, T: 512, 64M, 10G, 1.5T).\n\n"
 		"Options:\n"
-		"  -f, --format FMT       image format: raw (default raw)\n"
+		"  -f, --format FMT       image format: raw or vhd (default raw)\n"
 		"  -t, --type TYPE        fixed, dynamic or differencing, where the format has types\n"
 		"  -b, --block-size SIZE  allocation block size, where the format has blocks\n"
 		"  -p, --parent FILE      parent image of a differencing image\n"
 		"      --sparse           leave fixed and raw images unallocated on the host\n"
+		"      --round-mib        round SIZE up to a whole MiB (Azure requires it)\n"
 		"      --force            replace FILE if it exists\n"
 		"      --json             report the result as JSON\n"
 		"  -h, --help             show this help\n");
@@ -23,6 +24,14 @@ static void create_help(FILE *out)
 
 static int report(const char *path, struct vdisk_create_options *o, bool json)
 {
+	if (!o->size) { /* a child takes its parent's size: read it back */
+		struct vdisk *disk;
+		struct vdisk_options ro = {.read_only = true, .cache = VDISK_CACHE_WRITEBACK};
+		if (vdisk_open(path, &ro, &disk, NULL, 0) == 0) {
+			o->size = vdisk_size(disk);
+			vdisk_close(disk);
+		}
+	}
 	if (json)
 		return cli_print_json(json_pack("{s:s, s:s, s:I}", "file", path, "format",
 						o->format, "virtual_size", (json_int_t)o->size));
@@ -39,12 +48,13 @@ static int create_run(int argc, char **argv)
 						{"block-size", required_argument, NULL, 'b'},
 						{"parent", required_argument, NULL, 'p'},
 						{"sparse", no_argument, NULL, 's'},
+						{"round-mib", no_argument, NULL, 'M'},
 						{"force", no_argument, NULL, 'F'},
 						{"json", no_argument, NULL, 'j'},
 						{"help", no_argument, NULL, 'h'},
 						{0}};
 	struct vdisk_create_options o = {.format = "raw"};
-	bool json = false;
+	bool json = false, round_mib = false;
 	uint64_t block_size = 0;
 	int c;
 	optind = 1;
@@ -74,6 +84,9 @@ static int create_run(int argc, char **argv)
 		case 'F':
 			o.overwrite = true;
 			break;
+		case 'M':
+			round_mib = true;
+			break;
 		case 'j':
 			json = true;
 			break;
@@ -98,6 +111,8 @@ static int create_run(int argc, char **argv)
 	if (left == 2 && (o.size == 0 || o.size > INT64_MAX))
 		return cli_usage_error("create", "SIZE '%s' must be between 1 byte and 8 EiB",
 				       argv[optind + 1]);
+	if (round_mib)
+		o.size = (o.size + (1 << 20) - 1) & ~(uint64_t)((1 << 20) - 1);
 	char err[256];
 	int ret = vdisk_create(path, &o, err, sizeof(err));
 	if (ret < 0)

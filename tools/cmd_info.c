@@ -12,6 +12,9 @@ static void info_help(FILE *out)
 		     "Shows the format, sizes and format-specific details of an image.\n\n"
 		     "Options:\n"
 		     "  -f, --format FMT   read the image as FMT instead of probing its content\n"
+		     "      --allow-parent-mismatch\n"
+		     "                     open a differencing image whose parent's identity does\n"
+		     "                     not match the one it recorded\n"
 		     "  -U, --force-share  open even while another process writes the image\n"
 		     "      --json         print one JSON object\n"
 		     "  -h, --help         show this help\n");
@@ -107,6 +110,7 @@ static int info_run(int argc, char **argv)
 	static const struct option options[] = {{"format", required_argument, NULL, 'f'},
 						{"force-share", no_argument, NULL, 'U'},
 						{"json", no_argument, NULL, 'j'},
+						{"allow-parent-mismatch", no_argument, NULL, 'P'},
 						{"help", no_argument, NULL, 'h'},
 						{0}};
 	struct vdisk_options opts = {.read_only = true, .cache = VDISK_CACHE_WRITEBACK,
@@ -125,6 +129,9 @@ static int info_run(int argc, char **argv)
 			break;
 		case 'j':
 			json = true;
+			break;
+		case 'P':
+			opts.allow_parent_mismatch = true;
 			break;
 		case 'h':
 			info_help(stdout);

@@ -5,7 +5,8 @@
 #include "cli.h"
 #include "vhd.h"
 
-static const struct cli_command *const commands[] = {&cmd_create, &cmd_info, &cmd_bench};
+static const struct cli_command *const commands[] = {&cmd_create, &cmd_info, &cmd_check,
+						     &cmd_bench};
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
 static void usage(FILE *out)

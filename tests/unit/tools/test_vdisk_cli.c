@@ -57,8 +57,8 @@ static void test_help(void **state)
 	assert_contains(out, "create");
 	assert_contains(out, "bench");
 	assert_contains(out, "Exit codes");
-	static const char *const cmds[] = {"create", "info", "bench"};
-	for (unsigned i = 0; i < 3; i++) {
+	static const char *const cmds[] = {"create", "info", "check", "bench"};
+	for (unsigned i = 0; i < 4; i++) {
 		assert_int_equal(run("%s --help", cmds[i]), 0);
 		char usage[64];
 		snprintf(usage, sizeof(usage), "Usage: vdisk %s", cmds[i]);
@@ -278,6 +278,95 @@ static void test_engine_fallback(void **state)
 	assert_contains(out, "\"ios\": 200");
 }
 
+/* VHD images from the CLI, read back by qemu-img and libvhdi's vhdiinfo. */
+static void test_vhd_create_info(void **state)
+{
+	(void)state;
+	const char *base = test_path("cli-base.vhd");
+	const char *child = test_path("cli-child.vhd");
+	assert_int_equal(run("create -f vhd %s 100M", base), 0);
+	assert_int_equal(run("create -f vhd --parent %s %s", base, child), 0);
+	assert_contains(out, "100 MiB");
+	assert_int_equal(run("info --json %s", child), 0);
+	assert_contains(out, "\"type\": \"differencing\"");
+	assert_contains(out, "\"virtual_size\": 104857600");
+	assert_contains(out, "cli-base.vhd");
+	if (have("qemu-img")) {
+		char q[4096];
+		assert_int_equal(test_run(q, sizeof(q), "qemu-img info --output=json '%s'", base), 0);
+		assert_contains(q, "\"virtual-size\": 104857600");
+	}
+	if (have("vhdiinfo")) {
+		char v[4096];
+		assert_int_equal(test_run(v, sizeof(v), "vhdiinfo '%s'", child), 0);
+		assert_contains(v, "Differential");
+		assert_contains(v, "104857600 bytes");
+		assert_contains(v, "cli-base.vhd");
+	}
+	const char *fixed = test_path("cli-fixed.vhd");
+	assert_int_equal(run("create -f vhd --type fixed --round-mib %s 1000000", fixed), 0);
+	struct stat st;
+	assert_int_equal(stat(fixed, &st), 0);
+	assert_int_equal(st.st_size, 1048576 + 512);
+	assert_int_equal(run("create -f vhd --type sparse %s 1M", test_path("bad.vhd")), 2);
+	assert_int_equal(run("create -f vhd %s 3T", test_path("huge.vhd")), 2);
+	assert_contains(out, "2040");
+}
+
+/* A damaged end footer: check finds it (exit 1), repair fixes it from the copy at 0. */
+static void test_vhd_check_repair(void **state)
+{
+	(void)state;
+	const char *img = test_path("damaged.vhd");
+	assert_int_equal(run("create -f vhd %s 16M", img), 0);
+	assert_int_equal(run("check %s", img), 0);
+	assert_contains(out, "no problems found");
+	struct stat st;
+	assert_int_equal(stat(img, &st), 0);
+	/* flip a byte inside the end footer's checksummed area */
+	assert_int_equal(test_run(NULL, 0, "printf 'X' | dd of='%s' bs=1 seek=%lld conv=notrunc 2>/dev/null",
+				  img, (long long)st.st_size - 512 + 40),
+			 0);
+	assert_int_equal(run("check %s", img), 1);
+	assert_int_equal(run("check --repair %s", img), 0);
+	assert_contains(out, "repaired");
+	assert_int_equal(run("check --json %s", img), 0);
+	assert_contains(out, "\"errors\": 0");
+	if (have("qemu-img")) {
+		char q[4096];
+		assert_int_equal(test_run(q, sizeof(q), "qemu-img info '%s'", img), 0);
+		assert_contains(q, "vpc");
+	}
+}
+
+/* A parent replaced by another image is refused unless forced; a chain that loops back
+ * on itself is refused. */
+static void test_vhd_chain_errors(void **state)
+{
+	(void)state;
+	const char *base = test_path("p-base.vhd");
+	const char *child = test_path("p-child.vhd");
+	assert_int_equal(run("create -f vhd %s 8M", base), 0);
+	assert_int_equal(run("create -f vhd --parent %s %s", base, child), 0);
+	assert_int_equal(run("create -f vhd --force %s 8M", base), 0); /* a new identity */
+	assert_int_equal(run("info %s", child), 2);
+	assert_contains(out, "identity");
+	assert_int_equal(run("info --allow-parent-mismatch %s", child), 0);
+
+	/* loop: the base's path now holds a child of itself */
+	const char *a = test_path("loop-a.vhd");
+	const char *b = test_path("loop-b.vhd");
+	assert_int_equal(run("create -f vhd %s 8M", a), 0);
+	assert_int_equal(run("create -f vhd --parent %s %s", a, b), 0);
+	assert_int_equal(test_run(NULL, 0, "cp '%s' '%s'", b, a), 0);
+	assert_int_equal(run("info --allow-parent-mismatch %s", b), 2);
+	assert_contains(out, "loop");
+
+	assert_int_equal(test_run(NULL, 0, "rm -f '%s'", a), 0);
+	assert_int_equal(run("info %s", b), 2);
+	assert_contains(out, "loop-a.vhd");
+}
+
 static int teardown(void **state)
 {
 	(void)state;
@@ -303,6 +392,9 @@ int main(void)
 		cmocka_unit_test(test_bench_bad_options),
 		cmocka_unit_test(test_locked_image),
 		cmocka_unit_test(test_engine_fallback),
+		cmocka_unit_test(test_vhd_create_info),
+		cmocka_unit_test(test_vhd_check_repair),
+		cmocka_unit_test(test_vhd_chain_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, teardown);
 }
