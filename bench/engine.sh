@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Engine benchmark: fio (io_uring, O_DIRECT), `vdisk bench` and `qemu-img bench` on the
-# same raw file, side by side in one run, printed as one markdown table with ratios to fio.
+# Engine benchmark: fio (io_uring, O_DIRECT), `vdisk bench` and `qemu-img bench`, side by
+# side in one run on the same files, printed as markdown tables with ratios.
+#
+#   raw:  the same raw file through fio, vdisk and qemu-img (ratios to fio);
+#   vhd:  a fully allocated dynamic VHD against the raw file and against qemu-img on the
+#         same image, and writes that each allocate a new block of an empty dynamic VHD.
 #
 # Each row runs every tool ROUNDS times, rotating which goes first, and reports the median,
 # because the host disk is shared and noisy: only ratios within one run mean anything.
 #
 # Usage: bench/engine.sh [--quick] [--rounds N] [--runtime S] [--size SIZE] [--dir DIR]
+#                        [--only raw|vhd]
 #   --quick      CI slice: 1 round of 2 s each on a 1 GiB file
 #   VDISK=path   the vdisk binary (default: build/tools/vdisk)
 set -euo pipefail
@@ -16,6 +21,7 @@ vdisk=${VDISK:-$root/build/tools/vdisk}
 rounds=3
 runtime=5
 size=4G
+only=""
 dir=${BENCH_DIR:-$root/out/bench}
 
 while [ $# -gt 0 ]; do
@@ -25,112 +31,178 @@ while [ $# -gt 0 ]; do
 	--runtime) runtime=$2; shift ;;
 	--size) size=$2; shift ;;
 	--dir) dir=$2; shift ;;
-	-h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+	--only) only=$2; shift ;;
+	-h|--help) sed -n '2,16p' "$0"; exit 0 ;;
 	*) echo "engine.sh: unknown option '$1' (see --help)" >&2; exit 3 ;;
 	esac
 	shift
 done
 
-for tool in fio qemu-img jq "$vdisk"; do
+for tool in fio qemu-img jq numfmt "$vdisk"; do
 	command -v "$tool" >/dev/null || { echo "engine.sh: '$tool' not found (run scripts/install-deps.sh and build first)" >&2; exit 2; }
 done
 
 mkdir -p "$dir"
-file=$dir/engine-$size.raw
 bytes=$(numfmt --from=iec "$size")
-# The file holds real data written through the device: reads of holes or unwritten
-# extents never reach the disk and would measure nothing.
-if [ ! -f "$file" ] || [ "$(stat -c %s "$file")" != "$bytes" ]; then
-	echo "engine.sh: writing $size of data to $file" >&2
-	rm -f "$file"
-	fio --name=fill --filename="$file" --size="$bytes" --rw=write --bs=1M --direct=1 \
-		--ioengine=io_uring --iodepth=8 --refill_buffers=0 --output=/dev/null
-fi
+raw=$dir/engine-$size.raw
+vhd=$dir/engine-$size.vhd
+empty_vhd=$dir/engine-empty.vhd
 
-# One measurement: prints "IOPS MBps p99_us"
-run_fio() { # rw bs depth
-	local rw=$1 bs=$2 depth=$3 side=read
-	case $rw in *write) side=write ;; esac
-	fio --name=engine --filename="$file" --rw="$rw" --bs="$bs" --iodepth="$depth" \
+# Files hold real data written through the device: reads of holes or unwritten extents
+# never reach the disk and would measure nothing.
+prepare_raw() {
+	[ -f "$raw" ] && [ "$(stat -c %s "$raw")" = "$bytes" ] && return
+	echo "engine.sh: writing $size of data to $raw" >&2
+	rm -f "$raw"
+	fio --name=fill --filename="$raw" --size="$bytes" --rw=write --bs=1M --direct=1 \
+		--ioengine=io_uring --iodepth=8 --output=/dev/null
+}
+
+prepare_vhd() {
+	[ -f "$vhd" ] && "$vdisk" info --json "$vhd" 2>/dev/null |
+		jq -e ".virtual_size == $bytes and .details.allocated_blocks == .details.bat_entries" >/dev/null && return
+	echo "engine.sh: writing $size of data to the dynamic VHD $vhd" >&2
+	"$vdisk" create -f vhd --force "$vhd" "$size" >/dev/null
+	"$vdisk" bench --rw write --bs 1M --iodepth 8 --ios $((bytes >> 20)) "$vhd" >/dev/null
+}
+
+side_of() { case $1 in *write) echo write ;; *) echo read ;; esac; }
+
+# Each measurement prints "IOPS MBps p99_us".
+run_fio() { # file rw bs depth
+	fio --name=engine --filename="$1" --rw="$2" --bs="$3" --iodepth="$4" \
 		--direct=1 --ioengine=io_uring --time_based --runtime="$runtime" --norandommap \
 		--randrepeat=0 --output-format=json 2>/dev/null |
-		jq -r ".jobs[0].$side | \"\(.iops) \(.bw_bytes / 1e6) \((.clat_ns.percentile[\"99.000000\"] // 0) / 1e3)\""
+		jq -r ".jobs[0].$(side_of "$2") | \"\(.iops) \(.bw_bytes / 1e6) \((.clat_ns.percentile[\"99.000000\"] // 0) / 1e3)\""
 }
 
-run_vdisk() { # rw bs depth
-	local rw=$1 bs=$2 depth=$3 side=read
-	case $rw in *write) side=write ;; esac
-	"$vdisk" bench --rw "$rw" --bs "$bs" --iodepth "$depth" --runtime "$runtime" --json "$file" |
-		jq -r ".$side | \"\(.iops) \(.bw_bytes / 1e6) \(.lat_ns.p99 / 1e3)\""
+run_vdisk() { # file rw bs depth [extra vdisk bench arguments...]
+	local file=$1 rw=$2 bs=$3 depth=$4
+	shift 4
+	"$vdisk" bench --rw "$rw" --bs "$bs" --iodepth "$depth" --runtime "$runtime" "$@" --json "$file" |
+		jq -r ".$(side_of "$rw") | \"\(.iops) \(.bw_bytes / 1e6) \(.lat_ns.p99 / 1e3)\""
 }
 
-# qemu-img bench counts requests instead of timing; it has no random pattern, so its rows
-# are sequential with the same block size and depth. The count targets ~runtime seconds
-# at the rate vdisk just reached.
-run_qemu() { # rw bs depth rate
-	local rw=$1 bs=$2 depth=$3 rate=$4 write=""
+# qemu-img bench counts requests instead of timing and has no random pattern: its rows
+# are sequential with the same block size and depth.
+run_qemu() { # file fmt rw bs depth count [extra qemu-img bench arguments...]
+	local file=$1 fmt=$2 rw=$3 bs=$4 depth=$5 count=$6 write=""
+	shift 6
 	case $rw in *write) write=-w ;; esac
-	local count
-	count=$(awk -v r="$rate" -v t="$runtime" -v b="$bytes" -v s="$(numfmt --from=iec "${bs^^}")" \
-		'BEGIN { c = int(r * t); m = int(b / s); if (c < 1000) c = 1000; print c }')
 	local out secs
-	out=$(qemu-img bench -f raw -t none -i io_uring -c "$count" -d "$depth" \
-		-s "$bs" $write "$file" 2>&1)
+	out=$(qemu-img bench -f "$fmt" -t none -i io_uring -c "$count" -d "$depth" -s "$bs" \
+		$write "$@" "$file" 2>&1)
 	secs=$(sed -n 's/^Run completed in \([0-9.]*\) seconds.*/\1/p' <<<"$out")
 	[ -n "$secs" ] || { echo "engine.sh: qemu-img bench failed: $out" >&2; echo "0 0 0"; return; }
 	awk -v c="$count" -v s="$secs" -v b="$(numfmt --from=iec "${bs^^}")" \
 		'BEGIN { printf "%f %f 0\n", c / s, c * b / s / 1e6 }'
 }
 
+# A request count that takes about runtime seconds at the given rate.
+count_for() { awk -v r="$1" -v t="$runtime" 'BEGIN { c = int(r * t); print c < 1000 ? 1000 : c }'; }
+
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-rows=(
-	"randread 4k 1"
-	"randread 4k 32"
-	"randwrite 4k 32"
-	"read 1m 8"
-	"write 1m 8"
-)
-
-echo "engine.sh: $file, $rounds round(s) x ${runtime}s per tool and row" >&2
-printf '| workload | fio | vdisk | vdisk/fio | qemu-img | qemu-img/fio | vdisk p99 | fio p99 |\n'
-printf '|---|---|---|---|---|---|---|---|\n'
-worst=""
-for row in "${rows[@]}"; do
-	read -r rw bs depth <<<"$row"
-	fio_iops=() fio_mb=() fio_p99=() vd_iops=() vd_mb=() vd_p99=() qm_iops=() qm_mb=()
+# Runs the named measurement commands (one per column) ROUNDS times each, rotating the
+# order, and sets med_iops[i], med_mb[i], med_p99[i] for column i.
+declare -a med_iops med_mb med_p99
+measure() {
+	local n=$# r k
+	local -a cmds=("$@") iops mb p99
+	for ((k = 0; k < n; k++)); do iops[k]="" mb[k]="" p99[k]=""; done
 	for ((r = 0; r < rounds; r++)); do
-		# rotate the order so no tool always runs first
-		for k in 0 1 2; do
-			case $(((k + r) % 3)) in
-			0) read -r a b c < <(run_fio "$rw" "$bs" "$depth")
-			   fio_iops+=("$a") fio_mb+=("$b") fio_p99+=("$c") ;;
-			1) read -r a b c < <(run_vdisk "$rw" "$bs" "$depth")
-			   vd_iops+=("$a") vd_mb+=("$b") vd_p99+=("$c") ;;
-			2) read -r a b c < <(run_qemu "$rw" "$bs" "$depth" "${vd_iops[0]:-${fio_iops[0]:-10000}}")
-			   qm_iops+=("$a") qm_mb+=("$b") ;;
-			esac
+		for ((k = 0; k < n; k++)); do
+			local c=$(((k + r) % n)) a b d
+			read -r a b d < <(eval "${cmds[c]}")
+			iops[c]+="$a " mb[c]+="$b " p99[c]+="$d "
 		done
 	done
-	f=$(printf '%s\n' "${fio_iops[@]}" | median)
-	v=$(printf '%s\n' "${vd_iops[@]}" | median)
-	q=$(printf '%s\n' "${qm_iops[@]}" | median)
-	fm=$(printf '%s\n' "${fio_mb[@]}" | median)
-	vm=$(printf '%s\n' "${vd_mb[@]}" | median)
-	qmm=$(printf '%s\n' "${qm_mb[@]}" | median)
-	fp=$(printf '%s\n' "${fio_p99[@]}" | median)
-	vp=$(printf '%s\n' "${vd_p99[@]}" | median)
-	qnote=""
-	case $rw in rand*) qnote=" (seq)" ;; esac
-	awk -v w="$rw $bs QD$depth" -v f="$f" -v v="$v" -v q="$q" -v fm="$fm" -v vm="$vm" \
-		-v qm="$qmm" -v fp="$fp" -v vp="$vp" -v qn="$qnote" 'BEGIN {
-		fmt = (w ~ /1m/) ? "%.0f MB/s" : "%.0f IOPS"
-		fv = (w ~ /1m/) ? fm : f; vv = (w ~ /1m/) ? vm : v; qv = (w ~ /1m/) ? qm : q
-		printf "| %s | " fmt " | " fmt " | %.2f | " fmt "%s | %.2f | %.0f us | %.0f us |\n",
-			w, fv, vv, fv ? vv / fv : 0, qv, qn, fv ? qv / fv : 0, vp, fp
-	}'
-	ratio=$(awk -v f="$f" -v v="$v" 'BEGIN { printf "%.2f", f ? v / f : 0 }')
-	worst=$(awk -v a="$worst" -v b="$ratio" 'BEGIN { print (a == "" || b < a) ? b : a }')
-done
-echo
-echo "lowest vdisk/fio ratio: $worst (target >= 0.95)"
+	for ((k = 0; k < n; k++)); do
+		med_iops[k]=$(tr ' ' '\n' <<<"${iops[k]}" | grep . | median)
+		med_mb[k]=$(tr ' ' '\n' <<<"${mb[k]}" | grep . | median)
+		med_p99[k]=$(tr ' ' '\n' <<<"${p99[k]}" | grep . | median)
+	done
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b ? a / b : 0 }'; }
+value() { # iops mb workload
+	case $3 in *1m*) printf '%.0f MB/s' "$2" ;; *) printf '%.0f IOPS' "$1" ;; esac
+}
+
+raw_table() {
+	echo "### raw file ($size): vdisk and qemu-img against fio"
+	echo
+	echo '| workload | fio | vdisk | vdisk/fio | qemu-img | qemu-img/fio | vdisk p99 | fio p99 |'
+	echo '|---|---|---|---|---|---|---|---|'
+	local worst="" row rw bs depth
+	for row in "randread 4k 1" "randread 4k 32" "randwrite 4k 32" "read 1m 8" "write 1m 8"; do
+		read -r rw bs depth <<<"$row"
+		local rate
+		rate=$(run_vdisk "$raw" "$rw" "$bs" "$depth" | awk '{ print $1 }')
+		local count
+		count=$(count_for "$rate")
+		measure "run_fio '$raw' $rw $bs $depth" "run_vdisk '$raw' $rw $bs $depth" \
+			"run_qemu '$raw' raw $rw $bs $depth $count"
+		local w="$rw $bs QD$depth" metric=0
+		case $bs in 1m) metric=1 ;; esac
+		local f v q
+		if ((metric)); then f=${med_mb[0]} v=${med_mb[1]} q=${med_mb[2]}; else f=${med_iops[0]} v=${med_iops[1]} q=${med_iops[2]}; fi
+		local seq=""
+		case $rw in rand*) seq=" (seq)" ;; esac
+		printf '| %s | %s | %s | %s | %s%s | %s | %.0f us | %.0f us |\n' "$w" \
+			"$(value "${med_iops[0]}" "${med_mb[0]}" "$w")" \
+			"$(value "${med_iops[1]}" "${med_mb[1]}" "$w")" "$(ratio "$v" "$f")" \
+			"$(value "${med_iops[2]}" "${med_mb[2]}" "$w")" "$seq" "$(ratio "$q" "$f")" \
+			"${med_p99[1]}" "${med_p99[0]}"
+		local r
+		r=$(ratio "$v" "$f")
+		worst=$(awk -v a="$worst" -v b="$r" 'BEGIN { print (a == "" || b < a) ? b : a }')
+	done
+	echo
+	echo "lowest vdisk/fio: $worst (target >= 0.95)"
+	echo
+}
+
+vhd_table() {
+	echo "### dynamic VHD ($size, fully allocated; 2 MiB blocks)"
+	echo
+	echo '| workload | vdisk on VHD | vdisk on raw | VHD/raw | qemu-img on VHD | vdisk/qemu-img |'
+	echo '|---|---|---|---|---|---|'
+	local rate count
+	measure "run_vdisk '$vhd' randread 4k 32" "run_vdisk '$raw' randread 4k 32"
+	printf '| randread 4k QD32 | %.0f IOPS | %.0f IOPS | %s | - | - |\n' "${med_iops[0]}" \
+		"${med_iops[1]}" "$(ratio "${med_iops[0]}" "${med_iops[1]}")"
+	rate=$(run_vdisk "$vhd" read 4k 32 | awk '{ print $1 }')
+	count=$(count_for "$rate")
+	measure "run_vdisk '$vhd' read 4k 32" "run_qemu '$vhd' vpc read 4k 32 $count"
+	printf '| read 4k QD32 (seq) | %.0f IOPS | - | - | %.0f IOPS | %s |\n' "${med_iops[0]}" \
+		"${med_iops[1]}" "$(ratio "${med_iops[0]}" "${med_iops[1]}")"
+
+	# Each write allocates a new 2 MiB block: 4k every 2 MiB of an empty 64 GiB image.
+	# Both tools start from a new empty image every time.
+	local ios=4000
+	alloc_vdisk() {
+		"$vdisk" create -f vhd --force "$empty_vhd" 64G >/dev/null
+		"$vdisk" bench --rw write --bs 4k --stride 2M --iodepth 32 --ios $ios --json "$empty_vhd" |
+			jq -r '.write | "\(.iops) \(.bw_bytes / 1e6) \(.lat_ns.p99 / 1e3)"'
+	}
+	alloc_qemu() {
+		"$vdisk" create -f vhd --force "$empty_vhd" 64G >/dev/null
+		run_qemu "$empty_vhd" vpc write 4k 32 1000 -S 2M
+	}
+	measure alloc_vdisk alloc_qemu
+	printf '| allocating write 4k QD32 | %.0f IOPS | - | - | %.0f IOPS | %s |\n' \
+		"${med_iops[0]}" "${med_iops[1]}" "$(ratio "${med_iops[0]}" "${med_iops[1]}")"
+	rm -f "$empty_vhd"
+	echo
+	echo "targets: VHD/raw >= 0.97; read vdisk/qemu-img >= 1.0; allocating vdisk/qemu-img >= 10"
+	echo
+}
+
+echo "engine.sh: $rounds round(s) x ${runtime}s per tool and row, files in $dir" >&2
+prepare_raw
+[ "$only" = vhd ] || raw_table
+if [ "$only" != raw ]; then
+	prepare_vhd
+	vhd_table
+fi

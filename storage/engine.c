@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const struct engine_ops *engine_for_kind(enum vdisk_engine_kind kind)
 {
@@ -359,4 +360,12 @@ void engine_set_wake_fd(struct engine *e, int fd)
 	e->wake_fd = fd;
 	if (e->ops->watch)
 		e->ops->watch(e, fd);
+}
+
+void engine_drain_wake(int fd)
+{
+	uint64_t v;
+	if (read(fd, &v, sizeof(v)) < 0) {
+		/* already drained */
+	}
 }

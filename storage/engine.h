@@ -104,6 +104,9 @@ int engine_event_fd(struct engine *e);
 /* Makes engine_poll return early when fd (an eventfd the caller drains) becomes readable. */
 void engine_set_wake_fd(struct engine *e, int fd);
 
+/* Reads a fired wake eventfd back to zero, so it does not fire again for the same post. */
+void engine_drain_wake(int fd);
+
 /* Marks a completion entry that is a wake-up, not an operation. */
 extern char engine_wake_marker;
 

@@ -210,6 +210,7 @@ static int aio_reap(struct engine *e, unsigned min)
 			struct engine_io *io = events[i].data;
 			if ((void *)io == &engine_wake_marker) {
 				e->woken = true;
+				engine_drain_wake(e->wake_fd);
 				arm_wake(e);
 				continue;
 			}

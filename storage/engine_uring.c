@@ -197,6 +197,7 @@ static int uring_reap(struct engine *e, unsigned min)
 		for (unsigned i = 0; i < n; i++) {
 			if ((void *)done[i].io == &engine_wake_marker) {
 				e->woken = true;
+				engine_drain_wake(e->wake_fd);
 				arm_wake(e);
 				continue;
 			}

@@ -84,6 +84,92 @@ struct vhd {
 	void *io;
 };
 
+/* ---- the I/O path: vhd.c (reads, writes, status) and vhd_alloc.c (metadata) ---- */
+
+/* A write segment (inside one block) that needs a metadata change. */
+struct vhd_member {
+	struct vdisk_req *req;
+	uint32_t block;
+	uint64_t voff; /* virtual offset */
+	uint64_t skip; /* offset of the segment in the request's buffer */
+	uint64_t len;
+	struct vhd_member *next;
+};
+
+struct vhd_flush_waiter;
+struct vhd_io {
+	pthread_mutex_t lock;
+	/* allocation batches */
+	struct vhd_member *waiting_head, *waiting_tail;
+	bool batch_running;
+	uint64_t alloc_end; /* where the next block may start: the footer offset after all
+			     * reservations */
+	uint8_t **bitmaps;  /* differencing: committed bitmaps by block, NULL until loaded */
+	/* metadata changed in memory, not yet written (see vhd_alloc.c) */
+	uint32_t *dirty;
+	uint32_t ndirty, dirty_cap;
+	uint8_t *dirty_mark; /* per block: already listed in dirty */
+	bool writeback_running;
+	struct vhd_flush_waiter *flush_head, *flush_tail;
+};
+
+static inline struct vhd *vhd_of(struct vdisk *disk)
+{
+	return disk->priv;
+}
+
+static inline struct vhd_io *vhd_io_of(struct vdisk *disk)
+{
+	return vhd_of(disk)->io;
+}
+
+static inline bool vhd_is_sparse(const struct vhd *vhd)
+{
+	return vhd->footer.disk_type != VHD_TYPE_FIXED;
+}
+
+static inline bool vhd_is_diff(const struct vhd *vhd)
+{
+	return vhd->footer.disk_type == VHD_TYPE_DIFFERENCING;
+}
+
+/* BAT entries change under the lock but are read without it. */
+static inline uint32_t vhd_bat_get(const struct vhd *vhd, uint32_t block)
+{
+	return __atomic_load_n(&vhd->bat[block], __ATOMIC_ACQUIRE);
+}
+
+static inline uint64_t vhd_block_data_offset(const struct vhd *vhd, uint32_t sector)
+{
+	return (uint64_t)sector * VHD_SECTOR + vhd->bitmap_size;
+}
+
+/* Sector bitmaps are MSB first. */
+static inline bool vhd_bit_is_set(const uint8_t *bitmap, uint64_t sector)
+{
+	return bitmap[sector / 8] & (0x80 >> (sector % 8));
+}
+
+static inline void vhd_bit_set(uint8_t *bitmap, uint64_t sector)
+{
+	bitmap[sector / 8] |= (uint8_t)(0x80 >> (sector % 8));
+}
+
+/* vhd.c: the committed bitmap of an allocated block of a differencing image. */
+const uint8_t *vhd_bitmap_get(struct vdisk *disk, uint32_t block, uint32_t sector);
+
+/* vhd_alloc.c */
+int vhd_io_init(struct vhd *vhd);
+void vhd_io_free(struct vhd *vhd);
+/* Queues a write segment that needs metadata; vhd_alloc_kick starts a batch for it. */
+void vhd_alloc_add(struct vdisk_req *req, uint32_t block, uint64_t skip, uint64_t len,
+		   uint64_t voff);
+void vhd_alloc_kick(struct vdisk *disk, struct vdisk_queue *q);
+/* A flush: writes back metadata, then makes everything durable. */
+void vhd_flush_req(struct vdisk_req *req);
+/* Writes back metadata synchronously (close, check); nothing may be in flight. */
+int vhd_writeback_sync(struct vdisk *disk);
+
 /* ---- vhd_meta.c ---- */
 
 /* Checksum: one's complement of the byte sum with the checksum field taken as zero. */

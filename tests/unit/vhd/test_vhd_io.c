@@ -17,6 +17,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "test_util.h"
 #include "vdisk.h"
 #include "vhd.h"
@@ -180,6 +182,37 @@ static void qemu_compare(const char *vhd, const uint8_t *shadow, uint64_t size)
 		fail_msg("qemu-img compare: %s", out);
 }
 
+/* vdisk check finds nothing wrong with the metadata on disk. */
+static void expect_clean(const char *path)
+{
+	struct vdisk_options o = {.read_only = true, .no_lock = true};
+	struct vdisk *disk;
+	char err[256];
+	if (vdisk_open(path, &o, &disk, err, sizeof(err)) < 0)
+		fail_msg("reopen %s: %s", path, err);
+	struct vdisk_check_result r;
+	assert_int_equal(vdisk_check(disk, 0, &r), 0);
+	if (r.errors || r.leaks) {
+		char *text = json_dumps(r.findings, 0);
+		fail_msg("%s: %u errors, %u leaks: %s", path, r.errors, r.leaks, text);
+	}
+	json_decref(r.findings);
+	vdisk_close(disk);
+}
+
+/* After a flush, a second opening of the file (which sees only what is on disk, not the
+ * writer's memory) reads the shadow: flush wrote the metadata back. */
+static void expect_on_disk(const char *path, const uint8_t *shadow, uint64_t size)
+{
+	struct vdisk_options o = {.read_only = true, .no_lock = true};
+	struct vdisk *disk;
+	char err[256];
+	if (vdisk_open(path, &o, &disk, err, sizeof(err)) < 0)
+		fail_msg("reopen %s: %s", path, err);
+	verify_reads(disk, shadow, size);
+	vdisk_close(disk);
+}
+
 static void run_workload(const char *path, uint64_t size, uint64_t align, unsigned count)
 {
 	uint8_t *shadow = calloc(1, size);
@@ -188,11 +221,15 @@ static void run_workload(const char *path, uint64_t size, uint64_t align, unsign
 	random_writes(disk, 0, shadow, size, count, 32, align, 3 * MiB);
 	verify_reads(disk, shadow, size);
 	assert_int_equal(vdisk_flush_sync(disk), 0);
+	expect_on_disk(path, shadow, size);
+	expect_clean(path);
+	/* more writes, then close without a flush: close writes the metadata back */
+	random_writes(disk, 0, shadow, size, count / 4, 32, align, 1 * MiB);
 	vdisk_close(disk);
-	/* reopen: what was written is what the metadata says */
 	disk = open_rw(path, 1);
 	verify_reads(disk, shadow, size);
 	vdisk_close(disk);
+	expect_clean(path);
 	qemu_compare(path, shadow, size);
 	free(shadow);
 }
@@ -275,6 +312,9 @@ static void test_differencing_chain(void **state)
 	disk = open_rw(top, 1);
 	verify_reads(disk, shadow, size);
 	vdisk_close(disk);
+	expect_clean(top);
+	expect_clean(mid);
+	expect_clean(base);
 	free(shadow);
 }
 
@@ -352,6 +392,7 @@ static void test_multi_queue_allocation(void **state)
 		pthread_join(t[i], NULL);
 	verify_reads(disk, shadow, size);
 	vdisk_close(disk);
+	expect_clean(path);
 	qemu_compare(path, shadow, size);
 	free(shadow);
 }
