@@ -343,6 +343,8 @@ static int submit(struct vdisk *disk, struct vdisk_queue *q, enum vdisk_op op,
 		return -EROFS;
 	if (op != VDISK_OP_FLUSH && check_range(disk, offset, length) < 0)
 		return -EINVAL;
+	if (op == VDISK_OP_DISCARD && disk->opts.discard_zeroes)
+		op = VDISK_OP_WRITE_ZEROES;
 	struct vdisk_req *req = req_get(q);
 	if (!req)
 		return -ENOMEM;

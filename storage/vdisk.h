@@ -48,6 +48,8 @@ struct vdisk_options {
 	bool allow_parent_mismatch; /* open a chain whose parent identity does not match */
 	bool for_repair; /* open a damaged image for vdisk_check(VDISK_CHECK_REPAIR): bad
 			  * metadata is masked in memory and repaired, not refused */
+	bool discard_zeroes; /* discard writes zeros (a device that promises zeros after
+			      * unmap); otherwise formats that cannot free space keep data */
 };
 
 /* Opens path. On failure returns -errno and, when err is not NULL, a one-line reason
