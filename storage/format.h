@@ -13,6 +13,7 @@
 
 #include "engine.h"
 #include "file.h"
+#include "iov.h"
 #include "vdisk.h"
 
 enum vdisk_op {
@@ -150,6 +151,27 @@ struct engine *vdisk_queue_engine(struct vdisk_queue *q);
 #define VDISK_MAX_CHAIN 64
 int vdisk_open_backing(struct vdisk *disk, const char *path, struct vdisk **out, char *err,
 		       size_t err_size);
+
+/* Metadata jobs: a driver's own file operations, run on one queue, outside any request.
+ * stage_done runs (from that queue's poll) when every operation issued so far has
+ * completed; it may issue the next stage. */
+struct vdisk_job {
+	struct vdisk *disk;
+	struct vdisk_queue *queue;
+	unsigned pending;
+	int result; /* first error */
+	void (*stage_done)(struct vdisk_job *job);
+};
+void vdisk_job_io(struct vdisk_job *job, enum engine_op kind, const struct iovec *iov, int iovcnt,
+		  uint64_t offset);
+void vdisk_job_write(struct vdisk_job *job, void *buf, size_t len, uint64_t offset);
+void vdisk_job_fail(struct vdisk_job *job, int error);
+/* Call after issuing a stage: moves on at once when nothing could be issued. */
+void vdisk_job_issued(struct vdisk_job *job);
+
+/* Ends a held request with result on its own queue's thread: directly when current is its
+ * queue, otherwise through vdisk_queue_post. */
+void vdisk_req_end_on_queue(struct vdisk_req *req, struct vdisk_queue *current, int result);
 
 /* For multi-step operations: a driver takes an engine_io, fills op, file, iov, offset and
  * its own done(), and submits it; each done() ends by releasing the io with

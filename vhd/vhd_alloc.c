@@ -32,89 +32,6 @@
 #define WRITEBACK_DIRTY_MAX 4096
 #define DATA_ALIGN 4096u
 
-/* ---- jobs: a set of file operations on one queue, with a callback when all are done ---- */
-
-struct job {
-	struct vdisk *disk;
-	struct vdisk_queue *queue;
-	unsigned pending;
-	int result;
-	void (*stage_done)(struct job *job);
-};
-
-struct job_op {
-	struct engine_io io;
-	struct job *job;
-	struct iovec iov[IOV_INLINE];
-	struct iovec *heap;
-};
-
-static void job_fail(struct job *job, int error)
-{
-	if (error < 0 && !job->result)
-		job->result = error;
-}
-
-static void job_op_done(struct engine_io *io, int result)
-{
-	struct job_op *op = (struct job_op *)io;
-	struct job *job = op->job;
-	free(op->heap);
-	free(op);
-	job_fail(job, result);
-	if (--job->pending == 0)
-		job->stage_done(job);
-}
-
-static void job_io(struct job *job, enum engine_op kind, const struct iovec *iov, int iovcnt,
-		   uint64_t offset)
-{
-	struct job_op *op = calloc(1, sizeof(*op));
-	if (op && iovcnt > IOV_INLINE && !(op->heap = malloc(sizeof(*iov) * (size_t)iovcnt))) {
-		free(op);
-		op = NULL;
-	}
-	if (!op) {
-		job_fail(job, -ENOMEM);
-		return;
-	}
-	op->job = job;
-	struct iovec *dst = op->heap ? op->heap : op->iov;
-	if (iovcnt)
-		memcpy(dst, iov, sizeof(*iov) * (size_t)iovcnt);
-	op->io = (struct engine_io){.op = kind, .file = job->disk->file, .iov = dst,
-				    .iovcnt = iovcnt, .offset = offset, .done = job_op_done};
-	job->pending++;
-	engine_submit(vdisk_queue_engine(job->queue), &op->io);
-}
-
-static void job_write(struct job *job, void *buf, size_t len, uint64_t offset)
-{
-	struct iovec iov = {buf, len};
-	job_io(job, ENGINE_WRITE, &iov, 1, offset);
-}
-
-/* Call after issuing a stage: moves on at once when nothing could be issued. */
-static void job_issued(struct job *job)
-{
-	if (job->pending == 0)
-		job->stage_done(job);
-}
-
-/* Ends a held request on its own queue's thread. */
-static void req_end_posted(void *arg)
-{
-	struct vdisk_req *req = arg;
-	vdisk_req_end(req, 0);
-}
-
-static void req_end_on_queue(struct vdisk_req *req, struct vdisk_queue *current, int result)
-{
-	vdisk_req_set_error(req, result);
-	if (req->queue == current || vdisk_queue_post(req->queue, req_end_posted, req) < 0)
-		vdisk_req_end(req, 0);
-}
-
 /* ---- dirty metadata ---- */
 
 /* The dirty list has room for every block (allocated at open), so marking cannot fail. */
@@ -134,7 +51,7 @@ struct vhd_flush_waiter {
 };
 
 struct writeback {
-	struct job job;
+	struct vdisk_job job;
 	uint32_t *blocks;    /* dirty blocks taken by this write-back */
 	uint32_t nblocks;    /* 0 until taken */
 	uint8_t *bat_buf;    /* BAT sectors, one per dirty block (unused ones stay unused) */
@@ -226,11 +143,11 @@ static void writeback_issue_metadata(struct writeback *wb)
 		for (uint32_t j = 0; j < i && first; j++)
 			first = wb->blocks[j] * 4 / VHD_SECTOR != sector;
 		if (first)
-			job_write(&wb->job, wb->bat_buf + (size_t)i * VHD_SECTOR, VHD_SECTOR,
+			vdisk_job_write(&wb->job, wb->bat_buf + (size_t)i * VHD_SECTOR, VHD_SECTOR,
 				  vhd->header.table_offset + (uint64_t)sector * VHD_SECTOR);
 		uint32_t block_sector = vhd_bat_get(vhd, wb->blocks[i]);
 		if (wb->bitmaps && wb->bitmaps[i] && block_sector != VHD_BAT_UNUSED)
-			job_write(&wb->job, wb->bitmaps[i], vhd->bitmap_size,
+			vdisk_job_write(&wb->job, wb->bitmaps[i], vhd->bitmap_size,
 				  (uint64_t)block_sector * VHD_SECTOR);
 	}
 }
@@ -244,7 +161,7 @@ static void writeback_finish(struct writeback *wb)
 		writeback_restore(wb, io);
 	for (struct vhd_flush_waiter *w = wb->waiters, *next; w; w = next) {
 		next = w->next;
-		req_end_on_queue(w->req, q, wb->job.result);
+		vdisk_req_end_on_queue(w->req, q, wb->job.result);
 		free(w);
 	}
 	writeback_free(wb);
@@ -254,7 +171,7 @@ static void writeback_finish(struct writeback *wb)
 	writeback_start(disk, q); /* flushes that came in meanwhile */
 }
 
-static void writeback_stage_done(struct job *job)
+static void writeback_stage_done(struct vdisk_job *job)
 {
 	struct writeback *wb = (struct writeback *)job;
 	if (job->result < 0) {
@@ -265,12 +182,12 @@ static void writeback_stage_done(struct job *job)
 	case WB_SYNC_DATA:
 		wb->stage = WB_METADATA;
 		writeback_issue_metadata(wb);
-		job_issued(job);
+		vdisk_job_issued(job);
 		break;
 	case WB_METADATA:
 		wb->stage = WB_SYNC_METADATA;
-		job_io(job, ENGINE_FDATASYNC, NULL, 0, 0);
-		job_issued(job);
+		vdisk_job_io(job, ENGINE_FDATASYNC, NULL, 0, 0);
+		vdisk_job_issued(job);
 		break;
 	default:
 		writeback_finish(wb);
@@ -295,7 +212,7 @@ static void writeback_start(struct vdisk *disk, struct vdisk_queue *q)
 		pthread_mutex_unlock(&io->lock);
 		for (struct vhd_flush_waiter *next; w; w = next) {
 			next = w->next;
-			req_end_on_queue(w->req, q, -ENOMEM);
+			vdisk_req_end_on_queue(w->req, q, -ENOMEM);
 			free(w);
 		}
 		return;
@@ -306,16 +223,16 @@ static void writeback_start(struct vdisk *disk, struct vdisk_queue *q)
 	io->flush_head = io->flush_tail = NULL;
 	pthread_mutex_unlock(&io->lock);
 
-	wb->job = (struct job){.disk = disk, .queue = q, .stage_done = writeback_stage_done};
+	wb->job = (struct vdisk_job){.disk = disk, .queue = q, .stage_done = writeback_stage_done};
 	if (ret < 0) {
-		job_fail(&wb->job, ret);
+		vdisk_job_fail(&wb->job, ret);
 		writeback_finish(wb);
 		return;
 	}
 	/* Nothing dirty: the flush needs only the final fdatasync. */
 	wb->stage = wb->nblocks ? WB_SYNC_DATA : WB_METADATA;
-	job_io(&wb->job, ENGINE_FDATASYNC, NULL, 0, 0);
-	job_issued(&wb->job);
+	vdisk_job_io(&wb->job, ENGINE_FDATASYNC, NULL, 0, 0);
+	vdisk_job_issued(&wb->job);
 }
 
 void vhd_flush_req(struct vdisk_req *req)
@@ -378,7 +295,7 @@ struct batch_block {
 };
 
 struct batch {
-	struct job job;
+	struct vdisk_job job;
 	struct vhd_member *members;
 	struct batch_block *blocks;
 	unsigned nblocks;
@@ -509,7 +426,7 @@ static void batch_issue(struct batch *b)
 	for (unsigned i = 0; i < b->nblocks; i++) {
 		struct batch_block *bb = &b->blocks[i];
 		if (bb->is_new)
-			job_write(&b->job, bb->bitmap - bb->pad, bb->pad + vhd->bitmap_size,
+			vdisk_job_write(&b->job, bb->bitmap - bb->pad, bb->pad + vhd->bitmap_size,
 				  (uint64_t)bb->sector * VHD_SECTOR - bb->pad);
 	}
 	for (struct vhd_member *m = b->members; m; m = m->next) {
@@ -520,10 +437,10 @@ static void batch_issue(struct batch *b)
 		if (n == -E2BIG)
 			n = iov_slice_alloc(m->req->iov, m->req->iovcnt, m->skip, m->len, &slice);
 		if (n < 0) {
-			job_fail(&b->job, n);
+			vdisk_job_fail(&b->job, n);
 			continue;
 		}
-		job_io(&b->job, ENGINE_WRITE, slice, n,
+		vdisk_job_io(&b->job, ENGINE_WRITE, slice, n,
 		       vhd_block_data_offset(vhd, bb->sector) + m->voff % vhd->block_size);
 		if (slice != inline_iov)
 			free(slice);
@@ -572,7 +489,7 @@ static void batch_commit(struct batch *b)
 			if (!committed) {
 				committed = malloc(vhd->bitmap_size);
 				if (!committed) { /* the block reads as its parent: not yet visible */
-					job_fail(&b->job, -ENOMEM);
+					vdisk_job_fail(&b->job, -ENOMEM);
 					continue;
 				}
 				memcpy(committed, bb->bitmap, vhd->bitmap_size);
@@ -592,7 +509,7 @@ static void batch_commit(struct batch *b)
 	pthread_mutex_unlock(&io->lock);
 }
 
-static void batch_done(struct job *job)
+static void batch_done(struct vdisk_job *job)
 {
 	struct batch *b = (struct batch *)job;
 	struct vdisk *disk = job->disk;
@@ -602,7 +519,7 @@ static void batch_done(struct job *job)
 		batch_commit(b);
 	for (struct vhd_member *m = b->members, *next; m; m = next) {
 		next = m->next;
-		req_end_on_queue(m->req, q, job->result);
+		vdisk_req_end_on_queue(m->req, q, job->result);
 		free(m);
 	}
 	batch_free(b);
@@ -639,7 +556,7 @@ static void batch_take_members(struct batch *b, struct vhd_io *io)
 		*tail = m;
 		tail = &m->next;
 		taken++;
-		job_fail(&b->job, batch_add_member(b, m));
+		vdisk_job_fail(&b->job, batch_add_member(b, m));
 	}
 	if (!io->waiting_head)
 		io->waiting_tail = NULL;
@@ -664,22 +581,22 @@ void vhd_alloc_kick(struct vdisk *disk, struct vdisk_queue *q)
 		pthread_mutex_unlock(&io->lock);
 		for (struct vhd_member *next; m; m = next) {
 			next = m->next;
-			req_end_on_queue(m->req, q, -ENOMEM);
+			vdisk_req_end_on_queue(m->req, q, -ENOMEM);
 			free(m);
 		}
 		return;
 	}
-	b->job = (struct job){.disk = disk, .queue = q, .stage_done = batch_done};
+	b->job = (struct vdisk_job){.disk = disk, .queue = q, .stage_done = batch_done};
 	io->batch_running = true;
 	batch_take_members(b, io);
 	b->new_footer_offset = io->alloc_end > vhd->footer_offset ? io->alloc_end : vhd->footer_offset;
 	pthread_mutex_unlock(&io->lock);
 
 	if (b->job.result == 0)
-		job_fail(&b->job, batch_move_footer(b));
+		vdisk_job_fail(&b->job, batch_move_footer(b));
 	if (b->job.result == 0)
 		batch_issue(b);
-	job_issued(&b->job);
+	vdisk_job_issued(&b->job);
 }
 
 /* ---- state ---- */
