@@ -3,14 +3,14 @@
 # side in one run on the same files, printed as markdown tables with ratios.
 #
 #   raw:  the same raw file through fio, vdisk and qemu-img (ratios to fio);
-#   vhd:  a fully allocated dynamic VHD against the raw file and against qemu-img on the
-#         same image, and writes that each allocate a new block of an empty dynamic VHD.
+#   vhd, vhdx: a fully allocated dynamic image against the raw file and against qemu-img
+#         on the same image, and writes that each allocate a new block of an empty one.
 #
 # Each row runs every tool ROUNDS times, rotating which goes first, and reports the median,
 # because the host disk is shared and noisy: only ratios within one run mean anything.
 #
 # Usage: bench/engine.sh [--quick] [--rounds N] [--runtime S] [--size SIZE] [--dir DIR]
-#                        [--only raw|vhd]
+#                        [--only raw|vhd|vhdx]
 #   --quick      CI slice: 1 round of 2 s each on a 1 GiB file
 #   VDISK=path   the vdisk binary (default: build/tools/vdisk)
 set -euo pipefail
@@ -46,7 +46,7 @@ mkdir -p "$dir"
 bytes=$(numfmt --from=iec "$size")
 raw=$dir/engine-$size.raw
 vhd=$dir/engine-$size.vhd
-empty_vhd=$dir/engine-empty.vhd
+vhdx=$dir/engine-$size.vhdx
 
 # Files hold real data written through the device: reads of holes or unwritten extents
 # never reach the disk and would measure nothing.
@@ -58,12 +58,15 @@ prepare_raw() {
 		--ioengine=io_uring --iodepth=8 --output=/dev/null
 }
 
-prepare_vhd() {
-	[ -f "$vhd" ] && "$vdisk" info --json "$vhd" 2>/dev/null |
-		jq -e ".virtual_size == $bytes and .details.allocated_blocks == .details.bat_entries" >/dev/null && return
-	echo "engine.sh: writing $size of data to the dynamic VHD $vhd" >&2
-	"$vdisk" create -f vhd --force "$vhd" "$size" >/dev/null
-	"$vdisk" bench --rw write --bs 1M --iodepth 8 --ios $((bytes >> 20)) "$vhd" >/dev/null
+prepare_image() { # format path: a dynamic image of $size, every block written
+	local fmt=$1 image=$2
+	[ -f "$image" ] && "$vdisk" info --json "$image" 2>/dev/null |
+		jq -e ".virtual_size == $bytes" >/dev/null && [ -f "$image.full" ] && return
+	echo "engine.sh: writing $size of data to the dynamic ${fmt^^} $image" >&2
+	rm -f "$image.full"
+	"$vdisk" create -f "$fmt" --force "$image" "$size" >/dev/null
+	"$vdisk" bench --rw write --bs 1M --iodepth 8 --ios $((bytes >> 20)) "$image" >/dev/null
+	touch "$image.full"
 }
 
 side_of() { case $1 in *write) echo write ;; *) echo read ;; esac; }
@@ -163,49 +166,67 @@ raw_table() {
 	echo
 }
 
-vhd_table() {
-	echo "### dynamic VHD ($size, fully allocated; 2 MiB blocks)"
+# A fully allocated dynamic image of the format against the raw file and against qemu-img,
+# and writes that each allocate a new block of an empty one.
+#   format_table FORMAT QEMU_FORMAT FULL_IMAGE BLOCK_SIZE TARGETS
+format_table() {
+	local fmt=$1 qfmt=$2 image=$3 block=$4 targets=$5
+	echo "### dynamic ${fmt^^} ($size, fully allocated; $block blocks)"
 	echo
-	echo '| workload | vdisk on VHD | vdisk on raw | VHD/raw | qemu-img on VHD | vdisk/qemu-img |'
+	echo "| workload | vdisk on ${fmt^^} | vdisk on raw | ${fmt^^}/raw | qemu-img on ${fmt^^} | vdisk/qemu-img |"
 	echo '|---|---|---|---|---|---|'
 	local rate count
-	measure "run_vdisk '$vhd' randread 4k 32" "run_vdisk '$raw' randread 4k 32"
+	measure "run_vdisk '$image' randread 4k 32" "run_vdisk '$raw' randread 4k 32"
 	printf '| randread 4k QD32 | %.0f IOPS | %.0f IOPS | %s | - | - |\n' "${med_iops[0]}" \
 		"${med_iops[1]}" "$(ratio "${med_iops[0]}" "${med_iops[1]}")"
 	# QEMU submits the requests it queues during one event loop turn together; --batch 32
 	# does the same (submit once per completion round) so both see the same pattern.
-	rate=$(run_vdisk "$vhd" read 4k 32 --batch 32 | awk '{ print $1 }')
+	rate=$(run_vdisk "$image" read 4k 32 --batch 32 | awk '{ print $1 }')
 	count=$(count_for "$rate")
-	measure "run_vdisk '$vhd' read 4k 32 --batch 32" "run_qemu '$vhd' vpc read 4k 32 $count"
-	printf '| read 4k QD32 (seq, batched) | %.0f IOPS | - | - | %.0f IOPS | %s |\n' "${med_iops[0]}" \
-		"${med_iops[1]}" "$(ratio "${med_iops[0]}" "${med_iops[1]}")"
+	measure "run_vdisk '$image' read 4k 32 --batch 32" "run_qemu '$image' $qfmt read 4k 32 $count"
+	printf '| read 4k QD32 (seq, batched) | %.0f IOPS | - | - | %.0f IOPS | %s |\n' \
+		"${med_iops[0]}" "${med_iops[1]}" "$(ratio "${med_iops[0]}" "${med_iops[1]}")"
 
-	# Each write allocates a new 2 MiB block: 4k every 2 MiB of an empty 64 GiB image.
-	# Both tools start from a new empty image every time.
-	local ios=4000
+	# Each write allocates a new block: 4k at the start of every block of an empty 64 GiB
+	# image. Both tools start from a new empty image every time; the raw file's 4k random
+	# overwrite rate is the reference.
+	local ios=2000
 	alloc_vdisk() {
-		"$vdisk" create -f vhd --force "$empty_vhd" 64G >/dev/null
-		"$vdisk" bench --rw write --bs 4k --stride 2M --iodepth 32 --batch 32 --ios $ios \
-			--json "$empty_vhd" |
+		"$vdisk" create -f "$fmt" --force "$empty" 64G >/dev/null
+		"$vdisk" bench --rw write --bs 4k --stride "$block" --iodepth 32 --batch 32 \
+			--ios $ios --json "$empty" |
 			jq -r '.write | "\(.iops) \(.bw_bytes / 1e6) \(.lat_ns.p99 / 1e3)"'
 	}
 	alloc_qemu() {
-		"$vdisk" create -f vhd --force "$empty_vhd" 64G >/dev/null
-		run_qemu "$empty_vhd" vpc write 4k 32 1000 -S 2M
+		"$vdisk" create -f "$fmt" --force "$empty" 64G >/dev/null
+		run_qemu "$empty" "$qfmt" write 4k 32 500 -S "$block"
 	}
-	measure alloc_vdisk alloc_qemu
-	printf '| allocating write 4k QD32 | %.0f IOPS | - | - | %.0f IOPS | %s |\n' \
-		"${med_iops[0]}" "${med_iops[1]}" "$(ratio "${med_iops[0]}" "${med_iops[1]}")"
-	rm -f "$empty_vhd"
+	local empty=$dir/engine-empty.$fmt
+	measure alloc_vdisk alloc_qemu "run_vdisk '$raw' randwrite 4k 32"
+	printf '| allocating write 4k QD32 | %.0f IOPS | %.0f IOPS (4k overwrite) | %s | %.0f IOPS | %s |\n' \
+		"${med_iops[0]}" "${med_iops[2]}" "$(ratio "${med_iops[0]}" "${med_iops[2]}")" \
+		"${med_iops[1]}" "$(ratio "${med_iops[0]}" "${med_iops[1]}")"
+	rm -f "$empty"
 	echo
-	echo "targets: VHD/raw >= 0.97; read vdisk/qemu-img >= 1.0; allocating vdisk/qemu-img >= 10"
+	echo "targets: $targets"
 	echo
 }
 
 echo "engine.sh: $rounds round(s) x ${runtime}s per tool and row, files in $dir" >&2
 prepare_raw
-[ "$only" = vhd ] || raw_table
-if [ "$only" != raw ]; then
-	prepare_vhd
-	vhd_table
-fi
+case $only in "" | raw) raw_table ;; esac
+case $only in "" | vhd)
+	prepare_image vhd "$vhd"
+	format_table vhd vpc "$vhd" 2M \
+		"VHD/raw >= 0.97 (randread); read vdisk/qemu-img >= 1.0; allocating vdisk/qemu-img >= 10" ;;
+esac
+case $only in "" | vhdx)
+	if "$vdisk" create -f vhdx --force "$dir/probe.vhdx" 1M >/dev/null 2>&1; then
+		rm -f "$dir/probe.vhdx"
+		prepare_image vhdx "$vhdx"
+		format_table vhdx vhdx "$vhdx" 32M \
+			"VHDX/raw >= 0.97 (randread); read vdisk/qemu-img >= 1.1; allocating >= 0.6 x raw overwrite and >= 20 x qemu-img"
+	else
+		echo "(vhdx rows skipped: this vdisk cannot create VHDX images)"
+	fi ;;
+esac
