@@ -94,6 +94,12 @@ int engine_create(enum vdisk_engine_kind kind, unsigned depth, struct engine **o
 		  size_t why_size);
 void engine_destroy(struct engine *e);
 
+/* For fault-injection tests only (tests/crash/): while ops is not NULL, engine_create()
+ * builds every new engine from ops, whatever kind was asked for, and reports no fallback.
+ * NULL restores normal behaviour. Engines created before the call keep their backend. Set
+ * it while no other thread creates engines (before opening the images concerned). */
+void engine_set_override(const struct engine_ops *ops);
+
 /* Starts an operation. done() runs later, from engine_poll(). */
 void engine_submit(struct engine *e, struct engine_io *io);
 int engine_kick(struct engine *e);

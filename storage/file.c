@@ -204,7 +204,35 @@ int vdisk_file_pread(struct vdisk_file *file, void *buf, size_t len, uint64_t of
 	return 0;
 }
 
+static const struct vdisk_file_observer *observer;
+
+void vdisk_file_set_observer(const struct vdisk_file_observer *obs)
+{
+	__atomic_store_n(&observer, obs, __ATOMIC_RELEASE);
+}
+
+/* Tells the observer, if any, about an operation (before it when done is false). */
+static void observe(struct vdisk_file_event ev)
+{
+	const struct vdisk_file_observer *obs = __atomic_load_n(&observer, __ATOMIC_ACQUIRE);
+	if (obs)
+		obs->event(obs->opaque, &ev);
+}
+
+static int file_pwrite(struct vdisk_file *file, const void *buf, size_t len, uint64_t offset);
+
 int vdisk_file_pwrite(struct vdisk_file *file, const void *buf, size_t len, uint64_t offset)
+{
+	struct vdisk_file_event ev = {.op = VDISK_FILE_PWRITE, .file = file, .buf = buf,
+				      .len = len, .offset = offset};
+	observe(ev);
+	ev.result = file_pwrite(file, buf, len, offset);
+	ev.done = true;
+	observe(ev);
+	return ev.result;
+}
+
+static int file_pwrite(struct vdisk_file *file, const void *buf, size_t len, uint64_t offset)
 {
 	const uint8_t *p = buf;
 	while (len) {
@@ -227,15 +255,25 @@ int vdisk_file_pwrite(struct vdisk_file *file, const void *buf, size_t len, uint
 
 int vdisk_file_sync(struct vdisk_file *file)
 {
-	return fdatasync(file->fd_buffered) == 0 ? 0 : -errno;
+	struct vdisk_file_event ev = {.op = VDISK_FILE_SYNC, .file = file};
+	observe(ev);
+	ev.result = fdatasync(file->fd_buffered) == 0 ? 0 : -errno;
+	ev.done = true;
+	observe(ev);
+	return ev.result;
 }
 
 int vdisk_file_set_size(struct vdisk_file *file, uint64_t size)
 {
 	if (file->is_block_device)
 		return size <= file->size ? 0 : -ENOSPC;
-	if (ftruncate(file->fd_buffered, (off_t)size) != 0)
-		return -errno;
+	struct vdisk_file_event ev = {.op = VDISK_FILE_SET_SIZE, .file = file, .offset = size};
+	observe(ev);
+	ev.result = ftruncate(file->fd_buffered, (off_t)size) == 0 ? 0 : -errno;
+	ev.done = true;
+	observe(ev);
+	if (ev.result < 0)
+		return ev.result;
 	file->size = size;
 	return 0;
 }

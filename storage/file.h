@@ -49,4 +49,30 @@ bool vdisk_file_range_aligned(const struct vdisk_file *file, uint64_t offset, ui
 /* Allocation helpers for buffers suited to O_DIRECT on any file (4 KiB aligned). */
 void *vdisk_alloc_aligned(size_t len);
 
+/* For fault-injection tests only (tests/crash/): an observer of the changes made to image
+ * files outside the engines. While one is set, every vdisk_file_pwrite, every
+ * vdisk_file_set_size that truncates a regular file and every vdisk_file_sync calls
+ * event() twice on the calling thread: before the system call (done false) and after it
+ * (done true, result 0 or -errno). The observer must stay valid while set; NULL removes
+ * it. Set it while no other thread uses files. */
+enum vdisk_file_op {
+	VDISK_FILE_PWRITE,
+	VDISK_FILE_SET_SIZE,
+	VDISK_FILE_SYNC, /* fdatasync */
+};
+struct vdisk_file_event {
+	enum vdisk_file_op op;
+	bool done;
+	const struct vdisk_file *file;
+	const void *buf; /* PWRITE: the bytes */
+	uint64_t len;    /* PWRITE */
+	uint64_t offset; /* PWRITE: file offset; SET_SIZE: the new size */
+	int result;      /* when done */
+};
+struct vdisk_file_observer {
+	void (*event)(void *opaque, const struct vdisk_file_event *ev);
+	void *opaque;
+};
+void vdisk_file_set_observer(const struct vdisk_file_observer *observer);
+
 #endif

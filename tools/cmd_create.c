@@ -11,7 +11,7 @@ static void create_help(FILE *out)
 		"Usage: vdisk create [OPTIONS] FILE SIZE\n\n"
 		"Creates an image of SIZE bytes (suffixes K, M, G, T: 512, 64M, 10G, 1.5T).\n\n"
 		"Options:\n"
-		"  -f, --format FMT       image format: raw or vhd (default raw)\n"
+		"  -f, --format FMT       image format: raw, vhd or vhdx (default raw)\n"
 		"  -t, --type TYPE        fixed, dynamic or differencing, where the format has types\n"
 		"  -b, --block-size SIZE  allocation block size, where the format has blocks\n"
 		"  -p, --parent FILE      parent image of a differencing image\n"

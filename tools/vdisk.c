@@ -4,6 +4,7 @@
 
 #include "cli.h"
 #include "vhd.h"
+#include "vhdx.h"
 
 static const struct cli_command *const commands[] = {&cmd_create, &cmd_info, &cmd_check,
 						     &cmd_bench};
@@ -35,6 +36,7 @@ static const struct cli_command *find_command(const char *name)
 int main(int argc, char **argv)
 {
 	vhd_register();
+	vhdx_register();
 	if (argc < 2) {
 		usage(stderr);
 		return CLI_EXIT_USAGE;

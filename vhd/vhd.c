@@ -342,6 +342,26 @@ static void vhd_close(struct vdisk *disk)
 	disk->priv = NULL;
 }
 
+/* A crash between growing the file and writing the new footer leaves no footer at the
+ * end: a read-write open puts the copy from offset 0 back there, as a log replay would. */
+static int restore_end_footer(struct vdisk *disk, struct vhd *vhd, char *err, size_t err_size)
+{
+	uint8_t copy[VHD_FOOTER_SIZE];
+	int ret = vdisk_file_pread(disk->file, copy, sizeof(copy), 0);
+	if (ret == 0)
+		ret = vdisk_file_pwrite(disk->file, copy, sizeof(copy), vhd->footer_offset);
+	if (ret == 0)
+		ret = vdisk_file_sync(disk->file);
+	if (ret < 0) {
+		snprintf(err, err_size, "cannot restore the footer at the end of the file: %s",
+			 strerror(-ret));
+		return ret;
+	}
+	memcpy(vhd->footer_raw, copy, sizeof(copy));
+	vhd->footer_from_copy = false;
+	return 0;
+}
+
 static int vhd_open(struct vdisk *disk, char *err, size_t err_size)
 {
 	struct vhd *vhd = calloc(1, sizeof(*vhd));
@@ -352,6 +372,8 @@ static int vhd_open(struct vdisk *disk, char *err, size_t err_size)
 	int ret = vhd_load(disk, vhd, err, err_size);
 	if (ret == 0 && vhd_is_sparse(vhd))
 		ret = vhd_io_init(vhd);
+	if (ret == 0 && vhd->footer_from_copy && !disk->read_only)
+		ret = restore_end_footer(disk, vhd, err, err_size);
 	if (ret == 0 && vhd_is_diff(vhd))
 		ret = open_parent(disk, vhd, err, err_size);
 	if (ret < 0) {
