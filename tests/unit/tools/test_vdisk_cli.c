@@ -367,6 +367,44 @@ static void test_vhd_chain_errors(void **state)
 	assert_contains(out, "loop-a.vhd");
 }
 
+/* VHDX images from the CLI, read back by qemu-img and vhdiinfo. */
+static void test_vhdx_create_info(void **state)
+{
+	(void)state;
+	const char *dyn = test_path("cli.vhdx");
+	const char *child = test_path("cli-child.vhdx");
+	const char *fixed = test_path("cli-fixed.vhdx");
+	assert_int_equal(run("create -f vhdx %s 1G", dyn), 0);
+	assert_int_equal(run("create -f vhdx --parent %s %s", dyn, child), 0);
+	assert_contains(out, "1 GiB");
+	assert_int_equal(run("create -f vhdx --type fixed %s 8M", fixed), 0);
+	assert_int_equal(run("info --json %s", child), 0);
+	assert_contains(out, "\"format\": \"vhdx\"");
+	assert_contains(out, "\"type\": \"differencing\"");
+	assert_contains(out, "\"virtual_size\": 1073741824");
+	assert_int_equal(run("info %s", dyn), 0);
+	assert_contains(out, "block size:      32 MiB");
+	assert_int_equal(run("check %s", dyn), 0);
+	if (have("qemu-img")) {
+		char q[4096];
+		assert_int_equal(test_run(q, sizeof(q), "qemu-img info --output=json '%s'", dyn), 0);
+		assert_contains(q, "\"virtual-size\": 1073741824");
+		assert_contains(q, "\"format\": \"vhdx\"");
+		assert_int_equal(test_run(q, sizeof(q), "qemu-img check '%s'", dyn), 0);
+		assert_int_equal(test_run(q, sizeof(q), "qemu-img check '%s'", fixed), 0);
+	}
+	if (have("vhdiinfo")) {
+		char v[4096];
+		assert_int_equal(test_run(v, sizeof(v), "vhdiinfo '%s'", child), 0);
+		assert_contains(v, "VHDX");
+		assert_contains(v, "1073741824 bytes");
+		assert_contains(v, "Differential");
+	}
+	assert_int_equal(run("create -f vhdx %s 65T", test_path("huge.vhdx")), 2);
+	assert_contains(out, "64 TiB");
+	assert_int_equal(run("create -f vhdx --block-size 3M %s 1G", test_path("odd.vhdx")), 2);
+}
+
 static int teardown(void **state)
 {
 	(void)state;
@@ -395,6 +433,7 @@ int main(void)
 		cmocka_unit_test(test_vhd_create_info),
 		cmocka_unit_test(test_vhd_check_repair),
 		cmocka_unit_test(test_vhd_chain_errors),
+		cmocka_unit_test(test_vhdx_create_info),
 	};
 	return cmocka_run_group_tests(tests, NULL, teardown);
 }
