@@ -4,10 +4,11 @@
  *
  * Reads and writes of present data go straight to the file, in parallel, without a lock.
  * Writes that need a metadata change (a new payload block, a new sector bitmap block, new
- * bitmap bits of a differencing image) join a per-disk batch, which runs one at a time:
- * it extends the file by whole blocks (1 MiB aligned), writes its members' data, then
- * makes the new BAT entries and bitmap bits visible in memory, marks the 4 KiB metadata
- * pages they live in dirty, and completes the members.
+ * bitmap bits of a differencing image) join a batch: it reserves whole blocks at the end
+ * of the file (1 MiB aligned), writes its members' data, then makes the new BAT entries
+ * and bitmap bits visible in memory, marks the 4 KiB metadata pages they live in dirty,
+ * and completes the members. Batches run side by side; a block (or a chunk's sector
+ * bitmap) that one batch allocates waits for it before another batch may touch it.
  *
  * Dirty pages reach the file in a write-back, at the next flush, at close, or when too
  * many are dirty:
@@ -63,8 +64,11 @@ struct dirty_page {
 struct vhdx_io {
 	pthread_mutex_t lock;
 	struct member *waiting_head, *waiting_tail;
-	bool batch_running;
-	uint64_t alloc_end; /* where the next block goes: 1 MiB aligned end of used space */
+	unsigned batches_running;
+	uint8_t *block_busy;  /* per payload block: a running batch allocates it */
+	uint8_t *chunk_busy;  /* per chunk: a running batch allocates its sector bitmap */
+	uint64_t alloc_end;   /* where the next block goes: 1 MiB aligned end of used space */
+	uint64_t extended_to; /* the file's length as allocation grew it (ahead of alloc_end) */
 	bool data_guid_renewed;
 	uint8_t **bitmap_pages; /* differencing: sector bitmap pages, NULL until loaded */
 	uint64_t nbitmap_pages;
@@ -393,11 +397,20 @@ struct writeback {
 	uint64_t in_entry;        /* pages in the entry being written */
 	uint8_t *entry;           /* the log entry */
 	uint32_t entry_head;      /* log head after it */
+	uint64_t size_at_sync;    /* file size when the data flush was issued */
 	struct flush_waiter *waiters;
 	int stage;
 };
 
 enum { WB_SYNC_DATA, WB_LOG, WB_SYNC_LOG, WB_APPLY };
+
+/* The flush that starts each round. It covers the file size as it is now, not as a batch
+ * may grow it while the flush runs: that is what the next entry may call durable. */
+static void writeback_issue_data_sync(struct writeback *wb)
+{
+	wb->size_at_sync = wb->job.disk->file->size;
+	vdisk_job_io(&wb->job, ENGINE_FDATASYNC, NULL, 0, 0);
+}
 
 static void writeback_start(struct vdisk *disk, struct vdisk_queue *q);
 
@@ -561,7 +574,7 @@ static void writeback_stage_done(struct vdisk_job *job)
 	switch (wb->stage) {
 	case WB_SYNC_DATA:
 		/* The previous entries' in-place writes are durable: the log restarts. */
-		io->durable_size = job->disk->file->size;
+		io->durable_size = wb->size_at_sync;
 		vhdx_log_set_tail(&io->log, io->applied_head);
 		if (wb->done == wb->npages) {
 			writeback_finish(wb);
@@ -589,7 +602,7 @@ static void writeback_stage_done(struct vdisk_job *job)
 			writeback_finish(wb);
 			return;
 		}
-		vdisk_job_io(job, ENGINE_FDATASYNC, NULL, 0, 0);
+		writeback_issue_data_sync(wb);
 		vdisk_job_issued(job);
 		break;
 	}
@@ -632,7 +645,7 @@ static void writeback_start(struct vdisk *disk, struct vdisk_queue *q)
 		writeback_finish(wb);
 		return;
 	}
-	vdisk_job_io(&wb->job, ENGINE_FDATASYNC, NULL, 0, 0);
+	writeback_issue_data_sync(wb);
 	vdisk_job_issued(&wb->job);
 }
 
@@ -667,10 +680,11 @@ static int writeback_sync(struct vdisk *disk)
 	struct writeback wb = {0};
 	int ret = writeback_take(&wb, disk);
 	while (ret == 0) {
+		uint64_t size = disk->file->size;
 		ret = vdisk_file_sync(disk->file);
 		if (ret < 0)
 			break;
-		io->durable_size = disk->file->size;
+		io->durable_size = size;
 		vhdx_log_set_tail(&io->log, io->applied_head);
 		if (wb.done == wb.npages)
 			break;
@@ -744,40 +758,58 @@ static bool covers_block(const struct vhdx *v, const struct member *m)
 /* Under the lock: the block's entry after this batch. New blocks are zero-filled, so a
  * block of a differencing image that was Zero (or is written whole) becomes fully
  * present; one that was not present becomes partially present (the rest is the
- * parent's). */
+ * parent's). Returns 1 when another running batch owns the block or the chunk's bitmap:
+ * the member waits for it. */
 static int batch_add_member(struct batch *b, struct member *m)
 {
 	struct vhdx *v = vhdx_of(b->job.disk);
 	struct vhdx_io *io = io_of(b->job.disk);
 	struct batch_block *bb = find_block(b, m->block);
+	uint64_t entry = bb ? bb->entry : v->bat[vhdx_payload_index(v, m->block)];
+	unsigned state = vhdx_bat_state(entry);
+	if (!bb && io->block_busy[m->block])
+		return 1;
+	bool allocates = state != VHDX_BLOCK_FULLY_PRESENT && state != VHDX_BLOCK_PARTIALLY_PRESENT;
+	bool partial = state == VHDX_BLOCK_PARTIALLY_PRESENT ||
+		       (allocates && v->parent && state == VHDX_BLOCK_NOT_PRESENT && !covers_block(v, m));
+	uint64_t chunk = m->block / v->chunk_ratio;
+	bool new_bitmap = false;
+	if (partial) {
+		bool have = vhdx_bat_state(v->bat[vhdx_bitmap_index(v, chunk)]) == VHDX_BITMAP_PRESENT;
+		for (unsigned i = 0; i < b->nbitmaps && !have; i++)
+			have = b->new_bitmap_chunks[i] == chunk;
+		if (!have && io->chunk_busy[chunk])
+			return 1;
+		new_bitmap = !have;
+	}
 	if (!bb) {
 		bb = &b->blocks[b->nblocks++];
-		*bb = (struct batch_block){.block = m->block,
-					   .entry = v->bat[vhdx_payload_index(v, m->block)]};
+		*bb = (struct batch_block){.block = m->block, .entry = entry};
 	}
-	unsigned state = vhdx_bat_state(bb->entry);
-	if (state == VHDX_BLOCK_FULLY_PRESENT)
-		return 0;
-	if (state != VHDX_BLOCK_PARTIALLY_PRESENT) {
-		bool partial = v->parent && state == VHDX_BLOCK_NOT_PRESENT && !covers_block(v, m);
+	if (allocates) {
 		bb->entry = vhdx_bat_entry(partial ? VHDX_BLOCK_PARTIALLY_PRESENT
 						   : VHDX_BLOCK_FULLY_PRESENT,
 					   reserve(io, v->block_size));
 		bb->changes_entry = true;
-		if (!partial)
-			return 0;
+		io->block_busy[m->block] = 1;
 	}
-	/* partially present: its chunk needs a sector bitmap block */
-	uint64_t chunk = m->block / v->chunk_ratio;
-	uint64_t bentry = v->bat[vhdx_bitmap_index(v, chunk)];
-	bool have = vhdx_bat_state(bentry) == VHDX_BITMAP_PRESENT;
-	for (unsigned i = 0; i < b->nbitmaps && !have; i++)
-		have = b->new_bitmap_chunks[i] == chunk;
-	if (!have) {
+	if (new_bitmap) {
 		b->new_bitmap_chunks[b->nbitmaps] = chunk;
 		b->new_bitmap_offsets[b->nbitmaps++] = reserve(io, VHDX_BITMAP_BLOCK_SIZE);
+		io->chunk_busy[chunk] = 1;
 	}
 	return 0;
+}
+
+/* Under the lock: what the batch allocated is no longer busy. */
+static void batch_release(struct batch *b)
+{
+	struct vhdx_io *io = io_of(b->job.disk);
+	for (unsigned i = 0; i < b->nblocks; i++)
+		if (b->blocks[i].changes_entry)
+			io->block_busy[b->blocks[i].block] = 0;
+	for (unsigned i = 0; i < b->nbitmaps; i++)
+		io->chunk_busy[b->new_bitmap_chunks[i]] = 0;
 }
 
 static void batch_free(struct batch *b)
@@ -789,14 +821,27 @@ static void batch_free(struct batch *b)
 }
 
 /* ext4 treats direct writes past its on-disk size as extending ones, which it serialises:
- * the file is truncated to its new end first (that moves the on-disk size at once). */
+ * the file is truncated past the new end first (that moves the on-disk size at once).
+ * It grows in steps of several blocks, so most batches need no truncate; a clean close
+ * trims what was not used. */
 static int batch_extend(struct batch *b)
 {
-	struct vdisk_file *file = b->job.disk->file;
-	uint64_t end = io_of(b->job.disk)->alloc_end;
-	if (file->is_block_device || end <= file->size)
-		return 0;
-	return vdisk_file_set_size(file, end);
+	struct vdisk *disk = b->job.disk;
+	struct vdisk_file *file = disk->file;
+	struct vhdx_io *io = io_of(disk);
+	uint64_t step = 8 * (uint64_t)vhdx_of(disk)->block_size;
+	if (step < (64u << 20))
+		step = 64u << 20;
+	pthread_mutex_lock(&io->lock);
+	int ret = 0;
+	if (!file->is_block_device && io->alloc_end > io->extended_to) {
+		uint64_t to = (io->alloc_end + step - 1) / step * step;
+		ret = vdisk_file_set_size(file, to);
+		if (ret == 0)
+			io->extended_to = to;
+	}
+	pthread_mutex_unlock(&io->lock);
+	return ret;
 }
 
 static void batch_issue(struct batch *b)
@@ -890,10 +935,11 @@ static void batch_done(struct vdisk_job *job)
 		vdisk_req_end_on_queue(m->req, q, job->result);
 		free(m);
 	}
-	batch_free(b);
 	pthread_mutex_lock(&io->lock);
-	io->batch_running = false;
+	batch_release(b);
+	io->batches_running--;
 	pthread_mutex_unlock(&io->lock);
+	batch_free(b);
 	writeback_start(disk, q);
 	batch_kick(disk, q);
 }
@@ -913,21 +959,29 @@ static struct batch *batch_new(void)
 	return b;
 }
 
+/* Under the lock: moves the waiting members the batch may take into it; members whose
+ * block or bitmap another batch is allocating stay waiting, in order. */
 static void batch_take_members(struct batch *b, struct vhdx_io *io)
 {
 	struct member **tail = &b->members;
+	struct member **link = &io->waiting_head;
 	unsigned taken = 0;
-	while (io->waiting_head && taken < BATCH_MAX_MEMBERS) {
-		struct member *m = io->waiting_head;
-		io->waiting_head = m->next;
+	io->waiting_tail = NULL;
+	while (*link) {
+		struct member *m = *link;
+		int ret = taken < BATCH_MAX_MEMBERS ? batch_add_member(b, m) : 1;
+		if (ret > 0) { /* stays */
+			io->waiting_tail = m;
+			link = &m->next;
+			continue;
+		}
+		*link = m->next;
 		m->next = NULL;
 		*tail = m;
 		tail = &m->next;
 		taken++;
-		vdisk_job_fail(&b->job, batch_add_member(b, m));
+		vdisk_job_fail(&b->job, ret);
 	}
-	if (!io->waiting_head)
-		io->waiting_tail = NULL;
 }
 
 static void batch_kick(struct vdisk *disk, struct vdisk_queue *q)
@@ -935,7 +989,7 @@ static void batch_kick(struct vdisk *disk, struct vdisk_queue *q)
 	struct vhdx_io *io = io_of(disk);
 	struct batch *b = batch_new();
 	pthread_mutex_lock(&io->lock);
-	if (io->batch_running || !io->waiting_head) {
+	if (!io->waiting_head) {
 		pthread_mutex_unlock(&io->lock);
 		if (b)
 			batch_free(b);
@@ -953,8 +1007,13 @@ static void batch_kick(struct vdisk *disk, struct vdisk_queue *q)
 		return;
 	}
 	b->job = (struct vdisk_job){.disk = disk, .queue = q, .stage_done = batch_done};
-	io->batch_running = true;
 	batch_take_members(b, io);
+	if (!b->members) { /* all wait for running batches, which kick again when done */
+		pthread_mutex_unlock(&io->lock);
+		batch_free(b);
+		return;
+	}
+	io->batches_running++;
 	pthread_mutex_unlock(&io->lock);
 	if (b->job.result == 0)
 		vdisk_job_fail(&b->job, batch_extend(b));
@@ -1123,6 +1182,8 @@ static void io_free(struct vhdx *v)
 	free(io->dirty);
 	free(io->bat_page_dirty);
 	free(io->bitmap_page_dirty);
+	free(io->block_busy);
+	free(io->chunk_busy);
 	pthread_mutex_destroy(&io->lock);
 	free(io);
 	v->io = NULL;
@@ -1144,8 +1205,13 @@ static int io_init(struct vdisk *disk, struct vhdx *v)
 	io->bitmap_pages = calloc(io->nbitmap_pages ? io->nbitmap_pages : 1, sizeof(uint8_t *));
 	if (!io->dirty || !io->bat_page_dirty || !io->bitmap_page_dirty || !io->bitmap_pages)
 		return -ENOMEM;
+	io->block_busy = calloc(v->data_blocks ? v->data_blocks : 1, 1);
+	io->chunk_busy = calloc(v->bitmap_blocks ? v->bitmap_blocks : 1, 1);
+	if (!io->block_busy || !io->chunk_busy)
+		return -ENOMEM;
 	uint64_t end = disk->file->size;
 	io->alloc_end = (end + VHDX_BITMAP_BLOCK_SIZE - 1) & ~(uint64_t)(VHDX_BITMAP_BLOCK_SIZE - 1);
+	io->extended_to = end;
 	io->durable_size = end;
 	struct guid log_guid;
 	int ret = guid_generate(&log_guid);
@@ -1159,7 +1225,8 @@ static int io_init(struct vdisk *disk, struct vhdx *v)
 	return 0;
 }
 
-/* A clean close: metadata written back, then the log GUID cleared. */
+/* A clean close: metadata written back, the log GUID cleared, then the file trimmed to
+ * what is used. */
 static void close_clean(struct vdisk *disk)
 {
 	struct vhdx_io *io = io_of(disk);
@@ -1170,6 +1237,10 @@ static void close_clean(struct vdisk *disk)
 		if (vhdx_header_update(disk, vhdx_of(disk), NULL, NULL, &zero) == 0)
 			io->log_active = false;
 	}
+	/* Only with the log cleared: its entries name the longer file as durable. */
+	if (!io->log_active && !disk->file->is_block_device && disk->file->size > io->alloc_end &&
+	    vdisk_file_set_size(disk->file, io->alloc_end) == 0)
+		vdisk_file_sync(disk->file);
 }
 
 static void vhdx_close(struct vdisk *disk)
@@ -1219,6 +1290,21 @@ static int vhdx_open(struct vdisk *disk, char *err, size_t err_size)
 	return 0;
 }
 
+/* Repair may move blocks to the end of the file and rewrite bitmaps: allocation goes on
+ * after the file's new end, and cached bitmap pages are read again. */
+static void forget_after_repair(struct vdisk *disk)
+{
+	struct vhdx_io *io = io_of(disk);
+	uint64_t end = (disk->file->size + VHDX_BITMAP_BLOCK_SIZE - 1) &
+		       ~(uint64_t)(VHDX_BITMAP_BLOCK_SIZE - 1);
+	if (end > io->alloc_end)
+		io->alloc_end = end;
+	for (uint64_t i = 0; i < io->nbitmap_pages; i++) {
+		free(io->bitmap_pages[i]);
+		io->bitmap_pages[i] = NULL;
+	}
+}
+
 /* Check reads the metadata on disk: write back what is in memory first. */
 static int vhdx_check_disk(struct vdisk *disk, unsigned flags, struct vdisk_check_result *result)
 {
@@ -1227,7 +1313,10 @@ static int vhdx_check_disk(struct vdisk *disk, unsigned flags, struct vdisk_chec
 		if (ret < 0)
 			return ret;
 	}
-	return vhdx_check(disk, flags, result);
+	int ret = vhdx_check(disk, flags, result);
+	if (flags & VDISK_CHECK_REPAIR)
+		forget_after_repair(disk);
+	return ret;
 }
 
 static const struct vdisk_format vhdx_format = {

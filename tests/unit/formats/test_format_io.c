@@ -205,8 +205,9 @@ static void qemu_compare(const char *vhd, const uint8_t *shadow, uint64_t size)
 		fail_msg("qemu-img compare: %s", out);
 }
 
-/* vdisk check finds nothing wrong with the metadata on disk. */
-static void expect_clean(const char *path)
+/* vdisk check finds nothing wrong with the metadata on disk (leaks are allowed only
+ * after a crash). */
+static void check_image(const char *path, bool allow_leaks)
 {
 	struct vdisk_options o = {.read_only = true, .no_lock = true};
 	struct vdisk *disk;
@@ -215,7 +216,7 @@ static void expect_clean(const char *path)
 		fail_msg("reopen %s: %s", path, err);
 	struct vdisk_check_result r;
 	assert_int_equal(vdisk_check(disk, 0, &r), 0);
-	if (r.errors || r.leaks) {
+	if (r.errors || (r.leaks && !allow_leaks)) {
 		char *text = json_dumps(r.findings, 0);
 		fail_msg("%s: %u errors, %u leaks: %s", path, r.errors, r.leaks, text);
 	}
@@ -226,6 +227,11 @@ static void expect_clean(const char *path)
 /* After a flush, a copy of the file (what a power cut would leave, as far as the writer
  * has flushed) opened on its own reads the shadow: flush wrote the metadata (for VHDX,
  * into the log, which the copy's read-write open replays). */
+static void expect_clean(const char *path)
+{
+	check_image(path, false);
+}
+
 static void expect_on_disk(const char *path, const uint8_t *shadow, uint64_t size)
 {
 	const char *copy = test_path("on-disk-copy.img");
@@ -452,7 +458,7 @@ static void test_dirty_log_replay(void **state)
 	disk = open_rw(ours, 1); /* replays */
 	verify_reads(disk, shadow, size);
 	vdisk_close(disk);
-	expect_clean(ours);
+	check_image(ours, true); /* the copy was taken as a crash would leave it */
 	if (!have("qemu-img"))
 		return;
 	char out[4096];

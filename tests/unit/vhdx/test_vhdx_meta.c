@@ -1513,8 +1513,7 @@ static void test_load_log(void **state)
 
 /* ---- parent locators ---- */
 
-/* Rewrites a differencing image's parent locator with these key/value pairs (NULL value:
- * raw bytes given by the caller through len < 0 are not needed here). */
+/* Rewrites a differencing image's parent locator item with these key/value pairs. */
 static void locator_rewrite(const char *path, const char *const kv[][2], unsigned n)
 {
 	uint8_t item[8192] = { 0 };
