@@ -62,6 +62,7 @@ struct worker {
 	uint64_t stride;
 	uint64_t measure_start_ns, end_ns, last_ns;
 	unsigned unsubmitted; /* queued since the last kick */
+	unsigned writes_since_flush, flushes_inflight;
 	bool stopping;
 	int error;
 	uint64_t error_offset;
@@ -139,6 +140,26 @@ static void issue(struct worker *w, struct slot *s, uint64_t now)
 	}
 }
 
+static void on_flush(void *opaque, int result)
+{
+	struct worker *w = opaque;
+	w->flushes_inflight--;
+	if (result < 0 && !w->error) {
+		w->error = result;
+		w->stopping = true;
+	}
+}
+
+/* Like fio's fsync=N: a flush after every N completed writes (not waited for). */
+static void maybe_flush(struct worker *w)
+{
+	if (!w->p->fsync_every || ++w->writes_since_flush < w->p->fsync_every || w->stopping)
+		return;
+	w->writes_since_flush = 0;
+	if (vdisk_flush(w->disk, w->queue, on_flush, w) == 0)
+		w->flushes_inflight++;
+}
+
 static void on_complete(void *opaque, int result)
 {
 	struct slot *s = opaque;
@@ -149,6 +170,8 @@ static void on_complete(void *opaque, int result)
 		w->error_offset = s->offset;
 		w->stopping = true;
 	}
+	if (result == 0 && s->write)
+		maybe_flush(w);
 	if (result == 0 && s->start_ns >= w->measure_start_ns) {
 		struct bench_side *side = s->write ? &w->write : &w->read;
 		side->ios++;

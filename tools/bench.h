@@ -34,6 +34,7 @@ struct bench_params {
 	uint64_t seed;
 	uint64_t stride;     /* sequential patterns: distance between offsets (0: block size),
 			      * like qemu-img bench -S */
+	unsigned fsync_every; /* flush after every N writes (fio's fsync=N); 0: never */
 };
 
 struct bench_side {

@@ -31,6 +31,7 @@ static void bench_help(FILE *out)
 		"      --rwmixread PCT    share of reads for randrw and rw (default 50)\n"
 		"      --offset SIZE      start of the region used (default 0)\n"
 		"      --size SIZE        length of the region used (default: to the end)\n"
+		"      --fsync N          flush after every N writes (default 0: never)\n"
 		"      --stride SIZE      sequential patterns: distance between requests\n"
 		"                         (default: the block size)\n"
 		"      --engine ENGINE    auto, io_uring, libaio or sync (default auto)\n"
@@ -62,7 +63,7 @@ static bool parse_seconds(const char *option, const char *text, double *out)
 }
 
 enum { OPT_RW = 256, OPT_BS, OPT_NUMJOBS, OPT_RAMP, OPT_MIX, OPT_OFFSET, OPT_SIZE, OPT_ENGINE,
-       OPT_CACHE, OPT_SEED, OPT_JSON, OPT_BATCH, OPT_STRIDE };
+       OPT_CACHE, OPT_SEED, OPT_JSON, OPT_BATCH, OPT_STRIDE, OPT_FSYNC };
 
 static int parse_option(struct bench_cli *b, int c)
 {
@@ -105,6 +106,10 @@ static int parse_option(struct bench_cli *b, int c)
 		return 0;
 	case OPT_OFFSET:
 		return cli_parse_size("bench", "--offset", optarg, &b->p.offset) ? 0 : CLI_EXIT_USAGE;
+	case OPT_FSYNC:
+		return cli_parse_uint("bench", "--fsync", optarg, 0, 1u << 30, &b->p.fsync_every)
+			       ? 0
+			       : CLI_EXIT_USAGE;
 	case OPT_STRIDE:
 		if (!cli_parse_size("bench", "--stride", optarg, &b->p.stride))
 			return CLI_EXIT_USAGE;
@@ -145,6 +150,7 @@ static int parse_args(struct bench_cli *b, int argc, char **argv)
 		{"offset", required_argument, NULL, OPT_OFFSET},
 		{"size", required_argument, NULL, OPT_SIZE},
 		{"stride", required_argument, NULL, OPT_STRIDE},
+		{"fsync", required_argument, NULL, OPT_FSYNC},
 		{"engine", required_argument, NULL, OPT_ENGINE},
 		{"cache", required_argument, NULL, OPT_CACHE},
 		{"format", required_argument, NULL, 'f'},

@@ -16,6 +16,8 @@ static void info_help(FILE *out)
 		     "                     open a differencing image whose parent's identity does\n"
 		     "                     not match the one it recorded\n"
 		     "  -U, --force-share  open even while another process writes the image\n"
+		     "      --replay       replay a VHDX log left by a crash first (opens the image\n"
+		     "                     for writing once)\n"
 		     "      --json         print one JSON object\n"
 		     "  -h, --help         show this help\n");
 }
@@ -110,12 +112,13 @@ static int info_run(int argc, char **argv)
 	static const struct option options[] = {{"format", required_argument, NULL, 'f'},
 						{"force-share", no_argument, NULL, 'U'},
 						{"json", no_argument, NULL, 'j'},
+						{"replay", no_argument, NULL, 'R'},
 						{"allow-parent-mismatch", no_argument, NULL, 'P'},
 						{"help", no_argument, NULL, 'h'},
 						{0}};
 	struct vdisk_options opts = {.read_only = true, .cache = VDISK_CACHE_WRITEBACK,
 				     .engine = VDISK_ENGINE_AUTO};
-	bool json = false;
+	bool json = false, replay = false;
 	int c;
 	optind = 1;
 	opterr = 0;
@@ -129,6 +132,9 @@ static int info_run(int argc, char **argv)
 			break;
 		case 'j':
 			json = true;
+			break;
+		case 'R':
+			replay = true;
 			break;
 		case 'P':
 			opts.allow_parent_mismatch = true;
@@ -147,6 +153,14 @@ static int info_run(int argc, char **argv)
 				       argc - optind);
 	const char *path = argv[optind];
 	struct vdisk *disk;
+	if (replay) { /* a read-write open replays a dirty log */
+		struct vdisk_options rw = opts;
+		rw.read_only = false;
+		int ret = cli_open("info", path, &rw, &disk);
+		if (ret)
+			return ret;
+		vdisk_close(disk);
+	}
 	int ret = cli_open("info", path, &opts, &disk);
 	if (ret)
 		return ret;

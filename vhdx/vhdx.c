@@ -1024,8 +1024,7 @@ static void batch_kick(struct vdisk *disk, struct vdisk_queue *q)
 
 /* ---- discard and write zeroes ---- */
 
-/* Whole blocks change state in the BAT; partial blocks keep their data (discard) or are
- * written with zeros (write zeroes). */
+/* Whole blocks change state in the BAT; partial blocks are written with zeros. */
 static void set_block_state(struct vdisk *disk, uint64_t block, unsigned state)
 {
 	struct vhdx *v = vhdx_of(disk);
@@ -1037,14 +1036,21 @@ static void set_block_state(struct vdisk *disk, uint64_t block, unsigned state)
 	pthread_mutex_unlock(&io->lock);
 }
 
+/* Discard: whole blocks are unmapped (a differencing image's become Zero, or its parent
+ * would show through), partial ones are written with zeros. */
 static void discard_segment(struct vdisk_req *req, uint64_t skip, uint64_t len, uint64_t voff)
 {
 	(void)skip;
 	struct vhdx *v = vhdx_of(req->disk);
-	/* A differencing image would show its parent again: it keeps its data instead. */
-	if (voff % v->block_size || len != v->block_size || v->parent)
-		return;
-	set_block_state(req->disk, voff / v->block_size, VHDX_BLOCK_UNMAPPED);
+	uint64_t block = voff / v->block_size;
+	unsigned state = vhdx_bat_state(bat_get(v, vhdx_payload_index(v, block)));
+	if (state == VHDX_BLOCK_ZERO || state == VHDX_BLOCK_UNMAPPED ||
+	    (!v->parent && state == VHDX_BLOCK_NOT_PRESENT))
+		return; /* reads as zeros already */
+	if (voff % v->block_size || len != v->block_size)
+		vdisk_req_write_zeroes_via(req, voff, len);
+	else
+		set_block_state(req->disk, block, v->parent ? VHDX_BLOCK_ZERO : VHDX_BLOCK_UNMAPPED);
 }
 
 static void zero_segment(struct vdisk_req *req, uint64_t skip, uint64_t len, uint64_t voff)
