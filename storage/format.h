@@ -152,6 +152,21 @@ struct engine *vdisk_queue_engine(struct vdisk_queue *q);
 int vdisk_open_backing(struct vdisk *disk, const char *path, struct vdisk **out, char *err,
 		       size_t err_size);
 
+/* For formats that map the disk in blocks of block_size bytes: */
+/* calls fn for each piece of the request that lies inside one block; */
+void vdisk_req_for_each_block(struct vdisk_req *req, uint64_t block_size,
+			      void (*fn)(struct vdisk_req *req, uint64_t skip, uint64_t len,
+					 uint64_t offset));
+/* reads a piece from a backing image that may be smaller than this one (zeros past it); */
+void vdisk_req_read_backing_clipped(struct vdisk_req *req, struct vdisk *backing, uint64_t skip,
+				    uint64_t len, uint64_t offset);
+/* block status from a function giving the status of a run inside one block. */
+int vdisk_block_status_by_runs(struct vdisk *disk, uint64_t offset, uint64_t length,
+			       uint64_t block_size,
+			       int (*run_fn)(struct vdisk *disk, uint64_t pos, uint64_t n,
+					     unsigned *flags, uint64_t *run),
+			       struct vdisk_extent *ext);
+
 /* Metadata jobs: a driver's own file operations, run on one queue, outside any request.
  * stage_done runs (from that queue's poll) when every operation issued so far has
  * completed; it may issue the next stage. */

@@ -64,17 +64,6 @@ static uint64_t bitmap_run(const uint8_t *bitmap, uint64_t first, uint64_t count
 
 /* ---- reads ---- */
 
-static void read_from_parent(struct vdisk_req *req, uint64_t skip, uint64_t len, uint64_t voff)
-{
-	struct vdisk *parent = vhd_of(req->disk)->parent;
-	uint64_t psize = vdisk_size(parent);
-	uint64_t inside = voff >= psize ? 0 : psize - voff < len ? psize - voff : len;
-	if (inside)
-		vdisk_req_backing_read(req, parent, skip, inside, voff);
-	if (inside < len) /* a parent smaller than the child reads as zeros past its end */
-		iov_memset(req->iov, req->iovcnt, skip + inside, 0, len - inside);
-}
-
 /* Reads part of a differencing block, sector run by sector run. Unaligned edges belong
  * to the sector that holds them. */
 static void read_diff_segment(struct vdisk_req *req, uint32_t sector, uint64_t skip,
@@ -99,7 +88,7 @@ static void read_diff_segment(struct vdisk_req *req, uint32_t sector, uint64_t s
 			vdisk_req_file_io_part(req, ENGINE_READ, req->disk->file, skip, n,
 					       vhd_block_data_offset(vhd, sector) + in_block);
 		else
-			read_from_parent(req, skip, n, voff);
+			vdisk_req_read_backing_clipped(req, vhd->parent, skip, n, voff);
 		skip += n;
 		len -= n;
 		voff += n;
@@ -114,7 +103,7 @@ static void read_segment(struct vdisk_req *req, uint64_t skip, uint64_t len, uin
 	uint32_t sector = vhd_bat_get(vhd, block);
 	if (sector == VHD_BAT_UNUSED) {
 		if (vhd_is_diff(vhd))
-			read_from_parent(req, skip, len, voff);
+			vdisk_req_read_backing_clipped(req, vhd->parent, skip, len, voff);
 		else
 			iov_memset(req->iov, req->iovcnt, skip, 0, len);
 		return;
@@ -132,20 +121,6 @@ static void read_segment(struct vdisk_req *req, uint64_t skip, uint64_t len, uin
 }
 
 /* Calls fn for each piece of the request that lies inside one block. */
-static void for_each_segment(struct vdisk_req *req,
-			     void (*fn)(struct vdisk_req *, uint64_t, uint64_t, uint64_t))
-{
-	struct vhd *vhd = vhd_of(req->disk);
-	uint64_t skip = 0;
-	while (skip < req->length) {
-		uint64_t voff = req->offset + skip;
-		uint64_t room = vhd->block_size - voff % vhd->block_size;
-		uint64_t len = req->length - skip < room ? req->length - skip : room;
-		fn(req, skip, len, voff);
-		skip += len;
-	}
-}
-
 static void vhd_readv(struct vdisk_req *req)
 {
 	if (!vhd_is_sparse(vhd_of(req->disk))) {
@@ -153,7 +128,7 @@ static void vhd_readv(struct vdisk_req *req)
 				  req->offset, 0, 0);
 		return;
 	}
-	for_each_segment(req, read_segment);
+	vdisk_req_for_each_block(req, vhd_of(req->disk)->block_size, read_segment);
 }
 
 /* ---- writes ---- */
@@ -199,7 +174,7 @@ static void vhd_writev(struct vdisk_req *req)
 				  req->offset, 0, 0);
 		return;
 	}
-	for_each_segment(req, write_segment);
+	vdisk_req_for_each_block(req, vhd_of(req->disk)->block_size, write_segment);
 	vhd_alloc_kick(req->disk, req->queue);
 }
 
@@ -236,7 +211,7 @@ static void vhd_write_zeroes(struct vdisk_req *req)
 		vdisk_req_zero_file(req, req->disk->file, req->offset, req->length);
 		return;
 	}
-	for_each_segment(req, zero_segment);
+	vdisk_req_for_each_block(req, vhd_of(req->disk)->block_size, zero_segment);
 }
 
 /* ---- block status ---- */
@@ -273,28 +248,11 @@ static int vhd_block_status(struct vdisk *disk, uint64_t offset, uint64_t length
 			    struct vdisk_extent *ext)
 {
 	struct vhd *vhd = vhd_of(disk);
-	ext->offset = offset;
-	ext->length = length;
-	ext->flags = VDISK_EXTENT_DATA;
-	if (!vhd_is_sparse(vhd))
+	if (!vhd_is_sparse(vhd)) {
+		*ext = (struct vdisk_extent){offset, length, VDISK_EXTENT_DATA};
 		return 0;
-	uint64_t pos = offset, end = offset + length;
-	while (pos < end) {
-		uint64_t room = vhd->block_size - pos % vhd->block_size;
-		uint64_t n = end - pos < room ? end - pos : room;
-		unsigned flags;
-		uint64_t run;
-		int ret = block_run(disk, pos, n, &flags, &run);
-		if (ret < 0)
-			return ret;
-		if (pos == offset)
-			ext->flags = flags;
-		else if (flags != ext->flags)
-			break;
-		pos += run;
 	}
-	ext->length = pos - offset;
-	return 0;
+	return vdisk_block_status_by_runs(disk, offset, length, vhd->block_size, block_run, ext);
 }
 
 /* ---- open, close ---- */

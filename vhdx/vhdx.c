@@ -188,17 +188,6 @@ static int bitmap_run(struct vdisk *disk, uint64_t sector, uint64_t count, bool 
 
 /* ---- reads ---- */
 
-static void read_from_parent(struct vdisk_req *req, uint64_t skip, uint64_t len, uint64_t voff)
-{
-	struct vdisk *parent = vhdx_of(req->disk)->parent;
-	uint64_t psize = vdisk_size(parent);
-	uint64_t inside = voff >= psize ? 0 : psize - voff < len ? psize - voff : len;
-	if (inside)
-		vdisk_req_backing_read(req, parent, skip, inside, voff);
-	if (inside < len)
-		iov_memset(req->iov, req->iovcnt, skip + inside, 0, len - inside);
-}
-
 static void read_file(struct vdisk_req *req, uint64_t skip, uint64_t len, uint64_t file_off)
 {
 	if (skip == 0 && len == req->length)
@@ -228,7 +217,7 @@ static void read_partial(struct vdisk_req *req, uint64_t entry, uint64_t skip, u
 		if (set)
 			read_file(req, skip, n, vhdx_bat_offset(entry) + voff % v->block_size);
 		else
-			read_from_parent(req, skip, n, voff);
+			vdisk_req_read_backing_clipped(req, v->parent, skip, n, voff);
 		skip += n;
 		len -= n;
 		voff += n;
@@ -249,7 +238,7 @@ static void read_segment(struct vdisk_req *req, uint64_t skip, uint64_t len, uin
 		break;
 	case VHDX_BLOCK_NOT_PRESENT:
 		if (v->parent) {
-			read_from_parent(req, skip, len, voff);
+			vdisk_req_read_backing_clipped(req, v->parent, skip, len, voff);
 			break;
 		}
 		/* fall through */
@@ -259,23 +248,9 @@ static void read_segment(struct vdisk_req *req, uint64_t skip, uint64_t len, uin
 	}
 }
 
-static void for_each_segment(struct vdisk_req *req,
-			     void (*fn)(struct vdisk_req *, uint64_t, uint64_t, uint64_t))
-{
-	struct vhdx *v = vhdx_of(req->disk);
-	uint64_t skip = 0;
-	while (skip < req->length) {
-		uint64_t voff = req->offset + skip;
-		uint64_t room = v->block_size - voff % v->block_size;
-		uint64_t len = req->length - skip < room ? req->length - skip : room;
-		fn(req, skip, len, voff);
-		skip += len;
-	}
-}
-
 static void vhdx_readv(struct vdisk_req *req)
 {
-	for_each_segment(req, read_segment);
+	vdisk_req_for_each_block(req, vhdx_of(req->disk)->block_size, read_segment);
 }
 
 /* ---- writes ---- */
@@ -359,7 +334,7 @@ static void vhdx_writev(struct vdisk_req *req)
 		vdisk_req_fail(req, ret);
 		return;
 	}
-	for_each_segment(req, write_segment);
+	vdisk_req_for_each_block(req, vhdx_of(req->disk)->block_size, write_segment);
 	batch_kick(req->disk, req->queue);
 }
 
@@ -1074,7 +1049,7 @@ static void vhdx_discard(struct vdisk_req *req)
 		vdisk_req_fail(req, ret);
 		return;
 	}
-	for_each_segment(req, discard_segment);
+	vdisk_req_for_each_block(req, vhdx_of(req->disk)->block_size, discard_segment);
 }
 
 static void vhdx_write_zeroes(struct vdisk_req *req)
@@ -1084,7 +1059,7 @@ static void vhdx_write_zeroes(struct vdisk_req *req)
 		vdisk_req_fail(req, ret);
 		return;
 	}
-	for_each_segment(req, zero_segment);
+	vdisk_req_for_each_block(req, vhdx_of(req->disk)->block_size, zero_segment);
 }
 
 /* ---- block status ---- */
@@ -1123,25 +1098,8 @@ static int block_run(struct vdisk *disk, uint64_t pos, uint64_t n, unsigned *fla
 static int vhdx_block_status(struct vdisk *disk, uint64_t offset, uint64_t length,
 			     struct vdisk_extent *ext)
 {
-	struct vhdx *v = vhdx_of(disk);
-	ext->offset = offset;
-	uint64_t pos = offset, end = offset + length;
-	while (pos < end) {
-		uint64_t room = v->block_size - pos % v->block_size;
-		uint64_t n = end - pos < room ? end - pos : room;
-		unsigned flags;
-		uint64_t run;
-		int ret = block_run(disk, pos, n, &flags, &run);
-		if (ret < 0)
-			return ret;
-		if (pos == offset)
-			ext->flags = flags;
-		else if (flags != ext->flags)
-			break;
-		pos += run;
-	}
-	ext->length = pos - offset;
-	return 0;
+	return vdisk_block_status_by_runs(disk, offset, length, vhdx_of(disk)->block_size,
+					  block_run, ext);
 }
 
 /* ---- open, close ---- */
