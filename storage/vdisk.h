@@ -151,6 +151,8 @@ struct vdisk_create_options {
 	uint32_t block_size;
 	const char *parent;
 	bool sparse;        /* fixed/raw images: leave the data unallocated */
+	uint32_t logical_sector_size;  /* formats that record one (VHDX); 0: default */
+	uint32_t physical_sector_size;
 	bool overwrite;     /* replace an existing file */
 };
 int vdisk_create(const char *path, const struct vdisk_create_options *opts, char *err,

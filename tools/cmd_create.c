@@ -17,6 +17,8 @@ static void create_help(FILE *out)
 		"  -p, --parent FILE      parent image of a differencing image\n"
 		"      --sparse           leave fixed and raw images unallocated on the host\n"
 		"      --round-mib        round SIZE up to a whole MiB (Azure requires it)\n"
+		"      --logical-sector-size N   VHDX: 512 (default) or 4096\n"
+		"      --physical-sector-size N  VHDX: 512 or 4096 (default)\n"
 		"      --force            replace FILE if it exists\n"
 		"      --json             report the result as JSON\n"
 		"  -h, --help             show this help\n");
@@ -49,6 +51,8 @@ static int create_run(int argc, char **argv)
 						{"parent", required_argument, NULL, 'p'},
 						{"sparse", no_argument, NULL, 's'},
 						{"round-mib", no_argument, NULL, 'M'},
+						{"logical-sector-size", required_argument, NULL, 'L'},
+						{"physical-sector-size", required_argument, NULL, 'Y'},
 						{"force", no_argument, NULL, 'F'},
 						{"json", no_argument, NULL, 'j'},
 						{"help", no_argument, NULL, 'h'},
@@ -86,6 +90,16 @@ static int create_run(int argc, char **argv)
 			break;
 		case 'M':
 			round_mib = true;
+			break;
+		case 'L':
+			if (!cli_parse_uint("create", "--logical-sector-size", optarg, 512, 4096,
+					    &o.logical_sector_size))
+				return CLI_EXIT_USAGE;
+			break;
+		case 'Y':
+			if (!cli_parse_uint("create", "--physical-sector-size", optarg, 512, 4096,
+					    &o.physical_sector_size))
+				return CLI_EXIT_USAGE;
 			break;
 		case 'j':
 			json = true;

@@ -1873,8 +1873,15 @@ static int plan_parent(const char *child, const struct vdisk_create_options *o,
 static int plan_image(const char *path, const struct vdisk_create_options *o, struct create_plan *p,
 		      char *err, size_t err_size)
 {
-	p->g.logical_sector_size = CREATE_LOGICAL_SECTOR;
-	p->g.physical_sector_size = CREATE_PHYSICAL_SECTOR;
+	p->g.logical_sector_size = o->logical_sector_size ? o->logical_sector_size
+							  : CREATE_LOGICAL_SECTOR;
+	p->g.physical_sector_size = o->physical_sector_size ? o->physical_sector_size
+							    : CREATE_PHYSICAL_SECTOR;
+	if ((p->g.logical_sector_size != 512 && p->g.logical_sector_size != 4096) ||
+	    (p->g.physical_sector_size != 512 && p->g.physical_sector_size != 4096))
+		return fail(err, err_size, -EINVAL,
+			    "sector sizes must be 512 or 4096 bytes (logical %u, physical %u)",
+			    p->g.logical_sector_size, p->g.physical_sector_size);
 	int ret = plan_type(o, p, err, err_size);
 	if (ret == 0)
 		ret = plan_block_size(o, p, err, err_size);
