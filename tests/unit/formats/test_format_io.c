@@ -468,8 +468,10 @@ static void test_dirty_log_replay(void **state)
 	verify_reads(disk, shadow, size);
 	vdisk_close(disk);
 	check_image(ours, true); /* the copy was taken as a crash would leave it */
-	if (!fmt->qemu_name || !have("qemu-img"))
+	if (!fmt->qemu_name || !have("qemu-img")) {
+		free(shadow);
 		return;
+	}
 	char out[4096];
 	int ret = test_run(out, sizeof(out), "qemu-img check -r all -f vhdx '%s'", theirs);
 	if (ret != 0)
