@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, end to end on a fresh Debian 12 machine: install dependencies, build, make
-# a disk image with vdisk, show what it is, and benchmark the I/O engine on it.
+# disk images with vdisk (raw and a dynamic VHDX), show what they are, and benchmark the
+# I/O engine and the VHDX driver on them.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/install-deps.sh"
@@ -8,16 +9,21 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 vdisk=$root/build/tools/vdisk
 work=${HVSTACK_WORK:-$root/out/demo}
 mkdir -p "$work"
-disk=$work/disk.raw
+raw=$work/disk.raw
+vhdx=$work/disk.vhdx
 
-echo "== vdisk create"
-"$vdisk" create --force "$disk" 1G
-echo "== vdisk info"
-"$vdisk" info "$disk"
-# Fill it with data so reads reach the device instead of unwritten extents.
-echo "== vdisk bench: sequential 1M writes fill the disk"
-"$vdisk" bench --rw write --bs 1M --iodepth 8 --ios 1024 "$disk"
-echo "== vdisk bench: 4k random reads, QD32, 5 s"
-"$vdisk" bench --rw randread --bs 4k --iodepth 32 --runtime 5 "$disk"
-echo "== vdisk bench: 4k random writes, QD32, 5 s"
-"$vdisk" bench --rw randwrite --bs 4k --iodepth 32 --runtime 5 "$disk"
+echo "== vdisk create: a 1 GiB raw disk and a 1 GiB dynamic VHDX"
+"$vdisk" create --force "$raw" 1G
+"$vdisk" create -f vhdx --force "$vhdx" 1G
+# Fill the raw disk so reads reach the device instead of unwritten extents.
+echo "== vdisk bench: sequential 1M writes fill the raw disk"
+"$vdisk" bench --rw write --bs 1M --iodepth 8 --ios 1024 "$raw"
+echo "== vdisk bench: 4k random reads on the raw disk, QD32, 5 s"
+"$vdisk" bench --rw randread --bs 4k --iodepth 32 --runtime 5 "$raw"
+echo "== vdisk bench: 4k random writes into the empty VHDX (allocating blocks), flushing every 64 writes"
+"$vdisk" bench --rw randwrite --bs 4k --iodepth 32 --fsync 64 --runtime 5 "$vhdx"
+echo "== vdisk bench: 4k random reads from the VHDX, QD32, 5 s"
+"$vdisk" bench --rw randread --bs 4k --iodepth 32 --runtime 5 "$vhdx"
+echo "== vdisk info and check on the VHDX"
+"$vdisk" info "$vhdx"
+"$vdisk" check "$vhdx"
