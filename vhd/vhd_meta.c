@@ -31,6 +31,7 @@
 #include "endian.h"
 #include "guid.h"
 #include "utf16.h"
+#include "parent_search.h"
 #include "vhd_internal.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -48,7 +49,6 @@
 #define CREATOR_APP	      "win "
 #define CREATOR_VERSION	      0x000a0000u
 #define CREATE_BAT_OFFSET     1536u /* footer copy, then the 1024-byte header */
-#define MAX_TRIED	      32
 #define MAX_REPEATED_FINDINGS 16
 #define COPY_CHUNK	      (1u << 20)
 
@@ -126,16 +126,6 @@ static void code_text(uint32_t code, char *out)
 	fourcc_text(b, out);
 }
 
-/* "dir/name" -> "dir", "name" -> ".", "/name" -> "/" */
-static char *dir_of(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-	if (!slash)
-		return strdup(".");
-	if (slash == path)
-		return strdup("/");
-	return strndup(path, (size_t)(slash - path));
-}
 
 /* ---- checksums, unique ids ---- */
 
@@ -996,65 +986,6 @@ static int load_locators(struct vdisk_file *file, struct vhd *vhd, char *err, si
 
 /* ---- loading: finding the parent ---- */
 
-struct parent_search {
-	struct vhd *vhd;
-	char *dir; /* the child's directory */
-	struct stat child;
-	bool have_child;
-	char *tried[MAX_TRIED];
-	unsigned ntried;
-};
-
-/* 1: found (vhd->parent_path set), 0: not there, -ENOMEM. */
-static int try_parent(struct parent_search *s, const char *path)
-{
-	struct stat st;
-
-	for (unsigned i = 0; i < s->ntried; i++)
-		if (!strcmp(s->tried[i], path))
-			return 0;
-	if (s->ntried < MAX_TRIED) {
-		if (!(s->tried[s->ntried] = strdup(path)))
-			return -ENOMEM;
-		s->ntried++;
-	}
-	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
-		return 0;
-	if (s->have_child && st.st_dev == s->child.st_dev && st.st_ino == s->child.st_ino)
-		return 0; /* an image is never its own parent */
-	s->vhd->parent_path = strdup(path);
-	return s->vhd->parent_path ? 1 : -ENOMEM;
-}
-
-/* An absolute path as it is, a relative one (".\\x", "..\\y\\x", "x") next to the child. */
-static int try_relative(struct parent_search *s, const char *path)
-{
-	while (path[0] == '.' && path[1] == '/') {
-		path += 2;
-		while (*path == '/')
-			path++;
-	}
-	if (!*path)
-		return 0;
-	if (path[0] == '/')
-		return try_parent(s, path);
-	char *full;
-	if (asprintf(&full, "%s/%s", s->dir, path) < 0)
-		return -ENOMEM;
-	int ret = try_parent(s, full);
-	free(full);
-	return ret;
-}
-
-static char *with_slashes(const char *path)
-{
-	char *s = strdup(path);
-	for (char *p = s; p && *p; p++)
-		if (*p == '\\')
-			*p = '/';
-	return s;
-}
-
 /* "C:/x/y.vhd", "//server/share/y.vhd", "//?/C:/y.vhd": nothing to look up on this host. */
 static bool is_windows_absolute(const char *p)
 {
@@ -1083,35 +1014,24 @@ static bool locator_in_pass(uint32_t code, enum search_pass pass)
 	return true;
 }
 
-static int try_name_only(struct parent_search *s, const char *path)
-{
-	char *p = with_slashes(path);
-	if (!p)
-		return -ENOMEM;
-	const char *base = strrchr(p, '/');
-	int ret = try_relative(s, base ? base + 1 : p);
-	free(p);
-	return ret;
-}
-
-static int try_locator(struct parent_search *s, const struct vhd_locator *loc,
+static int try_locator(struct vdisk_parent_search *s, const struct vhd_locator *loc,
 		       enum search_pass pass)
 {
 	if (pass == PASS_NAME)
-		return try_name_only(s, loc->path);
+		return vdisk_parent_try_name(s, loc->path);
 	if (pass == PASS_URL)
-		return try_relative(s, loc->path);
-	char *p = with_slashes(loc->path);
+		return vdisk_parent_try_relative(s, loc->path);
+	char *p = vdisk_path_with_slashes(loc->path);
 	if (!p)
 		return -ENOMEM;
-	int ret = is_windows_absolute(p) ? 0 : try_relative(s, p);
+	int ret = is_windows_absolute(p) ? 0 : vdisk_parent_try_relative(s, p);
 	free(p);
 	return ret;
 }
 
-static int search_parent(struct parent_search *s)
+static int search_parent(struct vdisk_parent_search *s, struct vhd *vhd)
 {
-	struct vhd_header *h = &s->vhd->header;
+	struct vhd_header *h = &vhd->header;
 	int ret = 0;
 
 	for (int pass = PASS_RELATIVE; pass <= PASS_NAME && ret == 0; pass++)
@@ -1119,53 +1039,34 @@ static int search_parent(struct parent_search *s)
 			if (h->locators[i].path && locator_in_pass(h->locators[i].code, pass))
 				ret = try_locator(s, &h->locators[i], pass);
 	if (ret == 0 && h->parent_name[0])
-		ret = try_name_only(s, h->parent_name);
+		ret = vdisk_parent_try_name(s, h->parent_name);
 	return ret;
-}
-
-static void join_tried(const struct parent_search *s, char *out, size_t size)
-{
-	size_t used = 0;
-	out[0] = 0;
-	for (unsigned i = 0; i < s->ntried && used + 1 < size; i++) {
-		int n = snprintf(out + used, size - used, "%s%s", i ? ", " : "", s->tried[i]);
-		if (n < 0)
-			break;
-		used += (size_t)n;
-	}
 }
 
 static int resolve_parent(struct vdisk_file *file, struct vhd *vhd, char *err, size_t err_size)
 {
-	struct parent_search s = { .vhd = vhd };
+	struct vdisk_parent_search s;
 	const char *name = vhd->header.parent_name[0] ? vhd->header.parent_name : "(unnamed)";
 	char tried[768];
-	int ret = -ENOMEM;
-
-	s.dir = dir_of(file->path);
-	if (!s.dir)
-		goto out;
-	s.have_child = stat(file->path, &s.child) == 0;
-	ret = search_parent(&s);
-	if (ret < 0)
-		goto out;
+	int ret = vdisk_parent_search_init(&s, file->path);
+	if (ret == 0)
+		ret = search_parent(&s, vhd);
 	if (ret == 0 && !s.ntried) {
 		ret = fail(err, err_size, -ENOENT,
 			   "parent image \"%s\" not found: the image has no usable parent locator",
 			   name);
 	} else if (ret == 0) {
-		join_tried(&s, tried, sizeof(tried));
+		vdisk_parent_search_tried(&s, tried, sizeof(tried));
 		ret = fail(err, err_size, -ENOENT, "parent image \"%s\" not found (tried %s)", name,
 			   tried);
-	} else {
+	} else if (ret == 1) {
+		vhd->parent_path = s.found;
+		s.found = NULL;
 		ret = 0;
 	}
-out:
 	if (ret == -ENOMEM)
 		fail(err, err_size, ret, "out of memory while looking for the parent");
-	for (unsigned i = 0; i < s.ntried; i++)
-		free(s.tried[i]);
-	free(s.dir);
+	vdisk_parent_search_fini(&s);
 	return ret;
 }
 
@@ -1339,7 +1240,7 @@ static int plan_parent_paths(const char *child, const char *parent, struct creat
 			    "UTF-16 characters)");
 	strcpy(p->parent_name, name);
 
-	char *dir = dir_of(child);
+	char *dir = vdisk_path_dir(child);
 	char *absdir = dir ? realpath(dir, NULL) : NULL;
 	int e = errno;
 	free(dir);

@@ -34,6 +34,7 @@
 #include "endian.h"
 #include "guid.h"
 #include "utf16.h"
+#include "parent_search.h"
 #include "vhdx_internal.h"
 
 #define MiB VHDX_MiB
@@ -49,7 +50,6 @@
 #define CREATE_LOGICAL_SECTOR	512u
 #define CREATE_PHYSICAL_SECTOR	4096u
 #define LOCATOR_VALUE_MAX	65534u /* a u16 length in bytes, even */
-#define MAX_TRIED		16
 #define MAX_REPEATED_FINDINGS	32
 #define COPY_CHUNK		(1u << 20)
 
@@ -109,16 +109,6 @@ static void guid_text(const struct guid *g, char *out)
 	guid_format(g, out);
 }
 
-/* "dir/name" -> "dir", "name" -> ".", "/name" -> "/" */
-static char *dir_of(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-	if (!slash)
-		return strdup(".");
-	if (slash == path)
-		return strdup("/");
-	return strndup(path, (size_t)(slash - path));
-}
 
 /* UTF-16LE (len bytes, no terminator needed) as malloc'd UTF-8; NULL in *out when it does
  * not decode. Returns 0 or -ENOMEM. */
@@ -1055,65 +1045,6 @@ static int locator_parse(const uint8_t *item, uint32_t len, struct vhdx_parent_l
 
 /* ---- finding the parent ---- */
 
-struct parent_search {
-	struct vhdx *v;
-	char *dir; /* the child's directory */
-	struct stat child;
-	bool have_child;
-	char *tried[MAX_TRIED];
-	unsigned ntried;
-};
-
-/* 1: found (v->parent_path set), 0: not there, -ENOMEM. */
-static int try_path(struct parent_search *s, const char *path)
-{
-	struct stat st;
-
-	for (unsigned i = 0; i < s->ntried; i++)
-		if (!strcmp(s->tried[i], path))
-			return 0;
-	if (s->ntried < MAX_TRIED) {
-		if (!(s->tried[s->ntried] = strdup(path)))
-			return -ENOMEM;
-		s->ntried++;
-	}
-	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
-		return 0;
-	if (s->have_child && st.st_dev == s->child.st_dev && st.st_ino == s->child.st_ino)
-		return 0; /* an image is never its own parent */
-	s->v->parent_path = strdup(path);
-	return s->v->parent_path ? 1 : -ENOMEM;
-}
-
-/* A path next to the child ("./x", "../d/x", "x"), or as it is when absolute. */
-static int try_relative(struct parent_search *s, const char *path)
-{
-	while (path[0] == '.' && path[1] == '/') {
-		path += 2;
-		while (*path == '/')
-			path++;
-	}
-	if (!*path)
-		return 0;
-	if (path[0] == '/')
-		return try_path(s, path);
-	char *full;
-	if (asprintf(&full, "%s/%s", s->dir, path) < 0)
-		return -ENOMEM;
-	int ret = try_path(s, full);
-	free(full);
-	return ret;
-}
-
-static char *with_slashes(const char *path)
-{
-	char *s = strdup(path);
-	for (char *p = s; p && *p; p++)
-		if (*p == '\\')
-			*p = '/';
-	return s;
-}
-
 /* "C:\x", "\\server\share\x", "\\?\..." */
 static bool is_windows_absolute(const char *p)
 {
@@ -1121,36 +1052,36 @@ static bool is_windows_absolute(const char *p)
 }
 
 /* relative_path: Windows style (".\x.vhdx", "..\d\x.vhdx") next to the child. */
-static int try_relative_path(struct parent_search *s, const char *path)
+static int try_relative_path(struct vdisk_parent_search *s, const char *path)
 {
 	if (is_windows_absolute(path))
 		return 0;
-	char *p = path[0] == '/' ? strdup(path) : with_slashes(path);
+	char *p = path[0] == '/' ? strdup(path) : vdisk_path_with_slashes(path);
 	if (!p)
 		return -ENOMEM;
-	int ret = try_relative(s, p);
+	int ret = vdisk_parent_try_relative(s, p);
 	free(p);
 	return ret;
 }
 
 /* absolute_win32_path: a host path as it is (what we write); a Windows one cannot be
  * looked up here (its file name is tried next to the child later). */
-static int try_absolute_path(struct parent_search *s, const char *path)
+static int try_absolute_path(struct vdisk_parent_search *s, const char *path)
 {
-	return path[0] == '/' ? try_path(s, path) : 0;
+	return path[0] == '/' ? vdisk_parent_try(s, path) : 0;
 }
 
 /* volume_path "\\?\Volume{GUID}\dir\x.vhdx": the part after the volume, from the root. */
-static int try_volume_path(struct parent_search *s, const char *path)
+static int try_volume_path(struct vdisk_parent_search *s, const char *path)
 {
 	const char *brace = strchr(path, '}');
 	const char *rest = brace ? brace + 1 : path;
 	if (*rest != '\\' && *rest != '/')
 		return 0;
-	char *p = with_slashes(rest);
+	char *p = vdisk_path_with_slashes(rest);
 	if (!p)
 		return -ENOMEM;
-	int ret = try_path(s, p);
+	int ret = vdisk_parent_try(s, p);
 	free(p);
 	return ret;
 }
@@ -1164,15 +1095,10 @@ static const char *base_name(const char *path)
 	return b;
 }
 
-static int try_name(struct parent_search *s, const char *path)
-{
-	const char *name = base_name(path);
-	return *name ? try_relative(s, name) : 0;
-}
 
-static int search_parent(struct parent_search *s)
+static int search_parent(struct vdisk_parent_search *s, const struct vhdx *v)
 {
-	const struct vhdx_parent_locator *l = &s->v->locator;
+	const struct vhdx_parent_locator *l = &v->locator;
 	const char *names[3] = { l->absolute_win32_path, l->volume_path, l->relative_path };
 	int ret = 0;
 
@@ -1184,21 +1110,10 @@ static int search_parent(struct parent_search *s)
 		ret = try_volume_path(s, l->volume_path);
 	for (int i = 0; i < 3 && ret == 0; i++)
 		if (names[i])
-			ret = try_name(s, names[i]);
+			ret = vdisk_parent_try_name(s, names[i]);
 	return ret;
 }
 
-static void join_tried(const struct parent_search *s, char *out, size_t size)
-{
-	size_t used = 0;
-	out[0] = 0;
-	for (unsigned i = 0; i < s->ntried && used + 1 < size; i++) {
-		int n = snprintf(out + used, size - used, "%s%s", i ? ", " : "", s->tried[i]);
-		if (n < 0)
-			break;
-		used += (size_t)n;
-	}
-}
 
 static int resolve_parent(struct vdisk_file *file, struct vhdx *v, char *err, size_t err_size)
 {
@@ -1206,34 +1121,27 @@ static int resolve_parent(struct vdisk_file *file, struct vhdx *v, char *err, si
 	const char *any = l->relative_path	   ? l->relative_path
 			  : l->absolute_win32_path ? l->absolute_win32_path
 						   : l->volume_path;
-	struct parent_search s = { .v = v };
+	struct vdisk_parent_search s;
 	char tried[768];
-	int ret = -ENOMEM;
-
-	s.dir = dir_of(file->path);
-	if (!s.dir)
-		goto out;
-	s.have_child = stat(file->path, &s.child) == 0;
-	ret = search_parent(&s);
-	if (ret < 0)
-		goto out;
+	int ret = vdisk_parent_search_init(&s, file->path);
+	if (ret == 0)
+		ret = search_parent(&s, v);
 	if (ret == 0 && !any) {
 		ret = fail(err, err_size, -ENOENT,
 			   "the parent locator names no path (no relative_path, "
 			   "absolute_win32_path or volume_path): the parent cannot be found");
 	} else if (ret == 0) {
-		join_tried(&s, tried, sizeof(tried));
+		vdisk_parent_search_tried(&s, tried, sizeof(tried));
 		ret = fail(err, err_size, -ENOENT, "parent image \"%s\" not found (tried %s)",
 			   base_name(any), s.ntried ? tried : "nothing usable on this host");
-	} else {
+	} else if (ret == 1) {
+		v->parent_path = s.found;
+		s.found = NULL;
 		ret = 0;
 	}
-out:
 	if (ret == -ENOMEM)
 		fail(err, err_size, ret, "out of memory while looking for the parent");
-	for (unsigned i = 0; i < s.ntried; i++)
-		free(s.tried[i]);
-	free(s.dir);
+	vdisk_parent_search_fini(&s);
 	return ret;
 }
 
@@ -1805,7 +1713,7 @@ static int plan_parent_paths(const char *child, const char *parent, struct creat
 	if (!p->absolute)
 		return fail(err, err_size, -errno, "cannot resolve the parent's path %s: %s",
 			    parent, strerror(errno));
-	char *dir = dir_of(child);
+	char *dir = vdisk_path_dir(child);
 	char *absdir = dir ? realpath(dir, NULL) : NULL;
 	int e = dir ? errno : ENOMEM;
 	free(dir);
