@@ -1,6 +1,7 @@
 #include "parent_search.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,4 +101,68 @@ void vdisk_parent_search_tried(const struct vdisk_parent_search *s, char *out, s
 			break;
 		used += (size_t)n;
 	}
+}
+
+/* How to reach to (absolute, canonical) from the directory from_dir (same), written the
+ * way Hyper-V writes relative locators: ".\\name" or "..\\dir\\name". */
+static char *relative_windows_path(const char *from_dir, const char *to)
+{
+	size_t i = 0, cut, ups = 0;
+
+	while (from_dir[i] && from_dir[i] == to[i])
+		i++;
+	if (from_dir[i] == 0 && to[i] == '/')
+		cut = i;
+	else if (from_dir[i] == 0 && i == 1) /* from "/" */
+		cut = 0;
+	else
+		for (cut = i; cut > 0 && to[cut] != '/'; cut--)
+			;
+	/* components of from_dir below the shared directory */
+	for (const char *p = from_dir + cut; *p; p++)
+		if (*p != '/' && (p == from_dir || p[-1] == '/'))
+			ups++;
+	const char *rest = to + cut + 1;
+	char *out = malloc(ups * 3 + strlen(rest) + 3);
+	if (!out)
+		return NULL;
+	char *w = out;
+	if (!ups) {
+		memcpy(w, ".\\", 2);
+		w += 2;
+	}
+	for (size_t k = 0; k < ups; k++, w += 3)
+		memcpy(w, "..\\", 3);
+	for (const char *p = rest; *p; p++)
+		*w++ = *p == '/' ? '\\' : *p;
+	*w = 0;
+	return out;
+}
+
+int vdisk_parent_paths(const char *child, const char *parent, char **absolute, char **relative,
+		       char *err, size_t err_size)
+{
+	*absolute = realpath(parent, NULL);
+	if (!*absolute) {
+		int e = errno;
+		snprintf(err, err_size, "cannot resolve the parent's path %s: %s", parent,
+			 strerror(e));
+		return -e;
+	}
+	char *dir = vdisk_path_dir(child);
+	char *absdir = dir ? realpath(dir, NULL) : NULL;
+	int e = dir ? errno : ENOMEM;
+	free(dir);
+	if (!absdir) {
+		snprintf(err, err_size, "cannot resolve the directory of %s: %s", child,
+			 strerror(e));
+		return -e;
+	}
+	*relative = relative_windows_path(absdir, *absolute);
+	free(absdir);
+	if (!*relative) {
+		snprintf(err, err_size, "out of memory");
+		return -ENOMEM;
+	}
+	return 0;
 }

@@ -34,6 +34,11 @@ int vdisk_parent_try_name(struct vdisk_parent_search *s, const char *path);
 char *vdisk_path_with_slashes(const char *path);
 /* The directory part of path ("." when it has none); NULL when out of memory. */
 char *vdisk_path_dir(const char *path);
+/* For creating a child: the parent's canonical absolute path and its path relative to the
+ * child's directory written the Windows way (".\\name", "..\\dir\\name"), both malloc'd.
+ * Returns 0 or -errno with a reason in err. */
+int vdisk_parent_paths(const char *child, const char *parent, char **absolute, char **relative,
+		       char *err, size_t err_size);
 /* "a, b, c": the paths tried, for an error message. */
 void vdisk_parent_search_tried(const struct vdisk_parent_search *s, char *out, size_t size);
 

@@ -1190,48 +1190,12 @@ static int plan_size(const struct vdisk_create_options *o, struct create_plan *p
 	return 0;
 }
 
-/* How to reach to (absolute, canonical) from the directory from_dir (same), written the
- * way Hyper-V writes W2ru locators: ".\\name" or "..\\dir\\name". */
-static char *relative_windows_path(const char *from_dir, const char *to)
-{
-	size_t i = 0, cut, ups = 0;
-
-	while (from_dir[i] && from_dir[i] == to[i])
-		i++;
-	if (from_dir[i] == 0 && to[i] == '/') {
-		cut = i;
-	} else {
-		for (cut = i; cut > 0 && to[cut] != '/'; cut--)
-			;
-	}
-	/* components of from_dir below the shared directory */
-	for (const char *p = from_dir + cut; *p; p++)
-		if (*p != '/' && (p == from_dir || p[-1] == '/'))
-			ups++;
-	const char *rest = to + cut + 1;
-	char *out = malloc(ups * 3 + strlen(rest) + 3);
-	if (!out)
-		return NULL;
-	char *w = out;
-	if (!ups) {
-		memcpy(w, ".\\", 2);
-		w += 2;
-	}
-	for (size_t k = 0; k < ups; k++, w += 3)
-		memcpy(w, "..\\", 3);
-	for (const char *p = rest; *p; p++)
-		*w++ = *p == '/' ? '\\' : *p;
-	*w = 0;
-	return out;
-}
-
 static int plan_parent_paths(const char *child, const char *parent, struct create_plan *p,
 			     char *err, size_t err_size)
 {
-	p->absolute = realpath(parent, NULL);
-	if (!p->absolute)
-		return fail(err, err_size, -errno, "cannot resolve the parent's path %s: %s",
-			    parent, strerror(errno));
+	int ret = vdisk_parent_paths(child, parent, &p->absolute, &p->relative, err, err_size);
+	if (ret < 0)
+		return ret;
 	const char *name = strrchr(p->absolute, '/') + 1;
 	uint8_t encoded[VHD_PARENT_NAME_BYTES];
 	if (strlen(name) >= sizeof(p->parent_name) || parent_name_encode(name, encoded) < 0)
@@ -1239,17 +1203,7 @@ static int plan_parent_paths(const char *child, const char *parent, struct creat
 			    "the parent's file name is too long for a VHD header (at most 256 "
 			    "UTF-16 characters)");
 	strcpy(p->parent_name, name);
-
-	char *dir = vdisk_path_dir(child);
-	char *absdir = dir ? realpath(dir, NULL) : NULL;
-	int e = errno;
-	free(dir);
-	if (!absdir)
-		return fail(err, err_size, -e, "cannot resolve the directory of %s: %s", child,
-			    strerror(e));
-	p->relative = relative_windows_path(absdir, p->absolute);
-	free(absdir);
-	return p->relative ? 0 : fail(err, err_size, -ENOMEM, "out of memory");
+	return 0;
 }
 
 static int parent_facts(struct vdisk *pdisk, const char *parent, struct create_plan *p, char *err,

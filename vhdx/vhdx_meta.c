@@ -1671,58 +1671,10 @@ static int plan_size(uint64_t size, uint32_t sector, char *err, size_t err_size)
 	return 0;
 }
 
-/* How to reach to (absolute, canonical) from the directory from_dir (same), written the
- * way Hyper-V writes relative_path: ".\name" or "..\dir\name". */
-static char *relative_windows_path(const char *from_dir, const char *to)
-{
-	size_t i = 0, cut, ups = 0;
-
-	while (from_dir[i] && from_dir[i] == to[i])
-		i++;
-	if (from_dir[i] == 0 && to[i] == '/')
-		cut = i;
-	else if (from_dir[i] == 0 && i == 1) /* from "/" */
-		cut = 0;
-	else
-		for (cut = i; cut > 0 && to[cut] != '/'; cut--)
-			;
-	for (const char *p = from_dir + cut; *p; p++)
-		if (*p != '/' && (p == from_dir || p[-1] == '/'))
-			ups++;
-	const char *rest = to + cut + 1;
-	char *out = malloc(ups * 3 + strlen(rest) + 3);
-	if (!out)
-		return NULL;
-	char *w = out;
-	if (!ups) {
-		memcpy(w, ".\\", 2);
-		w += 2;
-	}
-	for (size_t k = 0; k < ups; k++, w += 3)
-		memcpy(w, "..\\", 3);
-	for (const char *p = rest; *p; p++)
-		*w++ = *p == '/' ? '\\' : *p;
-	*w = 0;
-	return out;
-}
-
 static int plan_parent_paths(const char *child, const char *parent, struct create_plan *p,
 			     char *err, size_t err_size)
 {
-	p->absolute = realpath(parent, NULL);
-	if (!p->absolute)
-		return fail(err, err_size, -errno, "cannot resolve the parent's path %s: %s",
-			    parent, strerror(errno));
-	char *dir = vdisk_path_dir(child);
-	char *absdir = dir ? realpath(dir, NULL) : NULL;
-	int e = dir ? errno : ENOMEM;
-	free(dir);
-	if (!absdir)
-		return fail(err, err_size, -e, "cannot resolve the directory of %s: %s", child,
-			    strerror(e));
-	p->relative = relative_windows_path(absdir, p->absolute);
-	free(absdir);
-	return p->relative ? 0 : fail(err, err_size, -ENOMEM, "out of memory");
+	return vdisk_parent_paths(child, parent, &p->absolute, &p->relative, err, err_size);
 }
 
 /* The parent's identity (its current DataWriteGuid), size and logical sector size, read
