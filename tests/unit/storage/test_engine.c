@@ -26,6 +26,7 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include "test_disk.h"
 #include "test_util.h"
 #include "vdisk.h"
 
@@ -273,33 +274,22 @@ static int sync_write(struct vdisk *d, const void *buf, size_t len, uint64_t off
 
 /* ---- helpers: opening, and closing what a failed test left open ---- */
 
-static struct vdisk *open_disks[8];
+struct vdisk *test_open_disks[TEST_MAX_OPEN_DISKS];
 
 static void track(struct vdisk *disk)
 {
-	for (size_t i = 0; i < ARRAY_SIZE(open_disks); i++)
-		if (!open_disks[i]) {
-			open_disks[i] = disk;
-			return;
-		}
-	fail_msg("too many open disks");
+	if (test_track_disk(disk) < 0)
+		fail_msg("too many open disks");
 }
 
 static void close_disk(struct vdisk *disk)
 {
-	for (size_t i = 0; i < ARRAY_SIZE(open_disks); i++)
-		if (open_disks[i] == disk)
-			open_disks[i] = NULL;
-	vdisk_close(disk);
+	test_close_disk(disk);
 }
 
 static void close_leftovers(void)
 {
-	for (size_t i = 0; i < ARRAY_SIZE(open_disks); i++)
-		if (open_disks[i]) {
-			vdisk_close(open_disks[i]);
-			open_disks[i] = NULL;
-		}
+	test_close_tracked();
 }
 
 struct open_args {

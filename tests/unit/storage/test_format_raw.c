@@ -21,6 +21,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "test_disk.h"
 #include "test_util.h"
 #include "vdisk.h"
 
@@ -99,34 +100,23 @@ static bool file_exists(const char *path)
 
 /* Disks a failed test left open are closed by the teardown (their locks would fail the
  * next test). */
-static struct vdisk *open_disks[8];
+struct vdisk *test_open_disks[TEST_MAX_OPEN_DISKS];
 
 static void track(struct vdisk *disk)
 {
-	for (size_t i = 0; i < ARRAY_SIZE(open_disks); i++)
-		if (!open_disks[i]) {
-			open_disks[i] = disk;
-			return;
-		}
-	fail_msg("too many open disks");
+	if (test_track_disk(disk) < 0)
+		fail_msg("too many open disks");
 }
 
 static void close_disk(struct vdisk *disk)
 {
-	for (size_t i = 0; i < ARRAY_SIZE(open_disks); i++)
-		if (open_disks[i] == disk)
-			open_disks[i] = NULL;
-	vdisk_close(disk);
+	test_close_disk(disk);
 }
 
 static int close_leftovers(void **state)
 {
 	(void)state;
-	for (size_t i = 0; i < ARRAY_SIZE(open_disks); i++)
-		if (open_disks[i]) {
-			vdisk_close(open_disks[i]);
-			open_disks[i] = NULL;
-		}
+	test_close_tracked();
 	return 0;
 }
 

@@ -1,0 +1,42 @@
+/* Disks a test opened, so that a failed test (which cmocka leaves with a longjmp) does not
+ * leave them open for the next one. */
+#ifndef HV_TEST_DISK_H
+#define HV_TEST_DISK_H
+
+#include <stddef.h>
+
+#include "vdisk.h"
+
+#define TEST_MAX_OPEN_DISKS 8
+extern struct vdisk *test_open_disks[TEST_MAX_OPEN_DISKS];
+
+/* Remembers an open disk (fails the test when too many are open). */
+static inline int test_track_disk(struct vdisk *disk)
+{
+	for (size_t i = 0; i < TEST_MAX_OPEN_DISKS; i++)
+		if (!test_open_disks[i]) {
+			test_open_disks[i] = disk;
+			return 0;
+		}
+	return -1;
+}
+
+static inline void test_close_disk(struct vdisk *disk)
+{
+	for (size_t i = 0; i < TEST_MAX_OPEN_DISKS; i++)
+		if (test_open_disks[i] == disk)
+			test_open_disks[i] = NULL;
+	vdisk_close(disk);
+}
+
+/* Closes what a failed test left open. */
+static inline void test_close_tracked(void)
+{
+	for (size_t i = 0; i < TEST_MAX_OPEN_DISKS; i++)
+		if (test_open_disks[i]) {
+			vdisk_close(test_open_disks[i]);
+			test_open_disks[i] = NULL;
+		}
+}
+
+#endif
