@@ -184,6 +184,18 @@ void vdisk_job_fail(struct vdisk_job *job, int error);
 /* Call after issuing a stage: moves on at once when nothing could be issued. */
 void vdisk_job_issued(struct vdisk_job *job);
 
+/* Held requests waiting for a driver's job (flushes waiting for a write-back), linked
+ * through vdisk_req.next, which is free while a request is inside its driver. */
+struct vdisk_req_list {
+	struct vdisk_req *head, *tail;
+};
+/* Holds req and appends it (under the driver's lock). */
+void vdisk_req_list_push(struct vdisk_req_list *list, struct vdisk_req *req);
+/* Takes every request of the list (under the driver's lock). */
+struct vdisk_req *vdisk_req_list_take(struct vdisk_req_list *list);
+/* Ends each request taken, with result, on its own queue. */
+void vdisk_req_list_end(struct vdisk_req *first, struct vdisk_queue *current, int result);
+
 /* Ends a held request with result on its own queue's thread: directly when current is its
  * queue, otherwise through vdisk_queue_post. */
 void vdisk_req_end_on_queue(struct vdisk_req *req, struct vdisk_queue *current, int result);

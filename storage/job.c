@@ -75,3 +75,30 @@ void vdisk_req_end_on_queue(struct vdisk_req *req, struct vdisk_queue *current, 
 	if (req->queue == current || vdisk_queue_post(req->queue, req_end_posted, req) < 0)
 		vdisk_req_end(req, 0);
 }
+
+void vdisk_req_list_push(struct vdisk_req_list *list, struct vdisk_req *req)
+{
+	vdisk_req_hold(req);
+	req->next = NULL;
+	if (list->tail)
+		list->tail->next = req;
+	else
+		list->head = req;
+	list->tail = req;
+}
+
+struct vdisk_req *vdisk_req_list_take(struct vdisk_req_list *list)
+{
+	struct vdisk_req *first = list->head;
+	list->head = list->tail = NULL;
+	return first;
+}
+
+void vdisk_req_list_end(struct vdisk_req *first, struct vdisk_queue *current, int result)
+{
+	while (first) {
+		struct vdisk_req *next = first->next; /* ending may reuse the link */
+		vdisk_req_end_on_queue(first, current, result);
+		first = next;
+	}
+}

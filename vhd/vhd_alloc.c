@@ -45,10 +45,6 @@ static void mark_dirty(struct vhd_io *io, uint32_t block)
 
 /* ---- write-back ---- */
 
-struct vhd_flush_waiter {
-	struct vdisk_req *req;
-	struct vhd_flush_waiter *next;
-};
 
 struct writeback {
 	struct vdisk_job job;
@@ -57,7 +53,7 @@ struct writeback {
 	uint8_t *bat_buf;    /* BAT sectors, one per dirty block (unused ones stay unused) */
 	uint8_t **bitmaps;   /* differencing: bitmap copies, one per dirty block */
 	uint32_t dirty_seen; /* entries of bitmaps allocated (for freeing) */
-	struct vhd_flush_waiter *waiters;
+	struct vdisk_req *waiters; /* flushes this write-back completes */
 	int stage;
 };
 
@@ -159,11 +155,7 @@ static void writeback_finish(struct writeback *wb)
 	struct vhd_io *io = vhd_io_of(disk);
 	if (wb->job.result < 0)
 		writeback_restore(wb, io);
-	for (struct vhd_flush_waiter *w = wb->waiters, *next; w; w = next) {
-		next = w->next;
-		vdisk_req_end_on_queue(w->req, q, wb->job.result);
-		free(w);
-	}
+	vdisk_req_list_end(wb->waiters, q, wb->job.result);
 	writeback_free(wb);
 	pthread_mutex_lock(&io->lock);
 	io->writeback_running = false;
@@ -201,26 +193,20 @@ static void writeback_start(struct vdisk *disk, struct vdisk_queue *q)
 	struct vhd *vhd = vhd_of(disk);
 	struct vhd_io *io = vhd_io_of(disk);
 	pthread_mutex_lock(&io->lock);
-	if (io->writeback_running || (!io->flush_head && io->ndirty <= WRITEBACK_DIRTY_MAX)) {
+	if (io->writeback_running || (!io->flushes.head && io->ndirty <= WRITEBACK_DIRTY_MAX)) {
 		pthread_mutex_unlock(&io->lock);
 		return;
 	}
 	struct writeback *wb = calloc(1, sizeof(*wb));
 	if (!wb) {
-		struct vhd_flush_waiter *w = io->flush_head;
-		io->flush_head = io->flush_tail = NULL;
+		struct vdisk_req *waiters = vdisk_req_list_take(&io->flushes);
 		pthread_mutex_unlock(&io->lock);
-		for (struct vhd_flush_waiter *next; w; w = next) {
-			next = w->next;
-			vdisk_req_end_on_queue(w->req, q, -ENOMEM);
-			free(w);
-		}
+		vdisk_req_list_end(waiters, q, -ENOMEM);
 		return;
 	}
 	int ret = writeback_take(wb, vhd, io);
 	io->writeback_running = true;
-	wb->waiters = io->flush_head;
-	io->flush_head = io->flush_tail = NULL;
+	wb->waiters = vdisk_req_list_take(&io->flushes);
 	pthread_mutex_unlock(&io->lock);
 
 	wb->job = (struct vdisk_job){.disk = disk, .queue = q, .stage_done = writeback_stage_done};
@@ -238,19 +224,8 @@ static void writeback_start(struct vdisk *disk, struct vdisk_queue *q)
 void vhd_flush_req(struct vdisk_req *req)
 {
 	struct vhd_io *io = vhd_io_of(req->disk);
-	struct vhd_flush_waiter *w = malloc(sizeof(*w));
-	if (!w) {
-		vdisk_req_fail(req, -ENOMEM);
-		return;
-	}
-	*w = (struct vhd_flush_waiter){.req = req};
-	vdisk_req_hold(req);
 	pthread_mutex_lock(&io->lock);
-	if (io->flush_tail)
-		io->flush_tail->next = w;
-	else
-		io->flush_head = w;
-	io->flush_tail = w;
+	vdisk_req_list_push(&io->flushes, req);
 	pthread_mutex_unlock(&io->lock);
 	writeback_start(req->disk, req->queue);
 }

@@ -96,7 +96,6 @@ struct vhd_member {
 	struct vhd_member *next;
 };
 
-struct vhd_flush_waiter;
 struct vhd_io {
 	pthread_mutex_t lock;
 	/* allocation batches */
@@ -110,7 +109,7 @@ struct vhd_io {
 	uint32_t ndirty, dirty_cap;
 	uint8_t *dirty_mark; /* per block: already listed in dirty */
 	bool writeback_running;
-	struct vhd_flush_waiter *flush_head, *flush_tail;
+	struct vdisk_req_list flushes; /* waiting for the next write-back */
 };
 
 static inline struct vhd *vhd_of(struct vdisk *disk)

@@ -49,11 +49,6 @@ struct member {
 	struct member *next;
 };
 
-struct flush_waiter {
-	struct vdisk_req *req;
-	struct flush_waiter *next;
-};
-
 /* A 4 KiB page of metadata changed in memory: a BAT page or a sector bitmap page. */
 struct dirty_page {
 	uint64_t file_offset;
@@ -79,7 +74,7 @@ struct vhdx_io {
 	uint8_t *bat_page_dirty;    /* per BAT page */
 	uint8_t *bitmap_page_dirty; /* per bitmap page */
 	bool writeback_running;
-	struct flush_waiter *flush_head, *flush_tail;
+	struct vdisk_req_list flushes; /* waiting for the next write-back */
 
 	struct vhdx_log_writer log;
 	bool log_active;           /* the header carries the log GUID */
@@ -373,7 +368,7 @@ struct writeback {
 	uint8_t *entry;           /* the log entry */
 	uint32_t entry_head;      /* log head after it */
 	uint64_t size_at_sync;    /* file size when the data flush was issued */
-	struct flush_waiter *waiters;
+	struct vdisk_req *waiters; /* flushes this write-back completes */
 	int stage;
 };
 
@@ -456,11 +451,7 @@ static void writeback_finish(struct writeback *wb)
 	struct vhdx_io *io = io_of(disk);
 	if (wb->job.result < 0)
 		writeback_restore(wb, disk);
-	for (struct flush_waiter *w = wb->waiters, *next; w; w = next) {
-		next = w->next;
-		vdisk_req_end_on_queue(w->req, q, wb->job.result);
-		free(w);
-	}
+	vdisk_req_list_end(wb->waiters, q, wb->job.result);
 	writeback_free(wb);
 	pthread_mutex_lock(&io->lock);
 	io->writeback_running = false;
@@ -583,29 +574,19 @@ static void writeback_stage_done(struct vdisk_job *job)
 	}
 }
 
-static void fail_waiters(struct flush_waiter *w, struct vdisk_queue *q, int error)
-{
-	for (struct flush_waiter *next; w; w = next) {
-		next = w->next;
-		vdisk_req_end_on_queue(w->req, q, error);
-		free(w);
-	}
-}
-
 static void writeback_start(struct vdisk *disk, struct vdisk_queue *q)
 {
 	struct vhdx_io *io = io_of(disk);
 	pthread_mutex_lock(&io->lock);
-	if (io->writeback_running || (!io->flush_head && io->ndirty <= DIRTY_PAGES_MAX)) {
+	if (io->writeback_running || (!io->flushes.head && io->ndirty <= DIRTY_PAGES_MAX)) {
 		pthread_mutex_unlock(&io->lock);
 		return;
 	}
 	struct writeback *wb = calloc(1, sizeof(*wb));
-	struct flush_waiter *waiters = io->flush_head;
-	io->flush_head = io->flush_tail = NULL;
+	struct vdisk_req *waiters = vdisk_req_list_take(&io->flushes);
 	if (!wb) {
 		pthread_mutex_unlock(&io->lock);
-		fail_waiters(waiters, q, -ENOMEM);
+		vdisk_req_list_end(waiters, q, -ENOMEM);
 		return;
 	}
 	int ret = writeback_take(wb, disk);
@@ -631,19 +612,8 @@ static void vhdx_flush(struct vdisk_req *req)
 		return;
 	}
 	struct vhdx_io *io = io_of(req->disk);
-	struct flush_waiter *w = malloc(sizeof(*w));
-	if (!w) {
-		vdisk_req_fail(req, -ENOMEM);
-		return;
-	}
-	*w = (struct flush_waiter){.req = req};
-	vdisk_req_hold(req);
 	pthread_mutex_lock(&io->lock);
-	if (io->flush_tail)
-		io->flush_tail->next = w;
-	else
-		io->flush_head = w;
-	io->flush_tail = w;
+	vdisk_req_list_push(&io->flushes, req);
 	pthread_mutex_unlock(&io->lock);
 	writeback_start(req->disk, req->queue);
 }
