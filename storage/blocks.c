@@ -1,4 +1,6 @@
 /* Helpers for formats that map the virtual disk in fixed-size blocks. */
+#include <errno.h>
+
 #include "format.h"
 
 void vdisk_req_for_each_block(struct vdisk_req *req, uint64_t block_size,
@@ -18,6 +20,10 @@ void vdisk_req_for_each_block(struct vdisk_req *req, uint64_t block_size,
 void vdisk_req_read_backing_clipped(struct vdisk_req *req, struct vdisk *backing, uint64_t skip,
 				    uint64_t len, uint64_t offset)
 {
+	if (!backing) { /* opened with no_backing */
+		vdisk_req_fail(req, -ENODATA);
+		return;
+	}
 	uint64_t size = vdisk_size(backing);
 	uint64_t inside = offset >= size ? 0 : size - offset < len ? size - offset : len;
 	if (inside)

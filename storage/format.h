@@ -72,6 +72,14 @@ struct vdisk_format {
 	int (*check)(struct vdisk *disk, unsigned flags, struct vdisk_check_result *result);
 	int (*create)(const char *path, const struct vdisk_create_options *opts, char *err,
 		      size_t err_size);
+	/* Maintenance (see vdisk.h); NULL when the format cannot. The block layer has checked
+	 * that the disk is writable and, for a shrinking resize, that no data is lost (or
+	 * VDISK_RESIZE_FORCE). The disk stays usable at its new size afterwards. */
+	int (*resize)(struct vdisk *disk, uint64_t new_size, char *err, size_t err_size);
+	int (*compact)(struct vdisk *disk, vdisk_progress_fn progress, void *opaque,
+		       struct vdisk_compact_result *result, char *err, size_t err_size);
+	int (*set_parent)(struct vdisk *disk, const char *parent_path, unsigned flags, char *err,
+			  size_t err_size);
 };
 
 /* The block layer's view of an open disk, shared with the drivers. */
@@ -88,6 +96,7 @@ struct vdisk {
 	unsigned nqueues;
 	struct vdisk *top;   /* the image the consumer opened; itself for the top */
 	struct vdisk *child; /* for a backing image: the image it backs */
+	struct vdisk *backing; /* the image below (set by vdisk_open_backing), or NULL */
 	unsigned depth;      /* 0 for the top, 1 for its backing image, ... */
 	/* Writes must cover whole units of this many bytes (1: any). The block layer turns
 	 * other writes into read-modify-write before the driver sees them. */
@@ -145,9 +154,12 @@ const struct iovec *vdisk_zero_iov(uint64_t len);
 /* The engine of a queue, for drivers that run operations of their own (metadata). */
 struct engine *vdisk_queue_engine(struct vdisk_queue *q);
 
-/* Opens a backing image (the parent of a differencing image) read-only for disk. It
- * shares the queues of the top of the chain, so requests on it complete on the same
- * threads. Refuses loops and chains deeper than VDISK_MAX_CHAIN. */
+/* Opens a backing image (the parent of a differencing image) read-only for disk (read-write
+ * at the top's writable_depth). It shares the queues of the top of the chain, so requests
+ * on it complete on the same threads. Refuses loops and chains deeper than
+ * VDISK_MAX_CHAIN. Drivers do not call it when disk->opts.no_backing is set (and then
+ * tolerate a parent path that does not resolve); their parent stays NULL, and
+ * vdisk_req_backing_read and friends fail reads from a NULL backing with -ENODATA. */
 #define VDISK_MAX_CHAIN 64
 int vdisk_open_backing(struct vdisk *disk, const char *path, struct vdisk **out, char *err,
 		       size_t err_size);
@@ -208,5 +220,8 @@ void vdisk_req_io_submit(struct vdisk_req *req, struct engine_io *io);
 void vdisk_req_io_put(struct vdisk_req *req, struct engine_io *io, int result);
 
 extern const struct vdisk_format vdisk_format_raw;
+/* Raw compaction (format_raw_compact.c). */
+int vdisk_raw_compact(struct vdisk *disk, vdisk_progress_fn progress, void *opaque,
+		      struct vdisk_compact_result *result, char *err, size_t err_size);
 
 #endif

@@ -97,6 +97,24 @@ static int raw_get_info(struct vdisk *disk, struct vdisk_info *info)
 	return info->details ? 0 : -ENOMEM;
 }
 
+/* A raw image's size is its file's: a regular file is truncated or extended (sparse). */
+static int raw_resize(struct vdisk *disk, uint64_t new_size, char *err, size_t err_size)
+{
+	if (disk->file->is_block_device) {
+		snprintf(err, err_size, "a block device cannot be resized by this tool");
+		return -ENOTSUP;
+	}
+	int ret = vdisk_file_set_size(disk->file, new_size);
+	if (ret == 0)
+		ret = vdisk_file_sync(disk->file);
+	if (ret < 0) {
+		snprintf(err, err_size, "cannot set the file size: %s", strerror(-ret));
+		return ret;
+	}
+	disk->size = new_size;
+	return 0;
+}
+
 static int raw_create(const char *path, const struct vdisk_create_options *opts, char *err,
 		      size_t err_size)
 {
@@ -165,4 +183,6 @@ const struct vdisk_format vdisk_format_raw = {
 	.block_status = raw_block_status,
 	.get_info = raw_get_info,
 	.create = raw_create,
+	.resize = raw_resize,
+	.compact = vdisk_raw_compact,
 };

@@ -3,6 +3,7 @@
 #include "vdisk.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
 #include <poll.h>
@@ -257,6 +258,10 @@ static void backing_read_done(void *opaque, int result)
 void vdisk_req_backing_read(struct vdisk_req *req, struct vdisk *backing, uint64_t skip,
 			    uint64_t len, uint64_t offset)
 {
+	if (!backing) { /* opened with no_backing */
+		vdisk_req_fail(req, -ENODATA);
+		return;
+	}
 	struct io_slot *slot = slot_get(req);
 	if (!slot) {
 		vdisk_req_fail(req, -ENOMEM);
@@ -923,9 +928,17 @@ int vdisk_open_backing(struct vdisk *disk, const char *path, struct vdisk **out,
 		return -ELOOP;
 	}
 	struct vdisk_options opts = disk->opts;
-	opts.read_only = true;
+	opts.read_only = disk->top->opts.writable_depth != disk->depth + 1;
 	opts.format = NULL;
-	return open_image(path, &opts, disk, out, err, err_size);
+	int ret = open_image(path, &opts, disk, out, err, err_size);
+	if (ret == 0)
+		disk->backing = *out;
+	return ret;
+}
+
+struct vdisk *vdisk_backing(struct vdisk *disk)
+{
+	return disk->backing;
 }
 
 void vdisk_close(struct vdisk *disk)
@@ -1022,6 +1035,108 @@ int vdisk_check(struct vdisk *disk, unsigned flags, struct vdisk_check_result *r
 	if ((flags & VDISK_CHECK_REPAIR) && disk->read_only)
 		return -EROFS;
 	return disk->format->check ? disk->format->check(disk, flags, result) : 0;
+}
+
+/* ---- maintenance ---- */
+
+static int maintenance_start(struct vdisk *disk, bool supported, char *err, size_t err_size)
+{
+	err[0] = 0;
+	if (!supported) {
+		snprintf(err, err_size, "the %s format does not support this", disk->format->name);
+		return -ENOTSUP;
+	}
+	if (disk->read_only) {
+		snprintf(err, err_size, "the image is open read-only");
+		return -EROFS;
+	}
+	return 0;
+}
+
+/* The first offset at or past from holding non-zero data, or UINT64_MAX. */
+static int first_data_at_or_past(struct vdisk *disk, uint64_t from, uint64_t *found)
+{
+	enum { CHUNK = 1 << 20 };
+	uint8_t *buf = vdisk_alloc_aligned(CHUNK);
+	if (!buf)
+		return -ENOMEM;
+	int ret = 0;
+	*found = UINT64_MAX;
+	for (uint64_t pos = from; pos < disk->size && *found == UINT64_MAX;) {
+		struct vdisk_extent ext;
+		ret = vdisk_block_status(disk, pos, disk->size - pos, &ext);
+		if (ret < 0)
+			break;
+		if (ext.flags & VDISK_EXTENT_ZERO) {
+			pos += ext.length;
+			continue;
+		}
+		uint64_t n = ext.length < CHUNK ? ext.length : CHUNK;
+		ret = vdisk_pread(disk, buf, n, pos);
+		if (ret < 0)
+			break;
+		for (uint64_t i = 0; i < n; i++)
+			if (buf[i]) {
+				*found = pos + i;
+				break;
+			}
+		pos += n;
+	}
+	free(buf);
+	return ret;
+}
+
+int vdisk_resize(struct vdisk *disk, uint64_t new_size, unsigned flags, uint64_t *lost_offset,
+		 char *err, size_t err_size)
+{
+	int ret = maintenance_start(disk, disk->format->resize != NULL, err, err_size);
+	if (ret < 0)
+		return ret;
+	if (new_size == 0 || new_size % disk->logical_sector_size) {
+		snprintf(err, err_size, "the new size must be a non-zero multiple of the %u-byte sector",
+			 disk->logical_sector_size);
+		return -EINVAL;
+	}
+	if (new_size < disk->size && !(flags & VDISK_RESIZE_FORCE)) {
+		uint64_t at;
+		ret = first_data_at_or_past(disk, new_size, &at);
+		if (ret < 0) {
+			snprintf(err, err_size, "cannot read the part shrinking would drop: %s",
+				 strerror(-ret));
+			return ret;
+		}
+		if (at != UINT64_MAX) {
+			if (lost_offset)
+				*lost_offset = at;
+			snprintf(err, err_size,
+				 "shrinking would lose data: offset %" PRIu64
+				 " (past the new size) is not zero",
+				 at);
+			return -ENOTEMPTY;
+		}
+	}
+	if (new_size == disk->size)
+		return 0;
+	return disk->format->resize(disk, new_size, err, err_size);
+}
+
+int vdisk_compact(struct vdisk *disk, vdisk_progress_fn progress, void *opaque,
+		  struct vdisk_compact_result *result, char *err, size_t err_size)
+{
+	*result = (struct vdisk_compact_result){0};
+	int ret = maintenance_start(disk, disk->format->compact != NULL, err, err_size);
+	if (ret < 0)
+		return ret;
+	return disk->format->compact(disk, progress, opaque, result, err, err_size);
+}
+
+int vdisk_set_parent(struct vdisk *disk, const char *parent_path, unsigned flags, char *err,
+		     size_t err_size)
+{
+	int ret = maintenance_start(disk, disk->format->set_parent != NULL, err, err_size);
+	if (ret < 0)
+		return ret;
+	return disk->format->set_parent(disk, parent_path, flags, err, err_size);
 }
 
 int vdisk_create(const char *path, const struct vdisk_create_options *opts, char *err,

@@ -50,6 +50,11 @@ struct vdisk_options {
 			  * metadata is masked in memory and repaired, not refused */
 	bool discard_zeroes; /* discard writes zeros (a device that promises zeros after
 			      * unmap); otherwise formats that cannot free space keep data */
+	bool no_backing; /* a differencing image opens without its parent (rebase after the
+			  * parent moved, one layer's map): reading a range it does not hold
+			  * fails with -ENODATA */
+	unsigned writable_depth; /* merge: the image this deep in the chain (1: the parent)
+				  * is opened read-write too, see vdisk_backing(); 0: none */
 };
 
 /* Opens path. On failure returns -errno and, when err is not NULL, a one-line reason
@@ -157,6 +162,38 @@ struct vdisk_create_options {
 };
 int vdisk_create(const char *path, const struct vdisk_create_options *opts, char *err,
 		 size_t err_size);
+
+/* The image below this one in its chain (the parent of a differencing image), or NULL.
+ * It shares the queues of the image the consumer opened. */
+struct vdisk *vdisk_backing(struct vdisk *disk);
+
+/* ---- maintenance, for offline tools: the disk is open read-write (unless said) and no
+ * request is in flight. Each returns 0 or -errno with a one-line reason in err. ---- */
+
+/* Progress of long work: done out of total units (bytes unless said). */
+typedef void (*vdisk_progress_fn)(void *opaque, uint64_t done, uint64_t total);
+
+/* Changes the virtual size. Shrinking refuses with -ENOTEMPTY and the first offset at or
+ * past new_size that holds non-zero data in *lost_offset, unless VDISK_RESIZE_FORCE. */
+enum { VDISK_RESIZE_FORCE = 1 << 0 };
+int vdisk_resize(struct vdisk *disk, uint64_t new_size, unsigned flags, uint64_t *lost_offset,
+		 char *err, size_t err_size);
+
+/* Releases blocks that read as all zeros (or are discarded) and shrinks the file. */
+struct vdisk_compact_result {
+	uint64_t file_size_before;
+	uint64_t file_size_after;
+	uint64_t blocks_released; /* format blocks (raw: holes punched, in bytes / 4096) */
+};
+int vdisk_compact(struct vdisk *disk, vdisk_progress_fn progress, void *opaque,
+		  struct vdisk_compact_result *result, char *err, size_t err_size);
+
+/* Rebase: records parent_path as the parent of this differencing image (after the parent
+ * was moved or renamed). Checks that parent_path is the image this one was made from,
+ * unless VDISK_SET_PARENT_UNSAFE. The disk may be opened with no_backing. */
+enum { VDISK_SET_PARENT_UNSAFE = 1 << 0 };
+int vdisk_set_parent(struct vdisk *disk, const char *parent_path, unsigned flags, char *err,
+		     size_t err_size);
 
 /* The synchronous convenience layer, for tools and tests: each call runs one request on
  * queue 0 to completion. Use only from the thread that owns queue 0. */

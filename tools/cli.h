@@ -23,7 +23,9 @@ struct cli_command {
 	void (*help)(FILE *out);
 };
 
-extern const struct cli_command cmd_info, cmd_create, cmd_check, cmd_bench;
+extern const struct cli_command cmd_info, cmd_create, cmd_check, cmd_bench, cmd_convert,
+	cmd_compare, cmd_map, cmd_resize, cmd_compact, cmd_merge, cmd_rebase, cmd_chain,
+	cmd_mbr2gpt;
 
 /* "vdisk: CMD: message" on stderr; returns CLI_EXIT_USAGE. Adds a pointer to --help. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

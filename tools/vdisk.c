@@ -1,4 +1,4 @@
-/* vdisk: create, inspect and benchmark virtual disk images. */
+/* vdisk: create, inspect, convert, maintain and benchmark virtual disk images. */
 #include <stdio.h>
 #include <string.h>
 
@@ -6,14 +6,15 @@
 #include "vhd.h"
 #include "vhdx.h"
 
-static const struct cli_command *const commands[] = {&cmd_create, &cmd_info, &cmd_check,
-						     &cmd_bench};
+static const struct cli_command *const commands[] = {
+	&cmd_create, &cmd_info,	   &cmd_check, &cmd_convert, &cmd_compare, &cmd_map,  &cmd_resize,
+	&cmd_compact, &cmd_merge, &cmd_rebase, &cmd_chain,   &cmd_mbr2gpt, &cmd_bench};
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
 static void usage(FILE *out)
 {
 	fprintf(out, "Usage: vdisk COMMAND [OPTIONS] ...\n\n"
-		     "Create, inspect and benchmark virtual disk images.\n\n"
+		     "Create, inspect, convert, maintain and benchmark virtual disk images.\n\n"
 		     "Commands:\n");
 	for (unsigned i = 0; i < NCOMMANDS; i++)
 		fprintf(out, "  %-10s %s\n", commands[i]->name, commands[i]->summary);

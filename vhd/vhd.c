@@ -327,12 +327,13 @@ static int vhd_open(struct vdisk *disk, char *err, size_t err_size)
 		return -ENOMEM;
 	disk->priv = vhd;
 	vhd->load_for_repair = disk->opts.for_repair;
+	vhd->parent_optional = disk->opts.no_backing;
 	int ret = vhd_load(disk, vhd, err, err_size);
 	if (ret == 0 && vhd_is_sparse(vhd))
 		ret = vhd_io_init(vhd);
 	if (ret == 0 && vhd->footer_from_copy && !disk->read_only)
 		ret = restore_end_footer(disk, vhd, err, err_size);
-	if (ret == 0 && vhd_is_diff(vhd))
+	if (ret == 0 && vhd_is_diff(vhd) && !disk->opts.no_backing)
 		ret = open_parent(disk, vhd, err, err_size);
 	if (ret < 0) {
 		vhd_close(disk);
@@ -378,6 +379,9 @@ static const struct vdisk_format vhd_format = {
 	.get_info = vhd_get_info,
 	.check = vhd_check_disk,
 	.create = vhd_create,
+	.resize = vhd_resize,
+	.compact = vhd_compact,
+	.set_parent = vhd_set_parent,
 };
 
 int vhd_register(void)

@@ -79,6 +79,9 @@ struct vhd {
 	 * failing the load; vhd_check reports and repairs them from the BAT on disk. */
 	bool load_for_repair;
 	uint32_t bad_bat_entries;
+	/* Set before vhd_load for an open with no_backing: a parent that cannot be found
+	 * leaves parent_path NULL instead of failing the load. */
+	bool parent_optional;
 
 	/* Owned by the I/O path (vhd.c). */
 	void *io;
@@ -207,5 +210,12 @@ int vhd_create(const char *path, const struct vdisk_create_options *opts, char *
 int vhd_get_info(struct vdisk *disk, struct vdisk_info *info);
 int vhd_check(struct vdisk *disk, unsigned flags, struct vdisk_check_result *result);
 int vhd_probe(const struct vdisk_probe *probe);
+
+/* ---- maintenance operations (vhd_resize.c, vhd_compact.c, vhd_rebase.c) ---- */
+int vhd_resize(struct vdisk *disk, uint64_t new_size, char *err, size_t err_size);
+int vhd_compact(struct vdisk *disk, vdisk_progress_fn progress, void *opaque,
+		struct vdisk_compact_result *result, char *err, size_t err_size);
+int vhd_set_parent(struct vdisk *disk, const char *parent_path, unsigned flags, char *err,
+		   size_t err_size);
 
 #endif

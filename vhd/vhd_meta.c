@@ -1082,8 +1082,13 @@ static int load_sparse(struct vdisk_file *file, struct vhd *vhd, char *err, size
 		ret = load_locators(file, vhd, err, err_size);
 	if (ret == 0)
 		ret = load_blocks(file, vhd, err, err_size);
-	if (ret == 0 && diff)
+	if (ret == 0 && diff) {
 		ret = resolve_parent(file, vhd, err, err_size);
+		if (ret == -ENOENT && vhd->parent_optional) {
+			err[0] = 0;
+			ret = 0;
+		}
+	}
 	return ret;
 }
 

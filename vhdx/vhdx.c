@@ -232,7 +232,7 @@ static void read_segment(struct vdisk_req *req, uint64_t skip, uint64_t len, uin
 		read_partial(req, entry, skip, len, voff);
 		break;
 	case VHDX_BLOCK_NOT_PRESENT:
-		if (v->parent) {
+		if (v->has_parent) {
 			vdisk_req_read_backing_clipped(req, v->parent, skip, len, voff);
 			break;
 		}
@@ -716,7 +716,7 @@ static int batch_add_member(struct batch *b, struct member *m)
 		return 1;
 	bool allocates = state != VHDX_BLOCK_FULLY_PRESENT && state != VHDX_BLOCK_PARTIALLY_PRESENT;
 	bool partial = state == VHDX_BLOCK_PARTIALLY_PRESENT ||
-		       (allocates && v->parent && state == VHDX_BLOCK_NOT_PRESENT && !covers_block(v, m));
+		       (allocates && v->has_parent && state == VHDX_BLOCK_NOT_PRESENT && !covers_block(v, m));
 	uint64_t chunk = m->block / v->chunk_ratio;
 	bool new_bitmap = false;
 	if (partial) {
@@ -990,12 +990,12 @@ static void discard_segment(struct vdisk_req *req, uint64_t skip, uint64_t len, 
 	uint64_t block = voff / v->block_size;
 	unsigned state = vhdx_bat_state(bat_get(v, vhdx_payload_index(v, block)));
 	if (state == VHDX_BLOCK_ZERO || state == VHDX_BLOCK_UNMAPPED ||
-	    (!v->parent && state == VHDX_BLOCK_NOT_PRESENT))
+	    (!v->has_parent && state == VHDX_BLOCK_NOT_PRESENT))
 		return; /* reads as zeros already */
 	if (voff % v->block_size || len != v->block_size)
 		vdisk_req_write_zeroes_via(req, voff, len);
 	else
-		set_block_state(req->disk, block, v->parent ? VHDX_BLOCK_ZERO : VHDX_BLOCK_UNMAPPED);
+		set_block_state(req->disk, block, v->has_parent ? VHDX_BLOCK_ZERO : VHDX_BLOCK_UNMAPPED);
 }
 
 static void zero_segment(struct vdisk_req *req, uint64_t skip, uint64_t len, uint64_t voff)
@@ -1004,7 +1004,7 @@ static void zero_segment(struct vdisk_req *req, uint64_t skip, uint64_t len, uin
 	struct vhdx *v = vhdx_of(req->disk);
 	uint64_t block = voff / v->block_size;
 	unsigned state = vhdx_bat_state(bat_get(v, vhdx_payload_index(v, block)));
-	if (state == VHDX_BLOCK_ZERO || (!v->parent && state == VHDX_BLOCK_NOT_PRESENT))
+	if (state == VHDX_BLOCK_ZERO || (!v->has_parent && state == VHDX_BLOCK_NOT_PRESENT))
 		return; /* reads as zeros already */
 	if (voff % v->block_size == 0 && len == v->block_size)
 		set_block_state(req->disk, block, VHDX_BLOCK_ZERO);
@@ -1057,7 +1057,7 @@ static int block_run(struct vdisk *disk, uint64_t pos, uint64_t n, unsigned *fla
 		return 0;
 	}
 	case VHDX_BLOCK_NOT_PRESENT:
-		*flags = v->parent ? 0 : VDISK_EXTENT_ZERO;
+		*flags = v->has_parent ? 0 : VDISK_EXTENT_ZERO;
 		return 0;
 	default:
 		*flags = VDISK_EXTENT_ZERO;
@@ -1200,7 +1200,7 @@ static int vhdx_open(struct vdisk *disk, char *err, size_t err_size)
 	int ret = vhdx_load(disk, v, err, err_size);
 	if (ret == 0)
 		ret = io_init(disk, v);
-	if (ret == 0 && v->has_parent)
+	if (ret == 0 && v->has_parent && !disk->opts.no_backing)
 		ret = open_parent(disk, v, err, err_size);
 	if (ret == 0 && !disk->read_only) {
 		/* A fresh FileWriteGuid before the first change of the file. */
@@ -1253,6 +1253,101 @@ static int vhdx_check_disk(struct vdisk *disk, unsigned flags, struct vdisk_chec
 	return ret;
 }
 
+/* ---- offline maintenance: resize, compact and rebase (nothing in flight) ---- */
+
+void vhdx_mark_bat_dirty(struct vdisk *disk, uint64_t index)
+{
+	struct vhdx_io *io = io_of(disk);
+	pthread_mutex_lock(&io->lock);
+	mark_bat_entry_dirty(vhdx_of(disk), io, index);
+	pthread_mutex_unlock(&io->lock);
+}
+
+int vhdx_writeback(struct vdisk *disk)
+{
+	return writeback_sync(disk);
+}
+
+static int apply_update(struct vdisk_file *file, const struct vhdx_log_update *u)
+{
+	if (u->data)
+		return vdisk_file_pwrite(file, u->data, PAGE, u->file_offset);
+	const struct iovec *zero = vdisk_zero_iov(PAGE);
+	if (!zero)
+		return -ENOMEM;
+	for (uint64_t done = 0; done < u->zero_length; done += PAGE) {
+		int ret = vdisk_file_pwrite(file, zero->iov_base, PAGE, u->file_offset + done);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+int vhdx_log_commit(struct vdisk *disk, const struct vhdx_log_update *updates, unsigned count)
+{
+	struct vhdx_io *io = io_of(disk);
+	int ret = writeback_sync(disk);
+	if (ret == 0)
+		ret = vdisk_file_sync(disk->file);
+	if (ret < 0)
+		return ret;
+	io->durable_size = disk->file->size;
+	vhdx_log_set_tail(&io->log, io->applied_head);
+	uint64_t last = disk->file->size;
+	for (unsigned i = 0; i < count; i++) {
+		uint64_t end = updates[i].file_offset + (updates[i].data ? PAGE : updates[i].zero_length);
+		if (end > last)
+			last = end;
+	}
+	ret = activate_log(disk);
+	uint8_t *entry = NULL;
+	uint32_t len;
+	struct vhdx_log_piece pieces[2];
+	unsigned npieces = 0;
+	if (ret == 0)
+		ret = vhdx_log_entry_build(&io->log, updates, count, io->durable_size, last, &entry,
+					   &len, pieces, &npieces);
+	for (unsigned i = 0; ret == 0 && i < npieces; i++)
+		ret = vdisk_file_pwrite(disk->file, entry + pieces[i].buf_offset, pieces[i].length,
+					pieces[i].file_offset);
+	free(entry);
+	if (ret == 0)
+		ret = vdisk_file_sync(disk->file);
+	if (ret == 0 && last > disk->file->size)
+		ret = vdisk_file_set_size(disk->file, last);
+	for (unsigned i = 0; ret == 0 && i < count; i++)
+		ret = apply_update(disk->file, &updates[i]);
+	if (ret == 0)
+		io->applied_head = io->log.head;
+	return ret;
+}
+
+int vhdx_io_reinit(struct vdisk *disk)
+{
+	struct vhdx *v = vhdx_of(disk);
+	struct vhdx_io *old = io_of(disk);
+	struct vhdx_io keep = *old;
+	v->io = NULL;
+	int ret = io_init(disk, v);
+	struct vhdx_io *io = v->io;
+	if (io) {
+		io->log = keep.log;
+		io->log_active = keep.log_active;
+		io->applied_head = keep.applied_head;
+		io->durable_size = keep.durable_size;
+		io->data_guid_renewed = keep.data_guid_renewed;
+	}
+	if (ret < 0) {
+		io_free(v);
+		v->io = old;
+		return ret;
+	}
+	v->io = old;
+	io_free(v);
+	v->io = io;
+	return 0;
+}
+
 static const struct vdisk_format vhdx_format = {
 	.name = "vhdx",
 	.probe = vhdx_probe,
@@ -1267,6 +1362,9 @@ static const struct vdisk_format vhdx_format = {
 	.get_info = vhdx_get_info,
 	.check = vhdx_check_disk,
 	.create = vhdx_create,
+	.resize = vhdx_resize,
+	.compact = vhdx_compact,
+	.set_parent = vhdx_set_parent,
 };
 
 int vhdx_register(void)

@@ -157,4 +157,27 @@ int vhdx_get_info(struct vdisk *disk, struct vdisk_info *info);
 int vhdx_check(struct vdisk *disk, unsigned flags, struct vdisk_check_result *result);
 int vhdx_probe(const struct vdisk_probe *probe);
 
+/* ---- vhdx.c: what offline maintenance uses (the disk is open read-write, nothing is in
+ * flight) ---- */
+
+/* Marks the BAT page holding entry index as changed (after changing vhdx->bat[index]). */
+void vhdx_mark_bat_dirty(struct vdisk *disk, uint64_t index);
+/* Writes every changed metadata page back through the log, synchronously. */
+int vhdx_writeback(struct vdisk *disk);
+/* One atomic change: writes back what is pending, flushes, then logs the updates as one
+ * entry (they must fit in an empty log: see vhdx_log_max_data_updates), flushes and
+ * applies them in place. A crash after the flush replays the whole entry; before it,
+ * none of it. Updates may lie past the end of the file, which grows to hold them. */
+int vhdx_log_commit(struct vdisk *disk, const struct vhdx_log_update *updates, unsigned count);
+/* Rebuilds the I/O path's state after the geometry (virtual size, BAT) changed; the log
+ * writer's position carries over. */
+int vhdx_io_reinit(struct vdisk *disk);
+
+/* ---- maintenance operations (vhdx_resize.c, vhdx_compact.c, vhdx_rebase.c) ---- */
+int vhdx_resize(struct vdisk *disk, uint64_t new_size, char *err, size_t err_size);
+int vhdx_compact(struct vdisk *disk, vdisk_progress_fn progress, void *opaque,
+		 struct vdisk_compact_result *result, char *err, size_t err_size);
+int vhdx_set_parent(struct vdisk *disk, const char *parent_path, unsigned flags, char *err,
+		    size_t err_size);
+
 #endif

@@ -1575,8 +1575,13 @@ int vhdx_load(struct vdisk *disk, struct vhdx *vhdx, char *err, size_t err_size)
 	int ret = load_core(disk, vhdx, true, err, err_size);
 	if (ret == 0)
 		ret = load_bat(disk, vhdx, err, err_size);
-	if (ret == 0 && vhdx->has_parent)
+	if (ret == 0 && vhdx->has_parent) {
 		ret = resolve_parent(disk->file, vhdx, err, err_size);
+		if (ret == -ENOENT && disk->opts.no_backing) {
+			err[0] = 0;
+			ret = 0;
+		}
+	}
 	if (ret)
 		vhdx_unload(vhdx);
 	return ret;

@@ -1,0 +1,16 @@
+/* Compaction of a raw image. */
+#include <errno.h>
+#include <stdio.h>
+
+#include "format.h"
+
+int vdisk_raw_compact(struct vdisk *disk, vdisk_progress_fn progress, void *opaque,
+		      struct vdisk_compact_result *result, char *err, size_t err_size)
+{
+	(void)disk;
+	(void)progress;
+	(void)opaque;
+	(void)result;
+	snprintf(err, err_size, "compact is not implemented for raw images");
+	return -ENOTSUP;
+}
