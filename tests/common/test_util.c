@@ -46,7 +46,7 @@ const char *test_path(const char *name)
 	return p;
 }
 
-static uint64_t mix64(uint64_t x)
+uint64_t test_mix64(uint64_t x)
 {
 	x ^= x >> 33;
 	x *= 0xff51afd7ed558ccdULL;
@@ -56,12 +56,23 @@ static uint64_t mix64(uint64_t x)
 	return x;
 }
 
+uint64_t test_rnd(uint64_t *state)
+{
+	*state += 0x9E3779B97F4A7C15ULL;
+	return test_mix64(*state);
+}
+
+uint64_t test_rnd_below(uint64_t *state, uint64_t n)
+{
+	return n ? test_rnd(state) % n : 0;
+}
+
 void test_fill_pattern(void *buf, size_t len, uint64_t off, uint32_t seed)
 {
 	uint8_t *p = buf;
 	for (size_t i = 0; i < len; i++) {
 		uint64_t pos = off + i;
-		uint64_t word = mix64((pos >> 3) ^ ((uint64_t)seed << 40));
+		uint64_t word = test_mix64((pos >> 3) ^ ((uint64_t)seed << 40));
 		p[i] = (uint8_t)(word >> (8 * (pos & 7)));
 	}
 }

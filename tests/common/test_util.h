@@ -14,6 +14,13 @@ void test_tmpdir_remove(void);
 /* test_tmpdir()/name in a static buffer rotated among 8 slots. */
 const char *test_path(const char *name);
 
+/* A 64-bit mixer (splitmix64's finaliser) and a generator built on it: state advances by
+ * a constant, each value is the mix of the state. */
+uint64_t test_mix64(uint64_t x);
+uint64_t test_rnd(uint64_t *state);
+/* Uniform enough below n (0 when n is 0). */
+uint64_t test_rnd_below(uint64_t *state, uint64_t n);
+
 /* Deterministic pattern: byte at absolute offset off of a stream seeded by seed. */
 void test_fill_pattern(void *buf, size_t len, uint64_t off, uint32_t seed);
 /* Writes size bytes of test_fill_pattern(seed) to path. */

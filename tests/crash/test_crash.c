@@ -110,27 +110,6 @@ static bool have_qemu;
 static bool verbose; /* HVSTACK_CRASH_VERBOSE: every failure, not the first five */
 static unsigned points_for[NCASES];
 
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdULL;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ULL;
-	x ^= x >> 33;
-	return x;
-}
-
-static uint64_t rnd(uint64_t *s)
-{
-	*s += 0x9E3779B97F4A7C15ULL;
-	return mix64(*s);
-}
-
-static uint64_t rnd_below(uint64_t *s, uint64_t n)
-{
-	return n ? rnd(s) % n : 0;
-}
-
 static uint64_t sector_hash(const uint8_t *p)
 {
 	return XXH3_64bits(p, SECTOR);
@@ -225,9 +204,9 @@ static void populate(const char *path, unsigned count, uint64_t seed, uint64_t s
 	struct vdisk *disk = must_open(path, false);
 	uint8_t *buf = malloc(1 * MiB);
 	for (unsigned i = 0; i < count; i++) {
-		uint64_t len = (rnd_below(&seed, 1 * MiB / SECTOR) + 1) * SECTOR;
-		uint64_t off = rnd_below(&seed, (size - len) / SECTOR + 1) * SECTOR;
-		test_fill_pattern(buf, len, off, (uint32_t)rnd(&seed));
+		uint64_t len = (test_rnd_below(&seed, 1 * MiB / SECTOR) + 1) * SECTOR;
+		uint64_t off = test_rnd_below(&seed, (size - len) / SECTOR + 1) * SECTOR;
+		test_fill_pattern(buf, len, off, (uint32_t)test_rnd(&seed));
 		assert_int_equal(vdisk_pwrite(disk, buf, len, off), 0);
 	}
 	assert_int_equal(vdisk_flush_sync(disk), 0);
@@ -324,26 +303,26 @@ static void pick_range(struct recorder *r, bool unaligned, uint64_t *off, uint64
 	if (frontier < block)
 		frontier = block;
 	if (unaligned) {
-		*len = rnd_below(&r->rng, 3000) + 1;
-		*off = rnd_below(&r->rng, frontier - *len);
+		*len = test_rnd_below(&r->rng, 3000) + 1;
+		*off = test_rnd_below(&r->rng, frontier - *len);
 		return;
 	}
-	uint64_t pick = rnd_below(&r->rng, 100), sectors;
+	uint64_t pick = test_rnd_below(&r->rng, 100), sectors;
 	if (pick < 60)
-		sectors = rnd_below(&r->rng, 16) + 1;
+		sectors = test_rnd_below(&r->rng, 16) + 1;
 	else if (pick < 90)
-		sectors = rnd_below(&r->rng, 112) + 16;
+		sectors = test_rnd_below(&r->rng, 112) + 16;
 	else
-		sectors = rnd_below(&r->rng, 896) + 128;
+		sectors = test_rnd_below(&r->rng, 896) + 128;
 	*len = sectors * SECTOR;
-	uint64_t where = rnd_below(&r->rng, 100), o;
+	uint64_t where = test_rnd_below(&r->rng, 100), o;
 	if (where < 35 && r->last_off >= 128 * KiB)
-		o = r->last_off + rnd_below(&r->rng, 256 * KiB) - 128 * KiB;
+		o = r->last_off + test_rnd_below(&r->rng, 256 * KiB) - 128 * KiB;
 	else if (where < 55)
-		o = (rnd_below(&r->rng, frontier / block) + 1) * block -
-		    rnd_below(&r->rng, 16) * SECTOR;
+		o = (test_rnd_below(&r->rng, frontier / block) + 1) * block -
+		    test_rnd_below(&r->rng, 16) * SECTOR;
 	else
-		o = rnd_below(&r->rng, frontier);
+		o = test_rnd_below(&r->rng, frontier);
 	o = o / SECTOR * SECTOR;
 	if (o > size - *len)
 		o = (size - *len) / SECTOR * SECTOR;
@@ -352,8 +331,8 @@ static void pick_range(struct recorder *r, bool unaligned, uint64_t *off, uint64
 
 static void split_iov(struct recorder *r, struct slot *s, uint64_t len)
 {
-	uint64_t a = len > 2 ? rnd_below(&r->rng, len) : len;
-	uint64_t b = a < len ? rnd_below(&r->rng, len - a) : 0;
+	uint64_t a = len > 2 ? test_rnd_below(&r->rng, len) : len;
+	uint64_t b = a < len ? test_rnd_below(&r->rng, len - a) : 0;
 	uint64_t parts[3] = { a, b, len - a - b }, pos = 0;
 	s->iovcnt = 0;
 	for (int k = 0; k < 3; k++) {
@@ -372,7 +351,7 @@ static bool submit_one(struct recorder *r)
 	if (!s)
 		return false;
 	enum wkind kind;
-	uint64_t pick = rnd_below(&r->rng, 100);
+	uint64_t pick = test_rnd_below(&r->rng, 100);
 	bool unaligned = false;
 	if (r->until_flush == 0)
 		kind = W_FLUSH;
@@ -399,7 +378,7 @@ static bool submit_one(struct recorder *r)
 	int ret = 0;
 	switch (kind) {
 	case W_FLUSH:
-		r->until_flush = (unsigned)rnd_below(&r->rng, 11) + 2;
+		r->until_flush = (unsigned)test_rnd_below(&r->rng, 11) + 2;
 		w->submit = crash_journal_mark(r->j);
 		ret = vdisk_flush(r->disk, r->q, slot_done, s);
 		break;
@@ -418,7 +397,7 @@ static bool submit_one(struct recorder *r)
 	case W_WRITE:
 		if (kind == W_WRITE) {
 			s->buf = malloc(len);
-			test_fill_pattern(s->buf, len, off, (uint32_t)mix64(master_seed + m->nops));
+			test_fill_pattern(s->buf, len, off, (uint32_t)test_mix64(master_seed + m->nops));
 			memcpy(m->shadow + off, s->buf, len);
 			split_iov(r, s, len);
 		} else {
@@ -688,7 +667,7 @@ struct runner {
 
 static uint64_t cut_seed(const struct crash_case *c, unsigned index)
 {
-	return mix64(master_seed ^ mix64((uint64_t)(c - cases) + 1) ^ mix64(index + 0x1000));
+	return test_mix64(master_seed ^ test_mix64((uint64_t)(c - cases) + 1) ^ test_mix64(index + 0x1000));
 }
 
 static void check_sectors(const struct model *m, struct vdisk *disk, const struct values *vals,
@@ -741,7 +720,7 @@ static void check_findings(struct vdisk *disk, struct outcome *o, enum failure_k
 static void recovery_writes(const struct crash_case *c, struct vdisk *disk, const char *path,
 			    uint64_t seed, uint64_t size, struct outcome *o)
 {
-	uint64_t offs[3] = { 64 * KiB + rnd_below(&seed, (size - 192 * KiB) / SECTOR) * SECTOR, 0,
+	uint64_t offs[3] = { 64 * KiB + test_rnd_below(&seed, (size - 192 * KiB) / SECTOR) * SECTOR, 0,
 			     size - 64 * KiB };
 	uint8_t *want = malloc(3 * 32 * KiB), *got = malloc(32 * KiB);
 	for (int i = 0; i < 3; i++) {
@@ -791,12 +770,12 @@ static void qemu_check(const struct crash_case *c, const char *path, struct outc
 static uint64_t pick_cut(const struct runner *run, uint64_t *rng)
 {
 	uint64_t end = crash_journal_end(run->j);
-	if (rnd_below(rng, 4) != 0 || run->nspecial == 0)
-		return rnd_below(rng, end + 1);
+	if (test_rnd_below(rng, 4) != 0 || run->nspecial == 0)
+		return test_rnd_below(rng, end + 1);
 	const struct crash_op *op =
-		crash_journal_op(run->j, run->special[rnd_below(rng, run->nspecial)]);
-	uint64_t at = rnd_below(rng, 2) && op->complete != CRASH_NEVER ? op->complete : op->submit;
-	at += rnd_below(rng, 3); /* just before it, or one or two events later */
+		crash_journal_op(run->j, run->special[test_rnd_below(rng, run->nspecial)]);
+	uint64_t at = test_rnd_below(rng, 2) && op->complete != CRASH_NEVER ? op->complete : op->submit;
+	at += test_rnd_below(rng, 3); /* just before it, or one or two events later */
 	return at > end ? end : at;
 }
 
@@ -809,14 +788,14 @@ static void check_cut(struct runner *run, unsigned index, uint8_t *file_buf, str
 	struct outcome *o = &run->outcomes[index];
 	uint64_t seed = cut_seed(c, index), rng = seed;
 	uint64_t cut = pick_cut(run, &rng);
-	uint64_t pick = rnd_below(&rng, 4);
+	uint64_t pick = test_rnd_below(&rng, 4);
 	enum crash_policy policy = pick == 0   ? CRASH_KEEP_ALL
 				   : pick == 1 ? CRASH_DROP_ALL
 					       : CRASH_MIXED;
 	char path[700];
 	snprintf(path, sizeof(path), "%s/cut-w%u.%s", run->dir, worker, c->ext);
 	uint64_t size;
-	crash_journal_build(run->j, run->top, cut, rnd(&rng), policy, file_buf, &size, &o->stats);
+	crash_journal_build(run->j, run->top, cut, test_rnd(&rng), policy, file_buf, &size, &o->stats);
 	int ret = crash_write_file(path, file_buf, size);
 	if (ret < 0) {
 		failf(o, FAIL_OTHER, "writing %s: %s", path, strerror(-ret));
@@ -958,7 +937,7 @@ static void test_case(void **state)
 	strcat(top, c->ext);
 	strcat(parent, ".");
 	strcat(parent, c->ext);
-	uint64_t seed = mix64(master_seed ^ (uint64_t)(c - cases));
+	uint64_t seed = test_mix64(master_seed ^ (uint64_t)(c - cases));
 
 	struct model m = { .c = c, .size = c->size, .nsec = c->size / SECTOR };
 	uint8_t zero[SECTOR] = { 0 };
@@ -1131,7 +1110,7 @@ int main(void)
 	} else {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		master_seed = mix64((uint64_t)ts.tv_sec * 1000000007ULL + (uint64_t)ts.tv_nsec);
+		master_seed = test_mix64((uint64_t)ts.tv_sec * 1000000007ULL + (uint64_t)ts.tv_nsec);
 	}
 	total_points = env_unsigned("HVSTACK_CRASH_POINTS", 1000, 1);
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
