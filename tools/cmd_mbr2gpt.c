@@ -1,5 +1,6 @@
 /* vdisk mbr2gpt: converts an MBR partition table to GPT in place, like Windows' MBR2GPT
  * run offline. File systems are not touched: partitions keep their sectors. */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <string.h>
@@ -8,7 +9,6 @@
 #include "fat32.h"
 #include "gpt.h"
 #include "progress.h"
-#include "size.h"
 
 #define CMD		     "mbr2gpt"
 #define ESP_TYPE	     "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
@@ -56,8 +56,7 @@ static bool parse_esp_size(int argc, char **argv, struct mbr2gpt_args *a)
 {
 	a->create_esp = true;
 	const char *text = optarg;
-	uint64_t bytes;
-	if (!text && optind < argc - 1 && size_parse(argv[optind], &bytes) == 0)
+	if (!text && optind < argc - 1 && isdigit((unsigned char)argv[optind][0]))
 		text = argv[optind++];
 	if (!text)
 		return true;
@@ -137,7 +136,7 @@ static void plan_esp(const struct mbr2gpt_args *a, const struct mbr_disk *m, str
 	uint64_t bytes = a->esp_bytes ? a->esp_bytes
 			 : ss >= 4096 ? ESP_DEFAULT_BYTES_4K
 				      : ESP_DEFAULT_BYTES;
-	esp->sectors = (bytes + ss - 1) / ss;
+	esp->sectors = bytes / ss + (bytes % ss != 0);
 	char why[256], hint[512];
 	if (m->has_esp) {
 		finding_add(f, "error", "drop --create-esp: the existing one is converted too",

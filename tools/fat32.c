@@ -47,18 +47,18 @@ static uint64_t fat_sectors_for(uint64_t clusters, uint32_t sector_size)
 int fat32_plan(uint64_t sectors, uint32_t sector_size, struct fat32_layout *out, char *err,
 	       size_t err_size)
 {
+	if (sectors > UINT32_MAX) {
+		snprintf(
+			err, err_size,
+			"the size is too large for FAT32 with %u-byte sectors (at most %llu bytes)",
+			sector_size, (unsigned long long)UINT32_MAX * sector_size);
+		return -EINVAL;
+	}
 	uint64_t bytes = sectors * sector_size;
 	uint32_t cluster = default_cluster_bytes(bytes);
 	if (cluster < sector_size)
 		cluster = sector_size;
 	uint32_t spc = cluster / sector_size;
-	if (sectors > UINT32_MAX) {
-		snprintf(err, err_size,
-			 "%llu bytes is too large for FAT32 with %u-byte sectors (at most %llu)",
-			 (unsigned long long)bytes, sector_size,
-			 (unsigned long long)UINT32_MAX * sector_size);
-		return -EINVAL;
-	}
 	/* A FAT big enough for every cluster the space could hold: slightly generous. */
 	uint64_t fat = sectors > RESERVED_SECTORS
 			       ? fat_sectors_for((sectors - RESERVED_SECTORS) / spc, sector_size)

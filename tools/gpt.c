@@ -405,13 +405,47 @@ static int read_primaries(struct vdisk *disk, struct mbr_disk *m, uint8_t *buf, 
 	return walk_extended(disk, m, e->start, (uint64_t)e->start + e->sectors - 1, buf, f);
 }
 
-static void check_stale_gpt(struct vdisk *disk, struct mbr_disk *m, uint8_t *buf,
-			    struct findings *f)
+/* Sectors [first, first + count) hold something other than zeros. */
+static int has_data(struct vdisk *disk, uint32_t sector_size, uint64_t first, uint64_t count,
+		    bool *found)
 {
-	if (read_sector(disk, m->sector_size, 1, buf) == 0 && !memcmp(buf, "EFI PART", 8))
+	uint64_t length = count * sector_size;
+	uint8_t *buf = malloc(length);
+	if (!buf)
+		return -ENOMEM;
+	int ret = vdisk_pread(disk, buf, length, first * sector_size);
+	*found = false;
+	for (uint64_t i = 0; ret == 0 && i < length && !*found; i++)
+		*found = buf[i] != 0;
+	free(buf);
+	return ret;
+}
+
+/* The GPT replaces what lies outside the partitions at both ends: say so when that is not
+ * empty (GRUB keeps its BIOS core image after the MBR; old GPTs leave their tables). */
+static int check_gpt_areas(struct vdisk *disk, const struct mbr_disk *m, struct findings *f)
+{
+	uint64_t front = gpt_first_usable(m->sector_size) - 1;
+	uint64_t back = m->sectors - 1 - gpt_last_usable(m->sector_size, m->sectors);
+	bool found;
+	int ret = has_data(disk, m->sector_size, 1, front, &found);
+	if (ret == 0 && found)
+		finding_add(
+			f, "warning",
+			"boot the disk through UEFI after the conversion (create an ESP with "
+			"--create-esp and install a UEFI boot loader), or reinstall the BIOS "
+			"boot loader for GPT",
+			"LBA 1-%llu are not empty (a BIOS boot loader such as GRUB's core image, "
+			"or an old GPT); the primary GPT replaces them",
+			(unsigned long long)front);
+	if (ret == 0)
+		ret = has_data(disk, m->sector_size, m->sectors - back, back, &found);
+	if (ret == 0 && found)
 		finding_add(f, "warning", NULL,
-			    "LBA 1 holds a GPT header the MBR does not protect (left over from "
-			    "an earlier GPT); it will be replaced");
+			    "the last %llu sectors, outside every partition, are not empty; the "
+			    "backup GPT replaces them",
+			    (unsigned long long)back);
+	return ret;
 }
 
 int mbr_inspect(struct vdisk *disk, uint32_t sector_size, const struct type_map *map,
@@ -445,7 +479,7 @@ int mbr_inspect(struct vdisk *disk, uint32_t sector_size, const struct type_map 
 	check_overlaps(m, f);
 	check_gpt_room(m, f);
 	check_types(m, map, f);
-	check_stale_gpt(disk, m, buf, f);
+	ret = check_gpt_areas(disk, m, f);
 	if (m->count == 0)
 		finding_add(f, "note", NULL, "the MBR has no partitions; the GPT will be empty");
 out:
@@ -479,7 +513,8 @@ bool gpt_find_free(const struct mbr_disk *m, uint64_t sectors, uint64_t *first,
 	uint64_t last_usable = gpt_last_usable(m->sector_size, m->sectors);
 	uint64_t next = gpt_first_usable(m->sector_size); /* first LBA not known to be used */
 	for (unsigned i = 0; i <= n; i++) {
-		uint64_t gap_last = i < n ? used[i].first - 1 : last_usable;
+		uint64_t gap_last =
+			i < n && used[i].first <= last_usable ? used[i].first - 1 : last_usable;
 		uint64_t start = align_up(next, align);
 		if (gap_last >= start && gap_last - start + 1 >= sectors) {
 			*first = start;

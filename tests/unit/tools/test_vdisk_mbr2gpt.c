@@ -397,6 +397,17 @@ static void test_validate_changes_nothing(void **state)
 	assert_int_equal(run("mbr2gpt --create-esp %s", img), 2);
 	assert_contains(out, "image is unchanged");
 	sh_ok("cmp '%s' '%s'", img, orig);
+	/* another writer holds the image: refused before anything is read */
+	assert_int_equal(
+		test_run(out, sizeof(out), "flock -x '%s' '%s' mbr2gpt '%s'", img, vdisk, img), 2);
+	assert_contains(out, "stop the VM or tool");
+	assert_int_equal(run("mbr2gpt --create-esp 8T %s", img), 2);
+	assert_contains(out, "too large for FAT32");
+	/* what the GPT will replace is reported: a BIOS boot loader after the MBR */
+	poke(img, 512 * 5, "GRUB-CORE", 9);
+	assert_int_equal(run("mbr2gpt --validate %s", img), 0);
+	assert_contains(out, "LBA 1-33 are not empty");
+	assert_contains(out, "what to do:");
 }
 
 /* The default 100 MiB ESP after the last partition: FAT32 that fsck.vfat and mtools
