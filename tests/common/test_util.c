@@ -126,3 +126,13 @@ int test_run(char *out, size_t out_size, const char *fmt, ...)
 		return WEXITSTATUS(status);
 	return -1;
 }
+
+int test_run_vdisk(char *out, size_t out_size, const char *fmt, ...)
+{
+	char args[3000];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(args, sizeof(args), fmt, ap);
+	va_end(ap);
+	return test_run(out, out_size, "'%s' %s", getenv("VDISK"), args);
+}

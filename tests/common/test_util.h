@@ -31,4 +31,16 @@ void test_write_file(const char *path, uint64_t size, uint32_t seed);
 int test_run(char *out, size_t out_size, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* Runs the vdisk binary named by $VDISK (hv_unit_test sets it) with the given arguments,
+ * like test_run. */
+int test_run_vdisk(char *out, size_t out_size, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Fails a cmocka test unless haystack contains needle, showing both. */
+#define assert_contains(haystack, needle)                                                  \
+	do {                                                                               \
+		if (!strstr((haystack), (needle)))                                         \
+			fail_msg("expected \"%s\" in output:\n%s", (needle), (haystack)); \
+	} while (0)
+
 #endif

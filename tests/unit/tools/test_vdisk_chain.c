@@ -29,12 +29,6 @@ struct vdisk *test_open_disks[TEST_MAX_OPEN_DISKS];
 static const char *vdisk_bin;
 static char out[65536];
 
-#define assert_contains(haystack, needle)                                                          \
-	do {                                                                                       \
-		if (!strstr((haystack), (needle)))                                                 \
-			fail_msg("expected \"%s\" in output:\n%s", (needle), (haystack));          \
-	} while (0)
-
 /* A command's exit code, with its output when it is not the one expected. */
 #define assert_exit(call, code)                                                                    \
 	do {                                                                                       \
@@ -43,16 +37,7 @@ static char out[65536];
 			fail_msg("exit code %d, expected %d; output:\n%s", exit_, (code), out);    \
 	} while (0)
 
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...)
-{
-	char args[3000];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(args, sizeof(args), fmt, ap);
-	va_end(ap);
-	return test_run(out, sizeof(out), "'%s' %s", vdisk_bin, args);
-}
+#define run(...) test_run_vdisk(out, sizeof(out), __VA_ARGS__)
 
 static bool have(const char *tool)
 {

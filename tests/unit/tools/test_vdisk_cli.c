@@ -25,22 +25,7 @@
 static const char *vdisk;
 static char out[65536];
 
-#define assert_contains(haystack, needle)                                                  \
-	do {                                                                               \
-		if (!strstr((haystack), (needle)))                                         \
-			fail_msg("expected \"%s\" in output:\n%s", (needle), (haystack)); \
-	} while (0)
-
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...)
-{
-	char args[3000];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(args, sizeof(args), fmt, ap);
-	va_end(ap);
-	return test_run(out, sizeof(out), "'%s' %s", vdisk, args);
-}
+#define run(...) test_run_vdisk(out, sizeof(out), __VA_ARGS__)
 
 static bool have(const char *tool)
 {
