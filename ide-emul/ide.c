@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "file.h"
+#include "geometry.h"
 #include "vdisk.h"
 
 /* ---- interrupts and command completion ---- */
@@ -752,13 +753,19 @@ void ide_destroy(struct ide_controller *c)
 	free(c);
 }
 
-/* The default CHS geometry of a disk: 16 heads, 63 sectors, cylinders capped at 16383. */
+/* The default CHS geometry: the VHD algorithm (what Hyper-V reports, and what a VHD
+ * footer records). Past 31 GiB it answers 255 sectors per track, which ATA does not allow
+ * (at most 63): there the ATA convention for disks too large for CHS, 16383/16/63, holds. */
 static void default_geometry(struct ide_drive *d)
 {
-	uint64_t cyl = d->sectors / (16 * 63);
-	d->cylinders = (uint16_t)(cyl > 16383 ? 16383 : cyl ? cyl : 1);
-	d->heads = 16;
-	d->spt = 63;
+	vdisk_chs_geometry(d->sectors, &d->cylinders, &d->heads, &d->spt);
+	if (d->spt > 63) {
+		d->cylinders = 16383;
+		d->heads = 16;
+		d->spt = 63;
+	}
+	if (!d->cylinders)
+		d->cylinders = 1;
 }
 
 int ide_attach_disk(struct ide_controller *c, unsigned channel, unsigned unit, struct vdisk *disk)

@@ -31,6 +31,7 @@
 #include "endian.h"
 #include "guid.h"
 #include "utf16.h"
+#include "geometry.h"
 #include "parent_search.h"
 #include "vhd_internal.h"
 
@@ -166,35 +167,7 @@ static int uuid_generate(uint8_t *raw)
 
 void vhd_geometry(uint64_t size, uint16_t *cylinders, uint8_t *heads, uint8_t *sectors)
 {
-	uint64_t total = size / VHD_SECTOR;
-	uint32_t spt, h, cth;
-
-	if (total > VHD_MAX_CHS_SECTORS)
-		total = VHD_MAX_CHS_SECTORS;
-	if (total >= UINT64_C(65535) * 16 * 63) {
-		spt = 255;
-		h = 16;
-		cth = (uint32_t)(total / spt);
-	} else {
-		spt = 17;
-		cth = (uint32_t)(total / spt);
-		h = (cth + 1023) / 1024;
-		if (h < 4)
-			h = 4;
-		if (cth >= h * 1024 || h > 16) {
-			spt = 31;
-			h = 16;
-			cth = (uint32_t)(total / spt);
-		}
-		if (cth >= h * 1024) {
-			spt = 63;
-			h = 16;
-			cth = (uint32_t)(total / spt);
-		}
-	}
-	*cylinders = (uint16_t)(cth / h);
-	*heads = (uint8_t)h;
-	*sectors = (uint8_t)spt;
+	vdisk_chs_geometry(size / VHD_SECTOR, cylinders, heads, sectors);
 }
 
 /* Creators whose images are sized by current_size; qemu reads every other creator ("vpc ",

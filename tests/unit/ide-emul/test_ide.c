@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "dev.h"
+#include "geometry.h"
 #include "ide.h"
 #include "test_disk.h"
 #include "test_util.h"
@@ -227,7 +228,12 @@ static void test_identify(void **state)
 	assert_int_equal((uint64_t)w[100] | (uint64_t)w[101] << 16, sectors);
 	assert_true(w[83] & (1 << 10)); /* LBA48 */
 	assert_true(w[49] & (1 << 9));	/* LBA */
-	assert_int_equal(w[1], sectors / (16 * 63));
+	uint16_t c;
+	uint8_t h, spt;
+	vdisk_chs_geometry(sectors, &c, &h, &spt);
+	assert_int_equal(w[1], c);
+	assert_int_equal(w[3], h);
+	assert_int_equal(w[6], spt);
 	char model[41];
 	for (int i = 0; i < 20; i++) {
 		model[2 * i] = (char)(w[27 + i] >> 8);
