@@ -8,10 +8,10 @@
 #include "test_util.h"
 
 /* Fails the test unless needle occurs in haystack (the output of a command). */
-#define assert_contains(haystack, needle)                                                  \
-	do {                                                                               \
-		if (!strstr((haystack), (needle)))                                         \
-			fail_msg("expected \"%s\" in output:\n%s", (needle), (haystack)); \
+#define assert_contains(haystack, needle)                                                          \
+	do {                                                                                       \
+		if (!strstr((haystack), (needle)))                                                 \
+			fail_msg("expected \"%s\" in output:\n%s", (needle), (haystack));          \
 	} while (0)
 
 /* Whether a tool is on the PATH. */
