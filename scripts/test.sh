@@ -2,7 +2,7 @@
 # Every test, on a fresh Debian 12 machine: install dependencies, build with gcc, with clang
 # and with the sanitizers, run the unit tests in each, then a bounded slice of the slow
 # tiers. Switches (environment):
-#   HVSTACK_BENCH=full    the full engine benchmark instead of the CI slice
+#   HVSTACK_BENCH=full    the full engine and convert benchmarks instead of the CI slices
 #   HVSTACK_BENCH=off     skip the benchmark slice
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,9 +25,11 @@ run_suite sanitizers build-asan -DSANITIZE=address,undefined -DCMAKE_BUILD_TYPE=
 
 case ${HVSTACK_BENCH:-slice} in
 off) ;;
-full) bench/engine.sh ;;
+full) bench/engine.sh && bench/convert.sh ;;
 *) echo "== engine benchmark (CI slice; HVSTACK_BENCH=full for the real one)"
-   bench/engine.sh --quick || failed+=("bench") ;;
+   bench/engine.sh --quick || failed+=("bench")
+   echo "== convert benchmark (CI slice: 512 MiB, one round)"
+   bench/convert.sh --quick || failed+=("bench-convert") ;;
 esac
 
 if [ ${#failed[@]} -gt 0 ]; then
