@@ -2,6 +2,7 @@
 #ifndef HV_TEST_UTIL_H
 #define HV_TEST_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,6 +30,15 @@ void test_write_file(const char *path, uint64_t size, uint32_t seed);
 /* Runs a shell command, capturing stdout+stderr (NUL-terminated, truncated to out_size)
  * when out is not NULL. Returns the exit status, or -1 when it died by a signal. */
 int test_run(char *out, size_t out_size, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Whether tool is on PATH. */
+bool test_have(const char *tool);
+/* The vdisk binary the build names in $VDISK, or NULL (said on stderr) when it is not
+ * there: the test is then skipped. */
+const char *test_vdisk_path(void);
+/* test_run for the vdisk binary the build names in $VDISK: "'$VDISK' ARGS". */
+int test_run_vdisk(char *out, size_t out_size, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 #endif
