@@ -53,15 +53,6 @@ static struct vdisk *open_disk(const char *path, bool read_only)
 	return disk;
 }
 
-static void write_pattern(struct vdisk *disk, uint64_t off, uint64_t len, uint32_t seed)
-{
-	uint8_t *buf = malloc(len);
-	assert_non_null(buf);
-	test_fill_pattern(buf, len, off, seed);
-	assert_int_equal(vdisk_pwrite(disk, buf, len, off), 0);
-	free(buf);
-}
-
 static void write_zeros(struct vdisk *disk, uint64_t off, uint64_t len)
 {
 	uint8_t *buf = calloc(1, len);
@@ -76,20 +67,11 @@ static void create_with_data(const char *args, const char *path, const char *siz
 {
 	assert_int_equal(run("create %s '%s' %s", args, path, size), 0);
 	struct vdisk *disk = open_disk(path, false);
-	write_pattern(disk, 0, data_len, seed);
+	assert_int_equal(test_disk_write_pattern(disk, 0, data_len, seed), 0);
 	test_close_disk(disk);
 }
 
 /* Copies len bytes of one image into another at the same offset. */
-static void copy_data(struct vdisk *from, struct vdisk *to, uint64_t off, uint64_t len)
-{
-	uint8_t *buf = malloc(len);
-	assert_non_null(buf);
-	assert_int_equal(vdisk_pread(from, buf, len, off), 0);
-	assert_int_equal(vdisk_pwrite(to, buf, len, off), 0);
-	free(buf);
-}
-
 /* What the image reads as, all of it (a differencing image through its chain). */
 static uint8_t *read_all(const char *path, uint64_t *size)
 {
@@ -371,7 +353,7 @@ static void test_vhdx_dynamic(void **state)
 	assert_int_equal(run("create -f vhdx --block-size 1M '%s' 32M", img), 0);
 	uint64_t empty = file_size(img);
 	struct vdisk *disk = open_disk(img, false);
-	write_pattern(disk, 0, 16 * MiB, 21);
+	assert_int_equal(test_disk_write_pattern(disk, 0, 16 * MiB, 21), 0);
 	assert_int_equal(vdisk_write_zeroes_sync(disk, 2 * MiB, 2 * MiB), 0);
 	write_zeros(disk, 5 * MiB, MiB);
 	assert_int_equal(vdisk_discard_sync(disk, 7 * MiB, MiB), 0);
@@ -396,7 +378,7 @@ static void test_vhdx_dynamic(void **state)
 
 	/* the open disk goes on allocating after the new end */
 	disk = open_disk(img, false);
-	write_pattern(disk, 20 * MiB, MiB, 22);
+	assert_int_equal(test_disk_write_pattern(disk, 20 * MiB, MiB, 22), 0);
 	test_close_disk(disk);
 	assert_int_equal(file_size(img), empty + 13 * MiB);
 	assert_checks_clean(img, "vhdx");
@@ -411,18 +393,18 @@ static void make_vhdx_chain(const char *parent, const char *child)
 {
 	create_with_data("-f vhdx --block-size 1M", parent, "32M", 8 * MiB, 31);
 	struct vdisk *p = open_disk(parent, false);
-	write_pattern(p, 11 * MiB, MiB, 32);
+	assert_int_equal(test_disk_write_pattern(p, 11 * MiB, MiB, 32), 0);
 	test_close_disk(p);
 	assert_int_equal(run("create -f vhdx --block-size 1M --parent '%s' '%s'", parent, child),
 			 0);
 	p = open_disk(parent, true);
 	struct vdisk *c = open_disk(child, false);
-	copy_data(p, c, 1 * MiB, MiB);
+	assert_int_equal(test_disk_copy(p, c, 1 * MiB, MiB), 0);
 	write_zeros(c, 2 * MiB, MiB);
-	write_pattern(c, 3 * MiB, MiB, 33);
+	assert_int_equal(test_disk_write_pattern(c, 3 * MiB, MiB, 33), 0);
 	write_zeros(c, 10 * MiB, MiB);
-	copy_data(p, c, 11 * MiB + 8192, 4096);
-	write_pattern(c, 12 * MiB + 4096, 8192, 34);
+	assert_int_equal(test_disk_copy(p, c, 11 * MiB + 8192, 4096), 0);
+	assert_int_equal(test_disk_write_pattern(c, 12 * MiB + 4096, 8192, 34), 0);
 	test_close_disk(c);
 	test_close_disk(p);
 }
@@ -453,7 +435,7 @@ static void test_vhdx_differencing(void **state)
 	/* Block 11 again: only the new sectors are the child's; the 4 KiB whose bits compact
 	 * cleared read from the parent again. */
 	struct vdisk *c = open_disk(child, false);
-	write_pattern(c, 11 * MiB, 4096, 35);
+	assert_int_equal(test_disk_write_pattern(c, 11 * MiB, 4096, 35), 0);
 	test_close_disk(c);
 	test_fill_pattern(want + 11 * MiB, 4096, 11 * MiB, 35);
 	assert_reads_same(child, want, size);
@@ -470,8 +452,8 @@ static void test_vhdx_differencing_drops_bitmap(void **state)
 			 0);
 	struct vdisk *p = open_disk(parent, true);
 	struct vdisk *c = open_disk(child, false);
-	copy_data(p, c, 2 * MiB + 512, 1024);
-	write_pattern(c, 6 * MiB, MiB, 42);
+	assert_int_equal(test_disk_copy(p, c, 2 * MiB + 512, 1024), 0);
+	assert_int_equal(test_disk_write_pattern(c, 6 * MiB, MiB, 42), 0);
 	test_close_disk(c);
 	test_close_disk(p);
 	assert_int_equal(vhdx_states(child).bitmaps, 1);
@@ -522,7 +504,7 @@ static void test_vhd_dynamic(void **state)
 	assert_second_compact_changes_nothing(img, 0);
 
 	disk = open_disk(img, false);
-	write_pattern(disk, 14 * bs, bs, 52);
+	assert_int_equal(test_disk_write_pattern(disk, 14 * bs, bs, 52), 0);
 	test_close_disk(disk);
 	assert_checks_clean(img, "vpc");
 }
@@ -540,10 +522,10 @@ static void test_vhd_differencing(void **state)
 			 0);
 	struct vdisk *p = open_disk(parent, true);
 	struct vdisk *c = open_disk(child, false);
-	copy_data(p, c, 1 * bs, bs);
+	assert_int_equal(test_disk_copy(p, c, 1 * bs, bs), 0);
 	write_zeros(c, 2 * bs, bs);
-	copy_data(p, c, 3 * bs + 4096, 4096);
-	write_pattern(c, 4 * bs, bs, 62);
+	assert_int_equal(test_disk_copy(p, c, 3 * bs + 4096, 4096), 0);
+	assert_int_equal(test_disk_write_pattern(c, 4 * bs, bs, 62), 0);
 	test_close_disk(c);
 	test_close_disk(p);
 	uint64_t size, before = file_size(child);
