@@ -189,16 +189,26 @@ static uint64_t round_up(uint64_t v, uint64_t align)
 	return (v + align - 1) / align * align;
 }
 
-/* Where a block of len bytes goes in hole h without passing limit, or UINT64_MAX. */
+/* Blocks of len bytes that fit in [start, end) one after the other, each starting at a
+ * multiple of step from the first. */
+static uint64_t blocks_fitting(uint64_t start, uint64_t end, uint64_t len, uint64_t step)
+{
+	return start + len <= end ? (end - start - len) / step + 1 : 0;
+}
+
+/* Where a block of len bytes goes in hole h without passing limit, or UINT64_MAX. The
+ * aligned place is taken unless its padding would cost the hole a block. */
 static uint64_t place(const struct vdisk_span *h, uint64_t len, uint64_t limit, uint64_t align,
 		      uint64_t skew, uint64_t min_align)
 {
 	uint64_t end = min_u64(h->end, limit);
-	uint64_t p = round_up(h->start + skew, align) - skew;
-	if (p + len <= end)
-		return p;
-	p = round_up(h->start, min_align);
-	return p + len <= end ? p : UINT64_MAX;
+	uint64_t aligned = round_up(h->start + skew, align) - skew;
+	uint64_t packed = round_up(h->start, min_align);
+	uint64_t n_aligned = blocks_fitting(aligned, end, len, round_up(len, align));
+	uint64_t n_packed = blocks_fitting(packed, end, len, round_up(len, min_align));
+	if (n_aligned && n_aligned >= n_packed)
+		return aligned;
+	return n_packed ? packed : UINT64_MAX;
 }
 
 /* The free space between the used spans (sorted). */

@@ -539,6 +539,40 @@ static void test_vhd_differencing(void **state)
 	free(want);
 }
 
+/* Images QEMU wrote: a VHD with its blocks packed (no alignment padding), and a VHDX.
+ * Blocks 2-5 zeroed with write -z; the holes take the last blocks without leaving space. */
+static void test_images_made_by_qemu(void **state)
+{
+	(void)state;
+	if (!test_have("qemu-io"))
+		skip();
+	const char *fmts[] = { "vpc", "vhdx" }, *names[] = { "q.vhd", "q.vhdx" };
+	for (int i = 0; i < 2; i++) {
+		const char *img = test_path(names[i]), *raw = test_path("q.raw");
+		const char *opts = i ? "-o block_size=2M" : "";
+		assert_int_equal(test_run(out, sizeof(out), "qemu-img create -f %s %s '%s' 64M",
+					  fmts[i], opts, img),
+				 0);
+		assert_int_equal(test_run(out, sizeof(out),
+					  "qemu-io -f %s -c 'write -P 0x22 0 20M' "
+					  "-c 'write -z 4M 8M' -c 'write -P 0x33 40M 4M' '%s'",
+					  fmts[i], img),
+				 0);
+		qemu_snapshot(fmts[i], img, raw);
+		uint64_t before = file_size(img);
+		uint64_t stride = i ? 0 : qemu_block_stride("vpc", img);
+
+		assert_int_equal(compact(img), 4);
+		if (i) /* QEMU's VHDX leaves room at the end: the check finds no leak now */
+			assert_int_equal(vhdx_states(img).fully, 12 - 4);
+		else
+			assert_int_equal(file_size(img), before - 4 * stride);
+		assert_true(file_size(img) < before);
+		qemu_assert_same(fmts[i], img, raw);
+		assert_checks_clean(img, fmts[i]);
+	}
+}
+
 static int teardown(void **state)
 {
 	(void)state;
@@ -576,6 +610,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_vhdx_differencing_drops_bitmap, after_each),
 		cmocka_unit_test_teardown(test_vhd_dynamic, after_each),
 		cmocka_unit_test_teardown(test_vhd_differencing, after_each),
+		cmocka_unit_test_teardown(test_images_made_by_qemu, after_each),
 	};
 	return cmocka_run_group_tests(tests, NULL, teardown);
 }
