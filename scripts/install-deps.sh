@@ -7,7 +7,7 @@ packages=(
 	# build
 	build-essential cmake clang pkg-config libclang-rt-14-dev jq
 	# libraries the tree links against
-	liburing-dev libaio-dev libxxhash-dev libjansson-dev
+	liburing-dev libaio-dev libxxhash-dev libjansson-dev zlib1g-dev
 	# tests and benchmarks
 	libcmocka-dev fio qemu-utils libvhdi-utils gdisk fdisk dosfstools mtools
 )

@@ -1,5 +1,7 @@
 #include "parent_search.h"
 
+#include "format.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -163,6 +165,41 @@ int vdisk_parent_paths(const char *child, const char *parent, char **absolute, c
 	if (!*relative) {
 		snprintf(err, err_size, "out of memory");
 		return -ENOMEM;
+	}
+	return 0;
+}
+
+int vdisk_parent_open_for_rebase(struct vdisk *child, const char *path, struct vdisk **out,
+				 char *err, size_t err_size)
+{
+	struct vdisk_options vo = {.read_only = true, .cache = VDISK_CACHE_WRITEBACK,
+				   .engine = VDISK_ENGINE_SYNC, .no_backing = true};
+	struct stat st;
+	char why[256];
+
+	if (stat(path, &st) != 0) {
+		int e = errno;
+		snprintf(err, err_size, "cannot find the new parent %s: %s", path, strerror(e));
+		return -e;
+	}
+	if (st.st_dev == child->file->dev && st.st_ino == child->file->ino) {
+		snprintf(err, err_size, "an image cannot be its own parent");
+		return -EINVAL;
+	}
+	int ret = vdisk_open(path, &vo, out, why, sizeof(why));
+	if (ret < 0) {
+		snprintf(err, err_size, "cannot open the new parent %s: %s", path, why);
+		return ret;
+	}
+	if (strcmp(vdisk_format_name(*out), vdisk_format_name(child)) != 0) {
+		snprintf(err, err_size,
+			 "the new parent %s is a %s image; a differencing %s image needs a %s "
+			 "parent",
+			 path, vdisk_format_name(*out), vdisk_format_name(child),
+			 vdisk_format_name(child));
+		vdisk_close(*out);
+		*out = NULL;
+		return -EINVAL;
 	}
 	return 0;
 }

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <sys/stat.h>
 
+struct vdisk;
+
 #define VDISK_PARENT_MAX_TRIED 32
 
 struct vdisk_parent_search {
@@ -39,6 +41,11 @@ char *vdisk_path_dir(const char *path);
  * Returns 0 or -errno with a reason in err. */
 int vdisk_parent_paths(const char *child, const char *parent, char **absolute, char **relative,
 		       char *err, size_t err_size);
+/* For rebase: opens path, the image to become child's parent, read-only and without a
+ * parent of its own (only its identity is needed), refusing child itself and an image of
+ * another format than child's. Returns 0 or -errno with a reason in err. */
+int vdisk_parent_open_for_rebase(struct vdisk *child, const char *path, struct vdisk **out,
+				 char *err, size_t err_size);
 /* "a, b, c": the paths tried, for an error message. */
 void vdisk_parent_search_tried(const struct vdisk_parent_search *s, char *out, size_t size);
 

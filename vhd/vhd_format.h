@@ -5,6 +5,8 @@
 
 #include <stdint.h>
 
+#include "geometry.h"
+
 #define VHD_SECTOR 512u
 #define VHD_FOOTER_SIZE 512u
 #define VHD_HEADER_SIZE 1024u
@@ -18,7 +20,7 @@
 #define VHD_LOCATORS 8
 #define VHD_PARENT_NAME_BYTES 512u /* UTF-16 big-endian */
 #define VHD_MAX_SIZE (UINT64_C(2040) << 30)
-#define VHD_MAX_CHS_SECTORS (UINT64_C(65535) * 16 * 255)
+#define VHD_MAX_CHS_SECTORS VDISK_MAX_CHS_SECTORS
 #define VHD_EPOCH 946684800 /* 2000-01-01 00:00:00 UTC, the VHD timestamp origin */
 #define VHD_DEFAULT_BLOCK_SIZE (2u << 20)
 

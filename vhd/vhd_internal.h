@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "format.h"
 #include "guid.h"
@@ -210,6 +211,23 @@ int vhd_create(const char *path, const struct vdisk_create_options *opts, char *
 int vhd_get_info(struct vdisk *disk, struct vdisk_info *info);
 int vhd_check(struct vdisk *disk, unsigned flags, struct vdisk_check_result *result);
 int vhd_probe(const struct vdisk_probe *probe);
+
+/* What creation records of a differencing image's parent, shared with rebase: */
+/* a time in VHD seconds (since 2000-01-01 UTC); */
+uint32_t vhd_time(time_t t);
+/* the parent's canonical absolute path and Windows-style path relative to the child (both
+ * malloc'd) and its file name for the header (name: VHD_PARENT_NAME_BYTES * 2 bytes); */
+int vhd_parent_paths(const char *child, const char *parent, char *name, char **absolute,
+		     char **relative, char *err, size_t err_size);
+/* the W2ku (absolute) and W2ru (relative) locator data, UTF-16LE without a terminator. */
+#define VHD_LOCATOR_MAX_DATA (64u << 10) /* a 32767-unit Windows path fits */
+struct vhd_locator_data {
+	uint32_t code;
+	uint8_t data[VHD_LOCATOR_MAX_DATA];
+	size_t len;
+};
+int vhd_locators_encode(const char *absolute, const char *relative,
+			struct vhd_locator_data loc[2]);
 
 /* ---- maintenance operations (vhd_resize.c, vhd_compact.c, vhd_rebase.c) ---- */
 int vhd_resize(struct vdisk *disk, uint64_t new_size, char *err, size_t err_size);

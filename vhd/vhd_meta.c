@@ -31,12 +31,13 @@
 #include "endian.h"
 #include "guid.h"
 #include "utf16.h"
+#include "geometry.h"
 #include "parent_search.h"
 #include "vhd_internal.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-#define LOCATOR_MAX_DATA      (64u << 10) /* a 32767-unit Windows path fits */
+#define LOCATOR_MAX_DATA      VHD_LOCATOR_MAX_DATA
 #define OPEN_MIN_BLOCK	      (4u << 10)
 #define OPEN_MAX_BLOCK	      (256u << 20)
 #define CREATE_MIN_BLOCK      (512u << 10)
@@ -98,7 +99,7 @@ static unsigned long long ull(uint64_t v)
 	return (unsigned long long)v;
 }
 
-static uint32_t vhd_time(time_t t)
+uint32_t vhd_time(time_t t)
 {
 	if (t < VHD_EPOCH)
 		return 0;
@@ -166,35 +167,7 @@ static int uuid_generate(uint8_t *raw)
 
 void vhd_geometry(uint64_t size, uint16_t *cylinders, uint8_t *heads, uint8_t *sectors)
 {
-	uint64_t total = size / VHD_SECTOR;
-	uint32_t spt, h, cth;
-
-	if (total > VHD_MAX_CHS_SECTORS)
-		total = VHD_MAX_CHS_SECTORS;
-	if (total >= UINT64_C(65535) * 16 * 63) {
-		spt = 255;
-		h = 16;
-		cth = (uint32_t)(total / spt);
-	} else {
-		spt = 17;
-		cth = (uint32_t)(total / spt);
-		h = (cth + 1023) / 1024;
-		if (h < 4)
-			h = 4;
-		if (cth >= h * 1024 || h > 16) {
-			spt = 31;
-			h = 16;
-			cth = (uint32_t)(total / spt);
-		}
-		if (cth >= h * 1024) {
-			spt = 63;
-			h = 16;
-			cth = (uint32_t)(total / spt);
-		}
-	}
-	*cylinders = (uint16_t)(cth / h);
-	*heads = (uint8_t)h;
-	*sectors = (uint8_t)spt;
+	vdisk_chs_geometry(size / VHD_SECTOR, cylinders, heads, sectors);
 }
 
 /* Creators whose images are sized by current_size; qemu reads every other creator ("vpc ",
@@ -1195,20 +1168,27 @@ static int plan_size(const struct vdisk_create_options *o, struct create_plan *p
 	return 0;
 }
 
-static int plan_parent_paths(const char *child, const char *parent, struct create_plan *p,
-			     char *err, size_t err_size)
+int vhd_parent_paths(const char *child, const char *parent, char *name, char **absolute,
+		     char **relative, char *err, size_t err_size)
 {
-	int ret = vdisk_parent_paths(child, parent, &p->absolute, &p->relative, err, err_size);
+	int ret = vdisk_parent_paths(child, parent, absolute, relative, err, err_size);
 	if (ret < 0)
 		return ret;
-	const char *name = strrchr(p->absolute, '/') + 1;
+	const char *base = strrchr(*absolute, '/') + 1;
 	uint8_t encoded[VHD_PARENT_NAME_BYTES];
-	if (strlen(name) >= sizeof(p->parent_name) || parent_name_encode(name, encoded) < 0)
+	if (strlen(base) >= VHD_PARENT_NAME_BYTES * 2 || parent_name_encode(base, encoded) < 0)
 		return fail(err, err_size, -ENAMETOOLONG,
 			    "the parent's file name is too long for a VHD header (at most 256 "
 			    "UTF-16 characters)");
-	strcpy(p->parent_name, name);
+	strcpy(name, base);
 	return 0;
+}
+
+static int plan_parent_paths(const char *child, const char *parent, struct create_plan *p,
+			     char *err, size_t err_size)
+{
+	return vhd_parent_paths(child, parent, p->parent_name, &p->absolute, &p->relative, err,
+				err_size);
 }
 
 static int parent_facts(struct vdisk *pdisk, const char *parent, struct create_plan *p, char *err,
@@ -1330,20 +1310,11 @@ static int write_fixed(int fd, const struct vhd_footer *f, uint64_t size, bool s
 	return write_all(fd, raw, sizeof(raw), size);
 }
 
-/* A parent locator's data, UTF-16LE without a terminator. */
-struct locator_data {
-	uint32_t code;
-	uint8_t data[LOCATOR_MAX_DATA];
-	size_t len;
-};
-
-static int encode_locators(const struct create_plan *p, struct locator_data *loc, int *count)
+int vhd_locators_encode(const char *absolute, const char *relative,
+			struct vhd_locator_data loc[2])
 {
-	*count = 0;
-	if (p->type != VHD_TYPE_DIFFERENCING)
-		return 0;
 	/* in the order Hyper-V writes them */
-	const char *paths[2] = { p->absolute, p->relative };
+	const char *paths[2] = { absolute, relative };
 	const uint32_t codes[2] = { VHD_PLATFORM_W2KU, VHD_PLATFORM_W2RU };
 	for (int i = 0; i < 2; i++) {
 		ssize_t n = utf8_to_utf16le(paths[i], loc[i].data, sizeof(loc[i].data));
@@ -1352,8 +1323,18 @@ static int encode_locators(const struct create_plan *p, struct locator_data *loc
 		loc[i].code = codes[i];
 		loc[i].len = (size_t)n;
 	}
-	*count = 2;
 	return 0;
+}
+
+static int encode_locators(const struct create_plan *p, struct vhd_locator_data *loc, int *count)
+{
+	*count = 0;
+	if (p->type != VHD_TYPE_DIFFERENCING)
+		return 0;
+	int ret = vhd_locators_encode(p->absolute, p->relative, loc);
+	if (ret == 0)
+		*count = 2;
+	return ret;
 }
 
 static void plan_header(const struct create_plan *p, uint32_t entries, struct vhd_header *h)
@@ -1376,7 +1357,7 @@ static int build_sparse(const struct create_plan *p, const struct vhd_footer *f,
 {
 	uint32_t entries = (uint32_t)((p->size + p->block_size - 1) / p->block_size);
 	uint64_t bat_bytes = round_up((uint64_t)entries * 4, VHD_SECTOR);
-	struct locator_data *loc = malloc(2 * sizeof(*loc));
+	struct vhd_locator_data *loc = malloc(2 * sizeof(*loc));
 	struct vhd_header h;
 	int nloc = 0;
 

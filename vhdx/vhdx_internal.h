@@ -150,6 +150,11 @@ int vhdx_header_update(struct vdisk *disk, struct vhdx *vhdx, const struct guid 
 
 int vhdx_create(const char *path, const struct vdisk_create_options *opts, char *err,
 		size_t err_size);
+/* The parent locator item creation writes (parent_linkage, relative_path,
+ * absolute_win32_path), malloc'd, for rebase too. Returns 0, -ENAMETOOLONG, -EILSEQ or
+ * -ENOMEM. */
+int vhdx_locator_build(const struct guid *parent_linkage, const char *relative,
+		       const char *absolute, uint8_t **out, uint32_t *out_len);
 int vhdx_get_info(struct vdisk *disk, struct vdisk_info *info);
 /* With VDISK_CHECK_REPAIR it may move blocks to the end of the file, extend or truncate
  * the file and rewrite BAT entries (vhdx->bat follows): the I/O path must recompute where

@@ -1838,14 +1838,15 @@ static int build_header_section(const struct create_plan *p, uint8_t **out, size
 
 /* The parent locator item: parent_linkage ("{guid}", lower case), relative_path,
  * absolute_win32_path (the host path: Windows cannot use it anyway, libvhdi and we can). */
-static int build_locator(const struct create_plan *p, uint8_t **out, uint32_t *out_len)
+int vhdx_locator_build(const struct guid *parent_linkage, const char *relative,
+		       const char *absolute, uint8_t **out, uint32_t *out_len)
 {
 	char linkage[GUID_STR_LEN + 3];
 	const char *keys[3] = { "parent_linkage", "relative_path", "absolute_win32_path" };
-	const char *values[3] = { linkage, p->relative, p->absolute };
+	const char *values[3] = { linkage, relative, absolute };
 
 	linkage[0] = '{';
-	guid_format(&p->parent_linkage, linkage + 1);
+	guid_format(parent_linkage, linkage + 1);
 	strcat(linkage, "}");
 	size_t size = VHDX_PL_ENTRIES + 3 * VHDX_PLE_SIZE;
 	for (int i = 0; i < 3; i++)
@@ -1894,7 +1895,9 @@ static int build_metadata(const struct create_plan *p, uint8_t **out, size_t *ou
 {
 	uint8_t *loc = NULL;
 	uint32_t loc_len = 0;
-	int ret = p->type == TYPE_DIFFERENCING ? build_locator(p, &loc, &loc_len) : 0;
+	int ret = p->type == TYPE_DIFFERENCING ? vhdx_locator_build(&p->parent_linkage, p->relative,
+								   p->absolute, &loc, &loc_len)
+					       : 0;
 	if (ret)
 		return ret;
 	size_t size = VHDX_METADATA_TABLE_SIZE + 40 + loc_len;

@@ -127,28 +127,12 @@ int test_run(char *out, size_t out_size, const char *fmt, ...)
 	return -1;
 }
 
-bool test_have(const char *tool)
-{
-	return test_run(NULL, 0, "command -v '%s' >/dev/null", tool) == 0;
-}
-
-const char *test_vdisk_path(void)
-{
-	const char *vdisk = getenv("VDISK");
-	if (vdisk && access(vdisk, X_OK) == 0)
-		return vdisk;
-	fprintf(stderr, "VDISK must name the vdisk binary\n");
-	return NULL;
-}
-
 int test_run_vdisk(char *out, size_t out_size, const char *fmt, ...)
 {
-	const char *vdisk = getenv("VDISK");
-	char cmd[3200];
-	int n = snprintf(cmd, sizeof(cmd), "'%s' ", vdisk ? vdisk : "vdisk");
+	char args[3000];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(cmd + n, sizeof(cmd) - (size_t)n, fmt, ap);
+	vsnprintf(args, sizeof(args), fmt, ap);
 	va_end(ap);
-	return test_run(out, out_size, "%s", cmd);
+	return test_run(out, out_size, "'%s' %s", getenv("VDISK"), args);
 }

@@ -2,7 +2,6 @@
 #ifndef HV_TEST_UTIL_H
 #define HV_TEST_UTIL_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,13 +31,16 @@ void test_write_file(const char *path, uint64_t size, uint32_t seed);
 int test_run(char *out, size_t out_size, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* Whether tool is on PATH. */
-bool test_have(const char *tool);
-/* The vdisk binary the build names in $VDISK, or NULL (said on stderr) when it is not
- * there: the test is then skipped. */
-const char *test_vdisk_path(void);
-/* test_run for the vdisk binary the build names in $VDISK: "'$VDISK' ARGS". */
+/* Runs the vdisk binary named by $VDISK (hv_unit_test sets it) with the given arguments,
+ * like test_run. */
 int test_run_vdisk(char *out, size_t out_size, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* Fails a cmocka test unless haystack contains needle, showing both. */
+#define assert_contains(haystack, needle)                                                  \
+	do {                                                                               \
+		if (!strstr((haystack), (needle)))                                         \
+			fail_msg("expected \"%s\" in output:\n%s", (needle), (haystack)); \
+	} while (0)
 
 #endif

@@ -1,0 +1,55 @@
+/* The PIIX IDE function: two channels with two devices each, ATA disks on the async block
+ * layer, PIO and bus-master DMA.
+ *
+ * The model owns no thread. Guest register accesses arrive through the struct dev_ops
+ * handlers below (on vCPU threads); disk I/O is started on the disk's queue 0 with
+ * vdisk_queue_post and completes from that queue's poll (the VMM's I/O thread), which
+ * updates the registers and raises the channel's interrupt. A vCPU never waits for a disk.
+ *
+ * Registration (the platform does it, see ide_register_legacy): per channel the command
+ * block (8 ports at 0x1F0 / 0x170, opaque = the channel), the control block (1 port at
+ * 0x3F6 / 0x376) and, in PCI BAR4, 16 bytes of bus-master registers (8 per channel,
+ * opaque = the controller).
+ */
+#ifndef HV_IDE_H
+#define HV_IDE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dev.h"
+
+struct vdisk;
+struct ide_controller;
+struct ide_channel;
+
+struct ide_config {
+	const struct guest_mem *mem; /* for DMA */
+	struct irq_line irq[2];	     /* channel 0 (IRQ 14) and channel 1 (IRQ 15) */
+};
+
+int ide_create(const struct ide_config *cfg, struct ide_controller **out);
+/* Every request must have completed: the queues of the attached disks are idle. */
+void ide_destroy(struct ide_controller *c);
+
+/* Attaches an ATA disk at channel 0..1, unit 0 (master) or 1 (slave). The disk must have
+ * 512-byte logical sectors. Returns 0, -EINVAL (bad slot or sector size) or -EBUSY. */
+int ide_attach_disk(struct ide_controller *c, unsigned channel, unsigned unit, struct vdisk *disk);
+
+struct ide_channel *ide_get_channel(struct ide_controller *c, unsigned channel);
+
+/* Register handlers. */
+extern const struct dev_ops ide_command_ops;   /* opaque: struct ide_channel */
+extern const struct dev_ops ide_control_ops;   /* opaque: struct ide_channel */
+extern const struct dev_ops ide_busmaster_ops; /* opaque: struct ide_controller, 16 bytes */
+
+/* Registers both channels at their legacy ports and the bus-master block at bm_base. */
+int ide_register_legacy(struct ide_controller *c, struct dev_bus *bus, uint16_t bm_base);
+
+/* Counters for tests and the control socket. */
+struct ide_stats {
+	uint64_t commands, pio_sectors, dma_sectors, errors;
+};
+void ide_get_stats(struct ide_controller *c, struct ide_stats *out);
+
+#endif

@@ -1,0 +1,137 @@
+/* State of the IDE model shared by the taskfile/ATA code (ide.c) and the bus-master DMA
+ * engine (ide_dma.c). */
+#ifndef HV_IDE_INTERNAL_H
+#define HV_IDE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "ide.h"
+
+#define IDE_SECTOR	 512u
+#define IDE_MAX_MULTIPLE 16u   /* sectors per DRQ block for READ/WRITE MULTIPLE */
+#define IDE_PRD_MAX	 8192u /* a PRD table fits in 64 KiB */
+#define IDE_IOV_PER_REQ	 1024  /* iovecs per block-layer request (the kernel's limit) */
+
+/* Status register */
+enum {
+	ST_ERR = 0x01,
+	ST_DRQ = 0x08,
+	ST_DSC = 0x10,
+	ST_DF = 0x20,
+	ST_DRDY = 0x40,
+	ST_BSY = 0x80,
+};
+/* Error register */
+enum {
+	ERR_ABRT = 0x04,
+	ERR_IDNF = 0x10,
+	ERR_UNC = 0x40,
+};
+/* Device control register */
+enum {
+	CTL_NIEN = 0x02,
+	CTL_SRST = 0x04,
+	CTL_HOB = 0x80,
+};
+/* Bus-master registers */
+enum {
+	BM_CMD_START = 0x01,
+	BM_CMD_TO_MEMORY = 0x08, /* the device reads from disk into guest memory */
+	BM_ST_ACTIVE = 0x01,
+	BM_ST_ERROR = 0x02,
+	BM_ST_INTERRUPT = 0x04,
+	BM_ST_CAPABLE = 0x60, /* drive 0/1 DMA capable: plain read/write bits */
+};
+
+enum ide_xfer {
+	XFER_NONE,
+	XFER_PIO_IN,  /* disk to guest through the data port */
+	XFER_PIO_OUT, /* guest to disk through the data port */
+	XFER_DMA_IN,  /* disk to guest memory */
+	XFER_DMA_OUT, /* guest memory to disk */
+	XFER_FLUSH,
+};
+
+struct ide_drive {
+	struct vdisk *disk; /* NULL: no device */
+	uint64_t sectors;
+	uint16_t cylinders; /* default CHS geometry */
+	uint8_t heads, spt;
+	uint8_t cur_heads, cur_spt; /* INITIALIZE DEVICE PARAMETERS */
+	unsigned multiple;	    /* sectors per DRQ block of READ/WRITE MULTIPLE; 0: off */
+	bool write_cache;
+	uint8_t transfer_mode; /* SET FEATURES 03h value: 0x08|pio, 0x20|mdma, 0x40|udma */
+	char serial[21];
+};
+
+/* One block-layer request of a DMA transfer (the iovecs are split at IDE_IOV_PER_REQ). */
+struct ide_dma_part {
+	int first_iov, iovcnt;
+	uint64_t offset;
+};
+
+struct ide_channel {
+	struct ide_controller *ctrl;
+	unsigned index;
+	pthread_mutex_t lock;
+	struct ide_drive drive[2];
+
+	/* taskfile: current values and the previous ones (HOB, for 48-bit commands) */
+	uint8_t feature, nsect, lbal, lbam, lbah;
+	uint8_t hob_feature, hob_nsect, hob_lbal, hob_lbam, hob_lbah;
+	uint8_t select; /* device register: bit 4 unit, bit 6 LBA */
+	uint8_t status, error, control;
+	bool irq_pending; /* INTRQ, before nIEN masking */
+
+	/* the command in progress */
+	uint8_t command;
+	enum ide_xfer xfer;
+	uint64_t lba;	    /* next sector to transfer */
+	uint32_t remaining; /* sectors of the command not yet transferred */
+	uint32_t block;	    /* sectors per DRQ block (PIO) */
+	uint8_t *buf;	    /* PIO DRQ block, IDE_MAX_MULTIPLE sectors, also IDENTIFY */
+	uint32_t buf_pos, buf_len;
+
+	/* asynchronous I/O: requests carry the generation they started in; a reset moves it on
+	 * so that late completions are dropped */
+	unsigned generation, io_generation;
+	unsigned io_pending; /* block-layer requests in flight */
+	int io_result;
+	struct iovec pio_iov;
+
+	/* bus master */
+	uint8_t bm_cmd, bm_status;
+	uint32_t prd_addr;
+	bool dma_waiting;      /* a DMA command was issued; the transfer starts with BM_CMD_START */
+	struct iovec *dma_iov; /* IDE_PRD_MAX + 1 entries */
+	struct ide_dma_part *dma_parts;
+	unsigned dma_nparts;
+	bool prd_longer; /* the PRD table describes more than the transfer */
+};
+
+struct ide_controller {
+	struct ide_config cfg;
+	struct ide_channel channel[2];
+	struct ide_stats stats; /* updated under the channels' locks, read racily */
+};
+
+/* ---- ide.c, for the DMA engine (channel locked) ---- */
+struct ide_drive *ide_current(struct ide_channel *ch);
+/* Ends the command: status DRDY|DSC (| ERR with error), interrupt. */
+void ide_command_done(struct ide_channel *ch, uint8_t error);
+/* Starts the block-layer requests of the current transfer on the drive's queue. */
+int ide_start_io(struct ide_channel *ch);
+void ide_raise_irq(struct ide_channel *ch);
+
+/* ---- ide_dma.c (channel locked) ---- */
+/* Prepares a DMA command of ch->remaining sectors at ch->lba: waits for the start bit. */
+void ide_dma_command(struct ide_channel *ch, bool to_memory);
+/* The transfer's requests completed (result 0 or -errno). */
+void ide_dma_done(struct ide_channel *ch, int result);
+/* Drops a DMA transfer that waits for the start bit (reset). */
+void ide_dma_reset(struct ide_channel *ch);
+
+#endif
