@@ -278,6 +278,15 @@ int vdisk_file_set_size(struct vdisk_file *file, uint64_t size)
 	return 0;
 }
 
+int vdisk_file_reserve(struct vdisk_file *file, uint64_t offset, uint64_t len)
+{
+	if (file->is_block_device || len == 0)
+		return 0;
+	if (fallocate(file->fd_buffered, FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)len) == 0)
+		return 0;
+	return errno == EOPNOTSUPP || errno == ENOSYS ? 0 : -errno;
+}
+
 uint64_t vdisk_file_allocated(struct vdisk_file *file)
 {
 	struct stat st;

@@ -39,6 +39,11 @@ int vdisk_file_pwrite(struct vdisk_file *file, const void *buf, size_t len, uint
 int vdisk_file_sync(struct vdisk_file *file);
 /* Grows or shrinks a regular file. */
 int vdisk_file_set_size(struct vdisk_file *file, uint64_t size);
+/* Reserves host space for [offset, offset + len) without changing the file's size or
+ * content (fallocate KEEP_SIZE), so that a later write there cannot fail for lack of space:
+ * fixed images must not be sparse. 0 also where the file system cannot (nothing reserved);
+ * -ENOSPC when the space is not there. */
+int vdisk_file_reserve(struct vdisk_file *file, uint64_t offset, uint64_t len);
 /* Bytes the host has allocated for the file. */
 uint64_t vdisk_file_allocated(struct vdisk_file *file);
 

@@ -1086,6 +1086,24 @@ static int first_data_at_or_past(struct vdisk *disk, uint64_t from, uint64_t *fo
 	return ret;
 }
 
+/* A grown differencing image reads its new part from its parent where the parent reaches
+ * (a child shrunk below its parent's size, then grown): the new part must read as zeros,
+ * as it does for a raw file grown with truncate. */
+static int zero_backing_past(struct vdisk *disk, uint64_t old_size, char *err, size_t err_size)
+{
+	if (!disk->backing || vdisk_size(disk->backing) <= old_size)
+		return 0;
+	uint64_t end = vdisk_size(disk->backing) < disk->size ? vdisk_size(disk->backing)
+							      : disk->size;
+	int ret = vdisk_write_zeroes_sync(disk, old_size, end - old_size);
+	if (ret == 0)
+		ret = vdisk_flush_sync(disk);
+	if (ret < 0)
+		snprintf(err, err_size, "cannot hide the parent's data past the old size: %s",
+			 strerror(-ret));
+	return ret;
+}
+
 int vdisk_resize(struct vdisk *disk, uint64_t new_size, unsigned flags, uint64_t *lost_offset,
 		 char *err, size_t err_size)
 {
@@ -1117,7 +1135,11 @@ int vdisk_resize(struct vdisk *disk, uint64_t new_size, unsigned flags, uint64_t
 	}
 	if (new_size == disk->size)
 		return 0;
-	return disk->format->resize(disk, new_size, err, err_size);
+	uint64_t old_size = disk->size;
+	ret = disk->format->resize(disk, new_size, err, err_size);
+	if (ret == 0 && new_size > old_size)
+		ret = zero_backing_past(disk, old_size, err, err_size);
+	return ret;
 }
 
 int vdisk_compact(struct vdisk *disk, vdisk_progress_fn progress, void *opaque,

@@ -138,6 +138,9 @@ void vhdx_header_build(const struct vhdx_header *h, uint8_t *raw);
  * are masked in vhdx->bat and counted in bad_bat_entries instead of failing, for
  * vhdx_check to repair on disk. Returns 0 or -errno with a reason in err. */
 int vhdx_load(struct vdisk *disk, struct vhdx *vhdx, char *err, size_t err_size);
+/* Chunk ratio, block counts and BAT entries from block size, logical sector size, virtual
+ * size and whether the image has a parent. */
+void vhdx_derive_geometry(struct vhdx *v);
 void vhdx_unload(struct vhdx *vhdx);
 
 /* Writes a new header (sequence + 1) over the non-current copy, flushes, and does it

@@ -619,8 +619,34 @@ static int use_regions(const struct vdisk_file *file, struct vhdx *v, char *err,
 	return 0;
 }
 
-static int load_regions(struct vdisk_file *file, struct vhdx *v, char *err, size_t err_size)
+/* A change of the region table (resize moving the BAT) writes one copy after the other;
+ * a crash between them leaves two valid tables that differ. A read-write open makes the
+ * other copy equal to the one in use, as it replays the log (after a new FileWriteGuid:
+ * the headers change before anything else). */
+static int sync_region_tables(struct vdisk *disk, struct vhdx *v, const struct region_pair *p,
+			      int used, char *err, size_t err_size)
 {
+	if (disk->read_only || !p->valid[!used] ||
+	    !memcmp(p->raw[0], p->raw[1], VHDX_REGION_TABLE_SIZE))
+		return 0;
+	struct guid fw;
+	int ret = guid_generate(&fw);
+	if (ret == 0)
+		ret = vhdx_header_update(disk, v, &fw, NULL, NULL);
+	if (ret == 0)
+		ret = vdisk_file_pwrite(disk->file, p->raw[used], VHDX_REGION_TABLE_SIZE,
+					region_table_offsets[!used]);
+	if (ret == 0)
+		ret = vdisk_file_sync(disk->file);
+	if (ret)
+		fail(err, err_size, ret, "cannot rewrite the out-of-date region table %d: %s",
+		     2 - used, strerror(-ret));
+	return ret;
+}
+
+static int load_regions(struct vdisk *disk, struct vhdx *v, char *err, size_t err_size)
+{
+	struct vdisk_file *file = disk->file;
 	struct region_pair p;
 	int ret = read_region_tables(file, &p);
 	if (ret) {
@@ -637,6 +663,8 @@ static int load_regions(struct vdisk_file *file, struct vhdx *v, char *err, size
 		v->nregions = p.n[i];
 		p.r[i] = NULL;
 		ret = use_regions(file, v, err, err_size);
+		if (ret == 0)
+			ret = sync_region_tables(disk, v, &p, i, err, err_size);
 	}
 	region_pair_free(&p);
 	return ret;
@@ -877,7 +905,7 @@ static int check_values(const struct vhdx *v, char *err, size_t err_size)
 
 /* Chunk ratio, block counts and BAT entries from block size, sector size, size and
  * whether the image has a parent. */
-static void derive_geometry(struct vhdx *v)
+void vhdx_derive_geometry(struct vhdx *v)
 {
 	v->chunk_ratio = VHDX_CHUNK_SECTORS * v->logical_sector_size / v->block_size;
 	v->data_blocks = div_round_up(v->virtual_size, v->block_size);
@@ -944,7 +972,7 @@ static int load_metadata(struct vdisk_file *file, struct vhdx *v, char *err, siz
 	free(m);
 	if (ret)
 		return ret;
-	derive_geometry(v);
+	vhdx_derive_geometry(v);
 	if ((uint64_t)v->bat_length < v->bat_entries * VHDX_BAT_ENTRY_SIZE)
 		return fail(err, err_size, -EINVAL,
 			    "the BAT region (%" PRIu32 " bytes) is too small for the %llu entries "
@@ -1564,7 +1592,7 @@ static int load_core(struct vdisk *disk, struct vhdx *v, bool replay, char *err,
 	if (ret == 0 && replay)
 		ret = load_log(disk, v, err, err_size);
 	if (ret == 0)
-		ret = load_regions(file, v, err, err_size);
+		ret = load_regions(disk, v, err, err_size);
 	if (ret == 0)
 		ret = load_metadata(file, v, err, err_size);
 	return ret;
@@ -1762,7 +1790,7 @@ static int plan_image(const char *path, const struct vdisk_create_options *o, st
 		return ret;
 	p->g.has_parent = p->type == TYPE_DIFFERENCING;
 	p->g.leave_blocks_allocated = p->type == TYPE_FIXED;
-	derive_geometry(&p->g);
+	vhdx_derive_geometry(&p->g);
 	p->g.bat_offset = CREATE_BAT_OFFSET;
 	p->g.bat_length = (uint32_t)round_up(p->g.bat_entries * VHDX_BAT_ENTRY_SIZE, MiB);
 	p->data_offset = p->g.bat_offset + p->g.bat_length;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "test_disk.h"
+#include "test_cli.h"
 #include "test_util.h"
 #include "vdisk.h"
 #include "vhd.h"
@@ -38,11 +39,6 @@ static char out[65536];
 	} while (0)
 
 #define run(...) test_run_vdisk(out, sizeof(out), __VA_ARGS__)
-
-static bool have(const char *tool)
-{
-	return test_run(NULL, 0, "command -v %s >/dev/null", tool) == 0;
-}
 
 static bool exists(const char *path)
 {
@@ -162,7 +158,7 @@ static void assert_reads_shadow(const char *path)
 /* A base image as QEMU reads it equals the shadow (converted to raw, compared by cmp). */
 static void assert_qemu_reads_shadow(const char *path)
 {
-	if (!have("qemu-img"))
+	if (!test_have("qemu-img"))
 		return;
 	const char *raw = test_path("qemu-view.raw");
 	const char *want = test_path("expected.raw");
@@ -223,7 +219,7 @@ static void check_chain(const char *fmt)
 	assert_exit(run("chain --json %s", p[2]), 0);
 	assert_contains(out, "\"complete\": true");
 	assert_contains(out, "\"consistent\": true");
-	if (have("vhdiinfo")) {
+	if (test_have("vhdiinfo")) {
 		char id[80], parent_id[80];
 		for (int i = 1; i <= 2; i++) {
 			char want[200];
@@ -308,12 +304,12 @@ static void check_rebase_moved(const char *fmt)
 	assert_exit(run("check %s", p[1]), 0);
 	assert_exit(run("chain %s", p[1]), 0);
 	assert_contains(out, "identity matches");
-	if (have("vhdiinfo")) {
+	if (test_have("vhdiinfo")) {
 		char name[2048];
 		vhdiinfo_field(p[1], "Parent filename", name, sizeof(name));
 		assert_non_null(strstr(name, "moved-"));
 	}
-	if (have("qemu-img") && !strcmp(fmt, "vhd")) {
+	if (test_have("qemu-img") && !strcmp(fmt, "vhd")) {
 		char q[4096];
 		assert_int_equal(test_run(q, sizeof(q), "qemu-img info '%s'", p[1]), 0);
 	}
@@ -348,7 +344,7 @@ static void check_rebase_refusals(const char *fmt)
 	unlink(other);
 	assert_exit(run("create -f %s %s %u", fmt, other, DISK_SIZE), 0);
 	char parent_id[80] = "", other_id[80] = "";
-	if (have("vhdiinfo")) {
+	if (test_have("vhdiinfo")) {
 		vhdiinfo_field(p[1], "Parent identifier", parent_id, sizeof(parent_id));
 		vhdiinfo_field(other, "Identifier", other_id, sizeof(other_id));
 	}
@@ -375,7 +371,7 @@ static void check_rebase_refusals(const char *fmt)
 	assert_exit(run("rebase --unsafe %s %s", p[1], other), 0);
 	assert_exit(run("chain %s", p[1]), 0);
 	assert_contains(out, "identity matches");
-	if (have("vhdiinfo")) {
+	if (test_have("vhdiinfo")) {
 		vhdiinfo_field(p[1], "Parent identifier", parent_id, sizeof(parent_id));
 		assert_string_equal(parent_id, other_id);
 	}
@@ -412,7 +408,7 @@ static void assert_good_base(const char *path)
 	assert_reads_shadow(path);
 	assert_no_errors(path);
 	assert_qemu_reads_shadow(path);
-	if (have("qemu-img") && strstr(path, ".vhdx"))
+	if (test_have("qemu-img") && strstr(path, ".vhdx"))
 		assert_exit(test_run(out, sizeof(out), "qemu-img check '%s'", path), 0);
 }
 

@@ -20,19 +20,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "test_cli.h"
 #include "test_util.h"
 
 static const char *vdisk;
 static char out[65536];
 
 #define run(...) test_run_vdisk(out, sizeof(out), __VA_ARGS__)
-
-static bool have(const char *tool)
-{
-	char cmd[256];
-	snprintf(cmd, sizeof(cmd), "command -v %s >/dev/null", tool);
-	return test_run(NULL, 0, "%s", cmd) == 0;
-}
 
 static void test_help(void **state)
 {
@@ -104,7 +98,7 @@ static void test_create_sizes(void **state)
 	assert_int_equal(run("info --json %s", img), 0);
 	assert_contains(out, "\"virtual_size\": 10737418240");
 	assert_contains(out, "\"format\": \"raw\"");
-	if (have("qemu-img")) {
+	if (test_have("qemu-img")) {
 		char q[4096];
 		assert_int_equal(test_run(q, sizeof(q), "qemu-img info --output=json '%s'", img), 0);
 		assert_contains(q, "\"virtual-size\": 10737418240");
@@ -199,7 +193,7 @@ static void test_bench_bad_options(void **state)
 static void test_locked_image(void **state)
 {
 	(void)state;
-	if (!have("flock"))
+	if (!test_have("flock"))
 		skip();
 	const char *img = test_path("locked.raw");
 	test_write_file(img, 1 << 20, 5);
@@ -276,12 +270,12 @@ static void test_vhd_create_info(void **state)
 	assert_contains(out, "\"type\": \"differencing\"");
 	assert_contains(out, "\"virtual_size\": 104857600");
 	assert_contains(out, "cli-base.vhd");
-	if (have("qemu-img")) {
+	if (test_have("qemu-img")) {
 		char q[4096];
 		assert_int_equal(test_run(q, sizeof(q), "qemu-img info --output=json '%s'", base), 0);
 		assert_contains(q, "\"virtual-size\": 104857600");
 	}
-	if (have("vhdiinfo")) {
+	if (test_have("vhdiinfo")) {
 		char v[4096];
 		assert_int_equal(test_run(v, sizeof(v), "vhdiinfo '%s'", child), 0);
 		assert_contains(v, "Differential");
@@ -317,7 +311,7 @@ static void test_vhd_check_repair(void **state)
 	assert_contains(out, "repaired");
 	assert_int_equal(run("check --json %s", img), 0);
 	assert_contains(out, "\"errors\": 0");
-	if (have("qemu-img")) {
+	if (test_have("qemu-img")) {
 		char q[4096];
 		assert_int_equal(test_run(q, sizeof(q), "qemu-img info '%s'", img), 0);
 		assert_contains(q, "vpc");
@@ -370,7 +364,7 @@ static void test_vhdx_create_info(void **state)
 	assert_int_equal(run("info %s", dyn), 0);
 	assert_contains(out, "block size:      32 MiB");
 	assert_int_equal(run("check %s", dyn), 0);
-	if (have("qemu-img")) {
+	if (test_have("qemu-img")) {
 		char q[4096];
 		assert_int_equal(test_run(q, sizeof(q), "qemu-img info --output=json '%s'", dyn), 0);
 		assert_contains(q, "\"virtual-size\": 1073741824");
@@ -378,7 +372,7 @@ static void test_vhdx_create_info(void **state)
 		assert_int_equal(test_run(q, sizeof(q), "qemu-img check '%s'", dyn), 0);
 		assert_int_equal(test_run(q, sizeof(q), "qemu-img check '%s'", fixed), 0);
 	}
-	if (have("vhdiinfo")) {
+	if (test_have("vhdiinfo")) {
 		char v[4096];
 		assert_int_equal(test_run(v, sizeof(v), "vhdiinfo '%s'", child), 0);
 		assert_contains(v, "VHDX");
@@ -415,7 +409,7 @@ static void test_vhdx_dirty_log(void **state)
 	assert_int_equal(run("info --replay --json %s", img), 0);
 	assert_contains(out, "\"format\": \"vhdx\"");
 	assert_int_equal(run("check --repair %s", img), 0);
-	if (have("qemu-img")) {
+	if (test_have("qemu-img")) {
 		char q[4096];
 		assert_int_equal(test_run(q, sizeof(q), "qemu-img check '%s'", img), 0);
 	}

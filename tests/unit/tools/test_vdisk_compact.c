@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "test_cli.h"
 #include "test_disk.h"
 #include "test_util.h"
 #include "vdisk.h"
@@ -32,11 +33,6 @@ static const char *vdisk_bin;
 static char out[65536];
 
 #define run(...) test_run_vdisk(out, sizeof(out), __VA_ARGS__)
-
-static bool have(const char *tool)
-{
-	return test_run(NULL, 0, "command -v '%s' >/dev/null", tool) == 0;
-}
 
 /* ---- images through the library ---- */
 
@@ -208,7 +204,7 @@ static void assert_checks_clean(const char *path, const char *qemu_fmt)
 	if (qemu_fmt && !strcmp(qemu_fmt, "vhdx"))
 		assert_int_equal(test_run(out, sizeof(out), "qemu-img check -f vhdx '%s'", path),
 				 0);
-	if (have("vhdiinfo"))
+	if (test_have("vhdiinfo"))
 		assert_int_equal(test_run(out, sizeof(out), "vhdiinfo '%s'", path), 0);
 }
 
@@ -272,7 +268,7 @@ static void test_refuses_image_in_use(void **state)
 	assert_int_equal(run("compact '%s'", img), 2);
 	assert_contains(out, "in use");
 	test_close_disk(disk);
-	if (have("flock")) {
+	if (test_have("flock")) {
 		assert_int_equal(test_run(out, sizeof(out),
 					  "flock -s '%s' -c \"'%s' compact '%s'\"", img, vdisk_bin,
 					  img),
@@ -543,7 +539,7 @@ static void test_vhd_differencing(void **state)
 static void test_images_made_by_qemu(void **state)
 {
 	(void)state;
-	if (!have("qemu-io"))
+	if (!test_have("qemu-io"))
 		skip();
 	const char *fmts[] = { "vpc", "vhdx" }, *names[] = { "q.vhd", "q.vhdx" };
 	for (int i = 0; i < 2; i++) {
@@ -594,7 +590,7 @@ int main(void)
 		fprintf(stderr, "VDISK must name the vdisk binary\n");
 		return TEST_SKIP;
 	}
-	if (!have("qemu-img")) {
+	if (!test_have("qemu-img")) {
 		fprintf(stderr, "qemu-img is the oracle of these tests\n");
 		return TEST_SKIP;
 	}
