@@ -223,5 +223,59 @@ extern const struct vdisk_format vdisk_format_raw;
 /* Raw compaction (format_raw_compact.c). */
 int vdisk_raw_compact(struct vdisk *disk, vdisk_progress_fn progress, void *opaque,
 		      struct vdisk_compact_result *result, char *err, size_t err_size);
+/* What every compaction keeps as it goes (format_raw_compact.c): progress in units of
+ * work, and why it failed. */
+struct vdisk_compact_ctx {
+	vdisk_progress_fn progress;
+	void *opaque;
+	uint64_t done, total;
+	char *err;
+	size_t err_size;
+};
+/* Writes "what: reason" into err and returns ret (-errno). */
+int vdisk_compact_fail(struct vdisk_compact_ctx *c, int ret, const char *what);
+/* Counts units of work done and reports the progress. */
+void vdisk_compact_advance(struct vdisk_compact_ctx *c, uint64_t units);
+/* Compaction of sparse formats (format_raw_compact.c): one block of disk, its data at
+ * file_offset in disk's file, covering [offset, offset + length) of the virtual disk in
+ * sectors of sector_size bytes; present(ctx, i) says whether sector i of the block is
+ * stored in it (NULL: every sector is). below is the image it lies over (NULL: zeros). */
+struct vdisk_block {
+	struct vdisk *disk;
+	uint64_t file_offset, offset, length;
+	uint32_t sector_size;
+	bool (*present)(const void *ctx, uint64_t sector);
+	const void *ctx;
+	struct vdisk *below;
+};
+struct vdisk_block_view {
+	bool masks_nothing; /* every stored sector equals what below shows: the block can go */
+	bool reads_zero;    /* the block reads as zeros */
+};
+int vdisk_block_compare(const struct vdisk_block *block, struct vdisk_block_view *view);
+/* Moving blocks down a file so that it can be cut shorter (format_raw_compact.c). used[]
+ * lists what lies in the file, in any order: metadata (index VDISK_SPAN_FIXED) and blocks
+ * (index: the caller's, e.g. the table entry). From the block that ends last down, each
+ * moves to the lowest free space below it that holds it, until one cannot; a block is
+ * placed where start + skew is a multiple of align, or else (when that does not fit) of
+ * min_align. The plan lists the moves in that order (a destination is never space a
+ * block moved away from) and the end of the last used byte after them. used[] is sorted
+ * and changed. Returns 0 or -ENOMEM. */
+#define VDISK_SPAN_FIXED UINT64_MAX
+struct vdisk_span {
+	uint64_t start, end, index;
+};
+struct vdisk_move {
+	uint64_t index, from, to, len;
+};
+struct vdisk_move_plan {
+	struct vdisk_move *moves; /* free() */
+	size_t nmoves;
+	uint64_t end;
+};
+int vdisk_plan_moves(struct vdisk_span *used, size_t nused, uint64_t align, uint64_t skew,
+		     uint64_t min_align, struct vdisk_move_plan *plan);
+/* Copies len bytes of a file from one offset to another (synchronously, not flushed). */
+int vdisk_file_copy(struct vdisk_file *file, uint64_t from, uint64_t to, uint64_t len);
 
 #endif

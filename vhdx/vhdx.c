@@ -1348,6 +1348,39 @@ int vhdx_io_reinit(struct vdisk *disk)
 	return 0;
 }
 
+/* Replay refuses a file shorter than an entry's FlushedFileOffset: the log is ended (the
+ * header's log GUID cleared once everything is written back and flushed) before the file
+ * shrinks, and the next write-back starts a new log under a fresh GUID. */
+int vhdx_truncate_file(struct vdisk *disk, uint64_t size)
+{
+	struct vhdx_io *io = io_of(disk);
+	struct guid fresh;
+	int ret = guid_generate(&fresh);
+	if (ret == 0)
+		ret = writeback_sync(disk);
+	if (ret == 0)
+		ret = vdisk_file_sync(disk->file);
+	if (ret == 0 && io->log_active) {
+		static const struct guid zero;
+		ret = vhdx_header_update(disk, vhdx_of(disk), NULL, NULL, &zero);
+		if (ret == 0)
+			io->log_active = false;
+	}
+	if (ret == 0)
+		ret = vdisk_file_set_size(disk->file, size);
+	if (ret == 0)
+		ret = vdisk_file_sync(disk->file);
+	if (ret < 0)
+		return ret;
+	vhdx_log_writer_init(&io->log, io->log.log_offset, io->log.log_length, &fresh,
+			     io->log.sequence);
+	io->applied_head = io->log.head;
+	io->durable_size = size;
+	io->alloc_end = (size + VHDX_ALIGN - 1) & ~(uint64_t)(VHDX_ALIGN - 1);
+	io->extended_to = size;
+	return 0;
+}
+
 static const struct vdisk_format vhdx_format = {
 	.name = "vhdx",
 	.probe = vhdx_probe,

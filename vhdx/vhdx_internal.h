@@ -177,6 +177,9 @@ int vhdx_writeback(struct vdisk *disk);
  * applies them in place. A crash after the flush replays the whole entry; before it,
  * none of it. Updates may lie past the end of the file, which grows to hold them. */
 int vhdx_log_commit(struct vdisk *disk, const struct vhdx_log_update *updates, unsigned count);
+/* Shrinks (or grows) the file to size once every change is durable and the log holds
+ * nothing to replay; nothing the BAT names may lie past size. */
+int vhdx_truncate_file(struct vdisk *disk, uint64_t size);
 /* Rebuilds the I/O path's state after the geometry (virtual size, BAT) changed; the log
  * writer's position carries over. */
 int vhdx_io_reinit(struct vdisk *disk);
