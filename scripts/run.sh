@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job, end to end on a fresh Debian 12 machine: install dependencies, build, make
 # disk images with vdisk (raw and a dynamic VHDX), show what they are, and benchmark the
-# I/O engine and the VHDX driver on them.
+# I/O engine and the VHDX driver on them; then convert, merge, compact and resize them.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/install-deps.sh"
@@ -27,3 +27,24 @@ echo "== vdisk bench: 4k random reads from the VHDX, QD32, 5 s"
 echo "== vdisk info and check on the VHDX"
 "$vdisk" info "$vhdx"
 "$vdisk" check "$vhdx"
+echo "== vdisk convert: the VHDX to a raw copy and to a dynamic VHD; vdisk compare and qemu-img compare agree"
+"$vdisk" convert --force "$vhdx" "$work/copy.raw"
+"$vdisk" convert --force -O vhd "$vhdx" "$work/copy.vhd"
+"$vdisk" compare "$vhdx" "$work/copy.vhd"
+qemu-img compare -f vhdx -F vpc "$vhdx" "$work/copy.vhd"
+echo "== a differencing VHDX on top, written, then merged back into its parent"
+"$vdisk" create -f vhdx --force --parent "$vhdx" "$work/child.vhdx"
+"$vdisk" bench --rw randwrite --bs 64k --iodepth 8 --ios 512 --fsync 64 "$work/child.vhdx"
+"$vdisk" chain "$work/child.vhdx"
+"$vdisk" convert --force "$work/child.vhdx" "$work/flat.raw"
+"$vdisk" merge "$work/child.vhdx"
+"$vdisk" compare "$vhdx" "$work/flat.raw"
+echo "== zeros over the first half of the raw disk, copied into the VHDX, then compact it"
+dd if=/dev/zero of="$raw" bs=1M count=512 conv=notrunc status=none
+"$vdisk" convert --target-existing "$raw" "$vhdx"
+"$vdisk" compact "$vhdx"
+"$vdisk" compare "$raw" "$vhdx"
+"$vdisk" check "$vhdx"
+echo "== grow the VHDX by 1 GiB"
+"$vdisk" resize "$vhdx" +1G
+"$vdisk" info "$vhdx" | head -5

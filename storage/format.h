@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "engine.h"
+#include "errmsg.h"
 #include "file.h"
 #include "iov.h"
 #include "vdisk.h"

@@ -11,19 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "errmsg.h"
 #include "parent_search.h"
-
-static int fail(char *err, size_t err_size, int ret, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t err_size, int ret, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, err_size, fmt, ap);
-	va_end(ap);
-	return ret;
-}
 
 /* The child read-only; the image writable_depth below it read-write (0: none). */
 static int open_chain(const char *child, bool allow_mismatch, unsigned writable_depth,
@@ -53,13 +42,14 @@ static int explain_open_failure(const char *child, const struct vdisk_merge_opti
 	if (!o->allow_parent_mismatch &&
 	    open_chain(child, true, 0, &disk, ignored, sizeof(ignored)) == 0) {
 		vdisk_close(disk);
-		return fail(err, err_size, ret,
-			    "%s. If an earlier merge of this chain was interrupted, run the same "
-			    "merge again with --allow-parent-mismatch: it finishes the merge (only "
-			    "then: never merge into an image that was replaced)",
-			    why);
+		return vdisk_errorf(
+			err, err_size, ret,
+			"%s. If an earlier merge of this chain was interrupted, run the same "
+			"merge again with --allow-parent-mismatch: it finishes the merge (only "
+			"then: never merge into an image that was replaced)",
+			why);
 	}
-	return fail(err, err_size, ret, "%s", why);
+	return vdisk_errorf(err, err_size, ret, "%s", why);
 }
 
 static int find_ancestor(struct vdisk *top, const char *ancestor, unsigned *depth, char *err,
@@ -67,7 +57,7 @@ static int find_ancestor(struct vdisk *top, const char *ancestor, unsigned *dept
 {
 	struct stat st;
 	if (!vdisk_backing(top))
-		return fail(
+		return vdisk_errorf(
 			err, err_size, -EINVAL,
 			"the image is not a differencing image: it has no parent to merge into");
 	if (!ancestor) {
@@ -75,19 +65,21 @@ static int find_ancestor(struct vdisk *top, const char *ancestor, unsigned *dept
 		return 0;
 	}
 	if (stat(ancestor, &st) != 0)
-		return fail(err, err_size, -errno, "cannot find %s: %s", ancestor, strerror(errno));
+		return vdisk_errorf(err, err_size, -errno, "cannot find %s: %s", ancestor,
+				    strerror(errno));
 	unsigned d = 0;
 	for (struct vdisk *img = top; img; img = vdisk_backing(img), d++) {
 		if (!same_file(vdisk_path(img), ancestor))
 			continue;
 		if (d == 0)
-			return fail(err, err_size, -EINVAL,
-				    "%s is the child itself, not one of its ancestors", ancestor);
+			return vdisk_errorf(err, err_size, -EINVAL,
+					    "%s is the child itself, not one of its ancestors",
+					    ancestor);
 		*depth = d;
 		return 0;
 	}
-	return fail(err, err_size, -EINVAL,
-		    "%s is not in the chain of this image (see 'vdisk chain')", ancestor);
+	return vdisk_errorf(err, err_size, -EINVAL,
+			    "%s is not in the chain of this image (see 'vdisk chain')", ancestor);
 }
 
 /* The image depth below top. */
@@ -108,17 +100,18 @@ static int plan_chain(struct vdisk *top, const struct vdisk_merge_options *o,
 	plan->child_size = vdisk_size(top);
 	plan->ancestor_size = vdisk_size(anc);
 	if (plan->ancestor_size < plan->child_size)
-		return fail(err, err_size, -EINVAL,
-			    "the ancestor %s (%llu bytes) is smaller than the child (%llu bytes): "
-			    "enlarge it first with 'vdisk resize'",
-			    vdisk_path(anc), (unsigned long long)plan->ancestor_size,
-			    (unsigned long long)plan->child_size);
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"the ancestor %s (%llu bytes) is smaller than the child (%llu bytes): "
+			"enlarge it first with 'vdisk resize'",
+			vdisk_path(anc), (unsigned long long)plan->ancestor_size,
+			(unsigned long long)plan->child_size);
 	plan->paths = calloc(plan->depth + 1, sizeof(*plan->paths));
 	if (!plan->paths)
-		return fail(err, err_size, -ENOMEM, "out of memory");
+		return vdisk_errorf(err, err_size, -ENOMEM, "out of memory");
 	for (unsigned i = 0; i <= plan->depth; i++)
 		if (!(plan->paths[i] = strdup(vdisk_path(layer(top, i)))))
-			return fail(err, err_size, -ENOMEM, "out of memory");
+			return vdisk_errorf(err, err_size, -ENOMEM, "out of memory");
 	return 0;
 }
 
@@ -150,7 +143,8 @@ int vdisk_merge_copy(const struct vdisk_merge_plan *plan, const struct vdisk_mer
 	struct vdisk *anc = layer(top, plan->depth);
 	if (!anc || !same_file(vdisk_path(anc), plan->paths[plan->depth])) {
 		vdisk_close(top);
-		return fail(err, err_size, -ESTALE, "the chain changed while the merge started");
+		return vdisk_errorf(err, err_size, -ESTALE,
+				    "the chain changed while the merge started");
 	}
 	struct vdisk_copy_options co = { .layers = plan->depth,
 					 .progress = o->progress,
@@ -159,8 +153,8 @@ int vdisk_merge_copy(const struct vdisk_merge_plan *plan, const struct vdisk_mer
 	ret = vdisk_copy(top, anc, &co, why, sizeof(why));
 	vdisk_close(top); /* the copy flushed the ancestor */
 	if (ret < 0)
-		return fail(err, err_size, ret, "merging into %s failed: %s",
-			    plan->paths[plan->depth], why);
+		return vdisk_errorf(err, err_size, ret, "merging into %s failed: %s",
+				    plan->paths[plan->depth], why);
 	return 0;
 }
 
@@ -184,13 +178,15 @@ static int lock_merged(const struct vdisk_merge_plan *plan, int *fds, char *err,
 	for (unsigned i = 0; i < plan->depth; i++) {
 		fds[i] = open(plan->paths[i], O_RDONLY | O_CLOEXEC);
 		if (fds[i] < 0)
-			return fail(err, err_size, -errno, "cannot open %s to remove it: %s",
-				    plan->paths[i], strerror(errno));
+			return vdisk_errorf(err, err_size, -errno,
+					    "cannot open %s to remove it: %s", plan->paths[i],
+					    strerror(errno));
 		if (flock(fds[i], LOCK_EX | LOCK_NB) != 0)
-			return fail(err, err_size, errno == EWOULDBLOCK ? -EBUSY : -errno,
-				    "%s is in use: it was merged but not removed (run the merge "
-				    "again with --allow-parent-mismatch once it is free)",
-				    plan->paths[i]);
+			return vdisk_errorf(
+				err, err_size, errno == EWOULDBLOCK ? -EBUSY : -errno,
+				"%s is in use: it was merged but not removed (run the merge "
+				"again with --allow-parent-mismatch once it is free)",
+				plan->paths[i]);
 	}
 	return 0;
 }
@@ -199,18 +195,18 @@ int vdisk_merge_remove(const struct vdisk_merge_plan *plan, char *err, size_t er
 {
 	int *fds = malloc(plan->depth * sizeof(*fds));
 	if (!fds)
-		return fail(err, err_size, -ENOMEM, "out of memory");
+		return vdisk_errorf(err, err_size, -ENOMEM, "out of memory");
 	for (unsigned i = 0; i < plan->depth; i++)
 		fds[i] = -1;
 	int ret = lock_merged(plan, fds, err, err_size);
 	for (unsigned i = 0; ret == 0 && i < plan->depth; i++)
 		if (unlink(plan->paths[i]) != 0)
-			ret = fail(err, err_size, -errno, "cannot remove %s: %s", plan->paths[i],
-				   strerror(errno));
+			ret = vdisk_errorf(err, err_size, -errno, "cannot remove %s: %s",
+					   plan->paths[i], strerror(errno));
 	for (unsigned i = 0; ret == 0 && i < plan->depth; i++)
 		if ((ret = sync_dir_of(plan->paths[i])) < 0)
-			fail(err, err_size, ret, "cannot sync the directory of %s: %s",
-			     plan->paths[i], strerror(-ret));
+			vdisk_errorf(err, err_size, ret, "cannot sync the directory of %s: %s",
+				     plan->paths[i], strerror(-ret));
 	for (unsigned i = 0; i < plan->depth; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
@@ -249,10 +245,10 @@ static int flatten_into(struct vdisk *src, const char *target, const char *forma
 	char why[512];
 	int ret = vdisk_create(target, &co, why, sizeof(why));
 	if (ret < 0)
-		return fail(err, err_size, ret, "cannot create %s: %s", target, why);
+		return vdisk_errorf(err, err_size, ret, "cannot create %s: %s", target, why);
 	ret = vdisk_open(target, &to, &dst, why, sizeof(why));
 	if (ret < 0) {
-		fail(err, err_size, ret, "cannot open the new image %s: %s", target, why);
+		vdisk_errorf(err, err_size, ret, "cannot open the new image %s: %s", target, why);
 	} else {
 		struct vdisk_copy_options copy = { .target_is_zero = true,
 						   .progress = o->progress,
@@ -261,7 +257,7 @@ static int flatten_into(struct vdisk *src, const char *target, const char *forma
 		ret = vdisk_copy(src, dst, &copy, why, sizeof(why));
 		vdisk_close(dst);
 		if (ret < 0)
-			fail(err, err_size, ret, "copying into %s failed: %s", target, why);
+			vdisk_errorf(err, err_size, ret, "copying into %s failed: %s", target, why);
 	}
 	if (ret < 0)
 		unlink(target);
@@ -275,7 +271,7 @@ int vdisk_flatten(const char *child, const char *target, const char *format,
 	char why[768];
 	int ret = open_chain(child, o->allow_parent_mismatch, 0, &src, why, sizeof(why));
 	if (ret < 0)
-		return fail(err, err_size, ret, "%s", why);
+		return vdisk_errorf(err, err_size, ret, "%s", why);
 	ret = flatten_into(src, target, format, o, err, err_size);
 	vdisk_close(src);
 	return ret;

@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,9 +20,9 @@
 #include "iov.h"
 
 #define DEFAULT_QUEUE_DEPTH 128
-#define MAX_QUEUES 256
-#define MAX_QUEUE_DEPTH 65536
-#define MAX_FORMATS 16
+#define MAX_QUEUES	    256
+#define MAX_QUEUE_DEPTH	    65536
+#define MAX_FORMATS	    16
 
 /* A file operation beyond a request's embedded one, or a read from a backing image;
  * kept on per-queue free lists. */
@@ -29,7 +30,7 @@ struct io_slot {
 	struct engine_io io;
 	struct vdisk_req *req;
 	struct iovec iov[IOV_INLINE]; /* a slice of the request's buffer */
-	struct iovec *heap_iov;       /* when the slice needs more entries */
+	struct iovec *heap_iov;	      /* when the slice needs more entries */
 	struct io_slot *next;
 };
 
@@ -58,7 +59,7 @@ struct vdisk_queue {
 
 /* ---- format registry ---- */
 
-static const struct vdisk_format *formats[MAX_FORMATS] = {&vdisk_format_raw};
+static const struct vdisk_format *formats[MAX_FORMATS] = { &vdisk_format_raw };
 static unsigned nformats = 1;
 
 int vdisk_format_register(const struct vdisk_format *format)
@@ -242,8 +243,12 @@ void vdisk_req_file_io_part(struct vdisk_req *req, enum engine_op op, struct vdi
 		vdisk_req_fail(req, n);
 		return;
 	}
-	slot->io = (struct engine_io){.op = op, .file = file, .iov = iov, .iovcnt = n,
-				      .offset = file_offset, .done = file_io_done};
+	slot->io = (struct engine_io){ .op = op,
+				       .file = file,
+				       .iov = iov,
+				       .iovcnt = n,
+				       .offset = file_offset,
+				       .done = file_io_done };
 	vdisk_req_io_submit(req, &slot->io);
 }
 
@@ -269,7 +274,8 @@ void vdisk_req_backing_read(struct vdisk_req *req, struct vdisk *backing, uint64
 	}
 	struct iovec *iov;
 	int n = slot_slice(slot, skip, len, &iov);
-	int ret = n < 0 ? n : vdisk_readv(backing, req->queue, iov, n, offset, backing_read_done, slot);
+	int ret = n < 0 ? n
+			: vdisk_readv(backing, req->queue, iov, n, offset, backing_read_done, slot);
 	if (ret < 0) {
 		slot_put(req->queue, slot);
 		vdisk_req_fail(req, ret);
@@ -400,7 +406,7 @@ struct rmw {
 	const struct iovec *iov;
 	int iovcnt;
 	uint64_t offset, length; /* the caller's write */
-	uint64_t start, end;     /* the aligned range */
+	uint64_t start, end;	 /* the aligned range */
 	uint8_t *buf;
 	struct iovec biov;
 	struct iovec edge[2]; /* the head and tail reads */
@@ -458,7 +464,7 @@ static void rmw_edge_read(void *opaque, int result)
 	int ret = r->result;
 	if (ret == 0) {
 		iov_to_buf(r->iov, r->iovcnt, 0, r->buf + (r->offset - r->start), r->length);
-		r->biov = (struct iovec){r->buf, r->end - r->start};
+		r->biov = (struct iovec){ r->buf, r->end - r->start };
 		ret = submit(r->disk, r->queue, VDISK_OP_WRITE, &r->biov, 1, r->start,
 			     r->end - r->start, rmw_written, r);
 	}
@@ -470,10 +476,10 @@ static int rmw_read_unit(struct rmw *r, struct iovec *edge, uint64_t unit_start)
 {
 	uint32_t unit = r->disk->write_granularity;
 	uint64_t len = unit_start + unit <= r->disk->size ? unit : r->disk->size - unit_start;
-	*edge = (struct iovec){r->buf + (unit_start - r->start), (size_t)len};
+	*edge = (struct iovec){ r->buf + (unit_start - r->start), (size_t)len };
 	r->pending++;
-	int ret = submit(r->disk, r->queue, VDISK_OP_READ, edge, 1, unit_start, len,
-			 rmw_edge_read, r);
+	int ret = submit(r->disk, r->queue, VDISK_OP_READ, edge, 1, unit_start, len, rmw_edge_read,
+			 r);
 	if (ret < 0) {
 		r->pending--;
 		if (!r->result)
@@ -520,8 +526,14 @@ static int submit_rmw(struct vdisk *disk, struct vdisk_queue *q, const struct io
 	struct rmw *r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
-	*r = (struct rmw){.disk = disk, .queue = q, .iov = iov, .iovcnt = iovcnt,
-			  .offset = offset, .length = length, .cb = cb, .opaque = opaque};
+	*r = (struct rmw){ .disk = disk,
+			   .queue = q,
+			   .iov = iov,
+			   .iovcnt = iovcnt,
+			   .offset = offset,
+			   .length = length,
+			   .cb = cb,
+			   .opaque = opaque };
 	r->start = offset / unit * unit;
 	r->end = (offset + length + unit - 1) / unit * unit;
 	if (r->end > disk->size)
@@ -583,8 +595,8 @@ int vdisk_discard(struct vdisk *disk, struct vdisk_queue *q, uint64_t offset, ui
 	return submit(disk, q, VDISK_OP_DISCARD, NULL, 0, offset, length, cb, opaque);
 }
 
-int vdisk_write_zeroes(struct vdisk *disk, struct vdisk_queue *q, uint64_t offset,
-		       uint64_t length, vdisk_cb cb, void *opaque)
+int vdisk_write_zeroes(struct vdisk *disk, struct vdisk_queue *q, uint64_t offset, uint64_t length,
+		       vdisk_cb cb, void *opaque)
 {
 	return submit(disk, q, VDISK_OP_WRITE_ZEROES, NULL, 0, offset, length, cb, opaque);
 }
@@ -615,7 +627,7 @@ int vdisk_queue_post(struct vdisk_queue *q, void (*fn)(void *arg), void *arg)
 	struct posted *p = malloc(sizeof(*p));
 	if (!p)
 		return -ENOMEM;
-	*p = (struct posted){fn, arg, NULL};
+	*p = (struct posted){ fn, arg, NULL };
 	pthread_mutex_lock(&q->post_lock);
 	if (q->posted_tail)
 		q->posted_tail->next = p;
@@ -652,7 +664,7 @@ static void run_posted(struct vdisk_queue *q)
 /* Nothing is in the engine but requests wait on work another thread will post. */
 static void wait_for_post(struct vdisk_queue *q)
 {
-	struct pollfd pfd = {.fd = q->wake_fd, .events = POLLIN};
+	struct pollfd pfd = { .fd = q->wake_fd, .events = POLLIN };
 	while (poll(&pfd, 1, -1) < 0 && errno == EINTR)
 		;
 	engine_drain_wake(q->wake_fd);
@@ -784,7 +796,7 @@ static int create_queues(struct vdisk *disk, char *err, size_t err_size)
 		int ret = queue_create(disk, depth, &disk->queues[i], why, sizeof(why));
 		if (ret < 0) {
 			snprintf(err, err_size, "cannot start the %sI/O engine: %s",
-				 disk->opts.engine == VDISK_ENGINE_AUTO ? ""
+				 disk->opts.engine == VDISK_ENGINE_AUTO	   ? ""
 				 : disk->opts.engine == VDISK_ENGINE_URING ? "io_uring "
 				 : disk->opts.engine == VDISK_ENGINE_AIO   ? "libaio "
 									   : "sync ",
@@ -808,8 +820,8 @@ static int probe_format(struct vdisk *disk, char *err, size_t err_size)
 		if (!disk->format) {
 			char names[128];
 			format_names(names, sizeof(names));
-			snprintf(err, err_size, "unknown format '%s' (known: %s)", disk->opts.format,
-				 names);
+			snprintf(err, err_size, "unknown format '%s' (known: %s)",
+				 disk->opts.format, names);
 			return -EINVAL;
 		}
 		return 0;
@@ -828,7 +840,7 @@ static int probe_format(struct vdisk *disk, char *err, size_t err_size)
 		free(head);
 		return ret;
 	}
-	struct vdisk_probe probe = {head, head_len, tail, tail_len, file->size};
+	struct vdisk_probe probe = { head, head_len, tail, tail_len, file->size };
 	int best = 0;
 	for (unsigned i = 0; i < nformats; i++) {
 		int score = formats[i]->probe(&probe);
@@ -892,8 +904,8 @@ fail:
 	return ret;
 }
 
-int vdisk_open(const char *path, const struct vdisk_options *opts, struct vdisk **out,
-	       char *err, size_t err_size)
+int vdisk_open(const char *path, const struct vdisk_options *opts, struct vdisk **out, char *err,
+	       size_t err_size)
 {
 	char scratch[8];
 	if (!err || !err_size) {
@@ -924,7 +936,8 @@ int vdisk_open_backing(struct vdisk *disk, const char *path, struct vdisk **out,
 		return -ELOOP;
 	}
 	if (in_chain(disk, path)) {
-		snprintf(err, err_size, "the chain of parents loops back to an image already in it");
+		snprintf(err, err_size,
+			 "the chain of parents loops back to an image already in it");
 		return -ELOOP;
 	}
 	struct vdisk_options opts = disk->opts;
@@ -1029,12 +1042,21 @@ int vdisk_get_info(struct vdisk *disk, struct vdisk_info *info)
 
 int vdisk_check(struct vdisk *disk, unsigned flags, struct vdisk_check_result *result)
 {
-	*result = (struct vdisk_check_result){.findings = json_array()};
+	*result = (struct vdisk_check_result){ .findings = json_array() };
 	if (!result->findings)
 		return -ENOMEM;
 	if ((flags & VDISK_CHECK_REPAIR) && disk->read_only)
 		return -EROFS;
 	return disk->format->check ? disk->format->check(disk, flags, result) : 0;
+}
+
+int vdisk_errorf(char *err, size_t err_size, int ret, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, err_size, fmt, ap);
+	va_end(ap);
+	return ret;
 }
 
 /* ---- maintenance ---- */
@@ -1093,8 +1115,8 @@ static int zero_backing_past(struct vdisk *disk, uint64_t old_size, char *err, s
 {
 	if (!disk->backing || vdisk_size(disk->backing) <= old_size)
 		return 0;
-	uint64_t end = vdisk_size(disk->backing) < disk->size ? vdisk_size(disk->backing)
-							      : disk->size;
+	uint64_t end =
+		vdisk_size(disk->backing) < disk->size ? vdisk_size(disk->backing) : disk->size;
 	int ret = vdisk_write_zeroes_sync(disk, old_size, end - old_size);
 	if (ret == 0)
 		ret = vdisk_flush_sync(disk);
@@ -1111,7 +1133,8 @@ int vdisk_resize(struct vdisk *disk, uint64_t new_size, unsigned flags, uint64_t
 	if (ret < 0)
 		return ret;
 	if (new_size == 0 || new_size % disk->logical_sector_size) {
-		snprintf(err, err_size, "the new size must be a non-zero multiple of the %u-byte sector",
+		snprintf(err, err_size,
+			 "the new size must be a non-zero multiple of the %u-byte sector",
 			 disk->logical_sector_size);
 		return -EINVAL;
 	}
@@ -1145,7 +1168,7 @@ int vdisk_resize(struct vdisk *disk, uint64_t new_size, unsigned flags, uint64_t
 int vdisk_compact(struct vdisk *disk, vdisk_progress_fn progress, void *opaque,
 		  struct vdisk_compact_result *result, char *err, size_t err_size)
 {
-	*result = (struct vdisk_compact_result){0};
+	*result = (struct vdisk_compact_result){ 0 };
 	int ret = maintenance_start(disk, disk->format->compact != NULL, err, err_size);
 	if (ret < 0)
 		return ret;

@@ -37,12 +37,12 @@
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-#define LOCATOR_MAX_DATA      VHD_LOCATOR_MAX_DATA
-#define OPEN_MIN_BLOCK	      (4u << 10)
-#define OPEN_MAX_BLOCK	      (256u << 20)
-#define CREATE_MIN_BLOCK      (512u << 10)
-#define CREATE_MAX_BLOCK      (256u << 20)
-#define DATA_ALIGN	      4096u /* vhd.c starts each block's data on this boundary */
+#define LOCATOR_MAX_DATA VHD_LOCATOR_MAX_DATA
+#define OPEN_MIN_BLOCK	 (4u << 10)
+#define OPEN_MAX_BLOCK	 (256u << 20)
+#define CREATE_MIN_BLOCK (512u << 10)
+#define CREATE_MAX_BLOCK (256u << 20)
+#define DATA_ALIGN	 4096u /* vhd.c starts each block's data on this boundary */
 /* QEMU up to 9.x sizes a VHD by its CHS geometry unless the creator is one it knows to
  * use current_size ("win ", "qem2", "d2v ", "tap\0", "CTXS"); geometry rounds the size
  * down and cuts off the end of the disk (a GPT's backup header). Our images therefore
@@ -54,20 +54,6 @@
 #define COPY_CHUNK	      (1u << 20)
 
 /* ---- small helpers ---- */
-
-static int fail(char *err, size_t err_size, int ret, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t err_size, int ret, const char *fmt, ...)
-{
-	if (err && err_size) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, err_size, fmt, ap);
-		va_end(ap);
-	}
-	return ret;
-}
 
 static uint64_t round_up(uint64_t v, uint64_t align)
 {
@@ -126,7 +112,6 @@ static void code_text(uint32_t code, char *out)
 	store_be32(b, code);
 	fourcc_text(b, out);
 }
-
 
 /* ---- checksums, unique ids ---- */
 
@@ -198,7 +183,7 @@ static int footer_check_offset(const struct vhd_footer *f, char *err, size_t err
 	case VHD_TYPE_FIXED:
 		/* unused; a few old writers stored the specification's 32-bit 0xFFFFFFFF */
 		if (f->data_offset != VHD_NO_OFFSET && f->data_offset != UINT32_MAX)
-			return fail(
+			return vdisk_errorf(
 				err, err_size, -EINVAL,
 				"the fixed VHD's footer points to a dynamic header (data offset "
 				"%llu); a fixed VHD has none",
@@ -207,16 +192,17 @@ static int footer_check_offset(const struct vhd_footer *f, char *err, size_t err
 	case VHD_TYPE_DYNAMIC:
 	case VHD_TYPE_DIFFERENCING:
 		if (f->data_offset < VHD_FOOTER_SIZE || f->data_offset % VHD_SECTOR)
-			return fail(err, err_size, -EINVAL,
-				    "the footer's dynamic header offset %llu is not a whole sector "
-				    "after the footer copy",
-				    ull(f->data_offset));
+			return vdisk_errorf(
+				err, err_size, -EINVAL,
+				"the footer's dynamic header offset %llu is not a whole sector "
+				"after the footer copy",
+				ull(f->data_offset));
 		return 0;
 	default:
-		return fail(err, err_size, -EINVAL,
-			    "unsupported disk type %" PRIu32
-			    " (known: 2 fixed, 3 dynamic, 4 differencing)",
-			    f->disk_type);
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "unsupported disk type %" PRIu32
+				    " (known: 2 fixed, 3 dynamic, 4 differencing)",
+				    f->disk_type);
 	}
 }
 
@@ -244,26 +230,27 @@ static void footer_fields(const uint8_t *raw, struct vhd_footer *f)
 int vhd_footer_parse(const uint8_t *raw, struct vhd_footer *f, char *err, size_t err_size)
 {
 	if (memcmp(raw + VHD_F_COOKIE, VHD_COOKIE, 8))
-		return fail(err, err_size, -EINVAL,
-			    "no VHD footer (the cookie is not \"conectix\")");
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "no VHD footer (the cookie is not \"conectix\")");
 	uint32_t sum = vhd_checksum(raw, VHD_FOOTER_SIZE, VHD_F_CHECKSUM);
 	footer_fields(raw, f);
 	if (f->checksum != sum)
-		return fail(err, err_size, -EINVAL,
-			    "footer checksum mismatch (stored 0x%08" PRIx32
-			    ", computed 0x%08" PRIx32 ")",
-			    f->checksum, sum);
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "footer checksum mismatch (stored 0x%08" PRIx32
+				    ", computed 0x%08" PRIx32 ")",
+				    f->checksum, sum);
 	if (f->version >> 16 != 1)
-		return fail(err, err_size, -EINVAL, "unsupported VHD version %u.%u (1.x is known)",
-			    (unsigned)(f->version >> 16), (unsigned)(f->version & 0xffff));
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "unsupported VHD version %u.%u (1.x is known)",
+				    (unsigned)(f->version >> 16), (unsigned)(f->version & 0xffff));
 	int ret = footer_check_offset(f, err, err_size);
 	if (ret)
 		return ret;
 	uint64_t size = vhd_virtual_size(f);
 	if (size > VHD_MAX_SIZE)
-		return fail(err, err_size, -EFBIG,
-			    "virtual size %llu bytes is beyond the VHD maximum of 2040 GiB",
-			    ull(size));
+		return vdisk_errorf(err, err_size, -EFBIG,
+				    "virtual size %llu bytes is beyond the VHD maximum of 2040 GiB",
+				    ull(size));
 	return 0;
 }
 
@@ -343,30 +330,32 @@ static void header_fields(const uint8_t *raw, struct vhd_header *h)
 int vhd_header_parse(const uint8_t *raw, struct vhd_header *h, char *err, size_t err_size)
 {
 	if (memcmp(raw, VHD_HEADER_COOKIE, 8))
-		return fail(err, err_size, -EINVAL,
-			    "no dynamic disk header (the cookie is not \"cxsparse\")");
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "no dynamic disk header (the cookie is not \"cxsparse\")");
 	uint32_t sum = vhd_checksum(raw, VHD_HEADER_SIZE, VHD_H_CHECKSUM);
 	header_fields(raw, h);
 	if (h->checksum != sum)
-		return fail(err, err_size, -EINVAL,
-			    "dynamic header checksum mismatch (stored 0x%08" PRIx32
-			    ", computed 0x%08" PRIx32 ")",
-			    h->checksum, sum);
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "dynamic header checksum mismatch (stored 0x%08" PRIx32
+				    ", computed 0x%08" PRIx32 ")",
+				    h->checksum, sum);
 	if (h->version != VHD_HEADER_VERSION)
-		return fail(err, err_size, -EINVAL,
-			    "unsupported dynamic header version 0x%08" PRIx32
-			    " (0x00010000 is known)",
-			    h->version);
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "unsupported dynamic header version 0x%08" PRIx32
+				    " (0x00010000 is known)",
+				    h->version);
 	if (!is_power_of_two(h->block_size) || h->block_size < OPEN_MIN_BLOCK ||
 	    h->block_size > OPEN_MAX_BLOCK)
-		return fail(err, err_size, -EINVAL,
-			    "block size %" PRIu32 " is not a power of two from 4 KiB to 256 MiB",
-			    h->block_size);
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "block size %" PRIu32
+				    " is not a power of two from 4 KiB to 256 MiB",
+				    h->block_size);
 	if (h->max_table_entries > VHD_MAX_SIZE / h->block_size)
-		return fail(err, err_size, -EINVAL,
-			    "the BAT claims %" PRIu32 " entries; %llu blocks of %" PRIu32
-			    " bytes already make 2040 GiB, the VHD maximum",
-			    h->max_table_entries, ull(VHD_MAX_SIZE / h->block_size), h->block_size);
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "the BAT claims %" PRIu32 " entries; %llu blocks of %" PRIu32
+				    " bytes already make 2040 GiB, the VHD maximum",
+				    h->max_table_entries, ull(VHD_MAX_SIZE / h->block_size),
+				    h->block_size);
 	return 0;
 }
 
@@ -657,14 +646,15 @@ static int load_end_footer(struct vdisk_file *file, struct vhd *vhd, char *why, 
 		lens[n++] = VHD_FOOTER_SIZE;
 	}
 	if (n == 0)
-		return fail(why, why_size, -EINVAL,
-			    "the file is %llu bytes, too small for a VHD footer", ull(size));
+		return vdisk_errorf(why, why_size, -EINVAL,
+				    "the file is %llu bytes, too small for a VHD footer",
+				    ull(size));
 	for (int i = 0; i < n; i++) {
 		uint8_t raw[VHD_FOOTER_SIZE];
 		ret = read_footer(file, offsets[i], lens[i], raw);
 		if (ret)
-			return fail(why, why_size, ret, "cannot read the footer: %s",
-				    strerror(-ret));
+			return vdisk_errorf(why, why_size, ret, "cannot read the footer: %s",
+					    strerror(-ret));
 		ret = vhd_footer_parse(raw, &vhd->footer, why, why_size);
 		if (ret == 0) {
 			memcpy(vhd->footer_raw, raw, sizeof(raw));
@@ -688,13 +678,13 @@ static int load_footer(struct vdisk_file *file, struct vhd *vhd, char *err, size
 	if (ret == 0)
 		return 0;
 	if (ret != -EINVAL && ret != -EFBIG)
-		return fail(err, err_size, ret, "%s", why);
+		return vdisk_errorf(err, err_size, ret, "%s", why);
 	if (file->size < VHD_FOOTER_SIZE)
-		return fail(err, err_size, ret, "%s", why);
+		return vdisk_errorf(err, err_size, ret, "%s", why);
 	int rret = read_footer(file, 0, VHD_FOOTER_SIZE, raw);
 	if (rret)
-		return fail(err, err_size, rret, "cannot read the footer copy: %s",
-			    strerror(-rret));
+		return vdisk_errorf(err, err_size, rret, "cannot read the footer copy: %s",
+				    strerror(-rret));
 	if (vhd_footer_parse(raw, &copy, why_copy, sizeof(why_copy)) == 0 &&
 	    is_sparse(copy.disk_type)) {
 		vhd->footer = copy;
@@ -703,16 +693,17 @@ static int load_footer(struct vdisk_file *file, struct vhd *vhd, char *err, size
 		vhd->footer_offset = round_up(file->size, VHD_SECTOR);
 		return 0;
 	}
-	return fail(err, err_size, ret, "bad VHD footer at the end of the file: %s", why);
+	return vdisk_errorf(err, err_size, ret, "bad VHD footer at the end of the file: %s", why);
 }
 
 static int load_fixed(struct vhd *vhd, char *err, size_t err_size)
 {
 	if (vhd->virtual_size > vhd->footer_offset)
-		return fail(err, err_size, -EINVAL,
-			    "the fixed VHD is truncated: the disk needs %llu bytes of data before "
-			    "the footer, the file has %llu",
-			    ull(vhd->virtual_size), ull(vhd->footer_offset));
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"the fixed VHD is truncated: the disk needs %llu bytes of data before "
+			"the footer, the file has %llu",
+			ull(vhd->virtual_size), ull(vhd->footer_offset));
 	return 0;
 }
 
@@ -722,14 +713,15 @@ static int load_header(struct vdisk_file *file, struct vhd *vhd, char *err, size
 	uint8_t raw[VHD_HEADER_SIZE];
 
 	if (off > limit || limit - off < VHD_HEADER_SIZE)
-		return fail(err, err_size, -EINVAL,
-			    "the dynamic header (at byte %llu) lies past the end of the file "
-			    "(%llu bytes)",
-			    ull(off), ull(file->size));
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"the dynamic header (at byte %llu) lies past the end of the file "
+			"(%llu bytes)",
+			ull(off), ull(file->size));
 	int ret = vdisk_file_pread(file, raw, sizeof(raw), off);
 	if (ret)
-		return fail(err, err_size, ret, "cannot read the dynamic header: %s",
-			    strerror(-ret));
+		return vdisk_errorf(err, err_size, ret, "cannot read the dynamic header: %s",
+				    strerror(-ret));
 	ret = vhd_header_parse(raw, &vhd->header, err, err_size);
 	if (ret)
 		return ret;
@@ -738,10 +730,11 @@ static int load_header(struct vdisk_file *file, struct vhd *vhd, char *err, size
 	vhd->bat_entries = vhd->header.max_table_entries;
 	vhd->blocks = (uint32_t)((vhd->virtual_size + vhd->block_size - 1) / vhd->block_size);
 	if (vhd->blocks > vhd->bat_entries)
-		return fail(err, err_size, -EINVAL,
-			    "the BAT has %" PRIu32 " entries, but %llu bytes need %" PRIu32
-			    " blocks of %" PRIu32 " bytes",
-			    vhd->bat_entries, ull(vhd->virtual_size), vhd->blocks, vhd->block_size);
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "the BAT has %" PRIu32 " entries, but %llu bytes need %" PRIu32
+				    " blocks of %" PRIu32 " bytes",
+				    vhd->bat_entries, ull(vhd->virtual_size), vhd->blocks,
+				    vhd->block_size);
 	return 0;
 }
 
@@ -752,22 +745,23 @@ static int load_bat(struct vdisk_file *file, struct vhd *vhd, char *err, size_t 
 	struct layout l;
 
 	if (off > limit || limit - off < bytes)
-		return fail(err, err_size, -EINVAL,
-			    "the BAT (%" PRIu32 " entries at byte %llu) extends past the end of "
-			    "the file (%llu bytes)",
-			    vhd->bat_entries, ull(off), ull(file->size));
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "the BAT (%" PRIu32
+				    " entries at byte %llu) extends past the end of "
+				    "the file (%llu bytes)",
+				    vhd->bat_entries, ull(off), ull(file->size));
 	layout_base(vhd, &l);
 	const struct region *r = layout_overlap(&l, 2, l.r[2].start, l.r[2].end - l.r[2].start);
 	if (r)
-		return fail(err, err_size, -EINVAL, "the BAT (at byte %llu) overlaps the %s",
-			    ull(off), r->what);
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "the BAT (at byte %llu) overlaps the %s", ull(off), r->what);
 	vhd->bat = malloc(bytes ? bytes : 1);
 	if (!vhd->bat)
-		return fail(err, err_size, -ENOMEM, "out of memory for a %llu-byte BAT",
-			    ull(bytes));
+		return vdisk_errorf(err, err_size, -ENOMEM, "out of memory for a %llu-byte BAT",
+				    ull(bytes));
 	int ret = vdisk_file_pread(file, vhd->bat, bytes, off);
 	if (ret)
-		return fail(err, err_size, ret, "cannot read the BAT: %s", strerror(-ret));
+		return vdisk_errorf(err, err_size, ret, "cannot read the BAT: %s", strerror(-ret));
 	for (uint32_t i = 0; i < vhd->bat_entries; i++)
 		vhd->bat[i] = load_be32(&vhd->bat[i]);
 	return 0;
@@ -804,7 +798,7 @@ static int load_blocks(struct vdisk_file *file, struct vhd *vhd, char *err, size
 	if (ret > 0)
 		return -EINVAL;
 	if (ret < 0)
-		return fail(err, err_size, ret, "out of memory while checking the BAT");
+		return vdisk_errorf(err, err_size, ret, "out of memory while checking the BAT");
 	return 0;
 }
 
@@ -917,29 +911,31 @@ static int load_locator(struct vdisk_file *file, struct vhd *vhd, int i, const s
 
 	code_text(loc->code, name);
 	if (loc->data_length > LOCATOR_MAX_DATA)
-		return fail(err, err_size, -EINVAL,
-			    "parent locator %d (%s) claims %" PRIu32 " bytes of data; at most %u "
-			    "are accepted",
-			    i, name, loc->data_length, LOCATOR_MAX_DATA);
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "parent locator %d (%s) claims %" PRIu32
+				    " bytes of data; at most %u "
+				    "are accepted",
+				    i, name, loc->data_length, LOCATOR_MAX_DATA);
 	if (loc->data_offset > limit || limit - loc->data_offset < loc->data_length)
-		return fail(err, err_size, -EINVAL,
-			    "parent locator %d (%s) points past the end of the file (%" PRIu32
-			    " bytes at byte %llu)",
-			    i, name, loc->data_length, ull(loc->data_offset));
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"parent locator %d (%s) points past the end of the file (%" PRIu32
+			" bytes at byte %llu)",
+			i, name, loc->data_length, ull(loc->data_offset));
 	const struct region *r = layout_overlap(l, 3, loc->data_offset, loc->data_length);
 	if (r)
-		return fail(err, err_size, -EINVAL, "parent locator %d (%s) overlaps the %s", i,
-			    name, r->what);
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "parent locator %d (%s) overlaps the %s", i, name, r->what);
 	uint8_t *data = malloc(loc->data_length);
 	if (!data)
-		return fail(err, err_size, -ENOMEM, "out of memory");
+		return vdisk_errorf(err, err_size, -ENOMEM, "out of memory");
 	int ret = vdisk_file_pread(file, data, loc->data_length, loc->data_offset);
 	if (ret == 0)
 		ret = decode_locator(loc->code, data, loc->data_length, &loc->path);
 	free(data);
 	if (ret)
-		return fail(err, err_size, ret, "cannot read parent locator %d (%s): %s", i, name,
-			    strerror(-ret));
+		return vdisk_errorf(err, err_size, ret, "cannot read parent locator %d (%s): %s", i,
+				    name, strerror(-ret));
 	return 0;
 }
 
@@ -1025,20 +1021,21 @@ static int resolve_parent(struct vdisk_file *file, struct vhd *vhd, char *err, s
 	if (ret == 0)
 		ret = search_parent(&s, vhd);
 	if (ret == 0 && !s.ntried) {
-		ret = fail(err, err_size, -ENOENT,
-			   "parent image \"%s\" not found: the image has no usable parent locator",
-			   name);
+		ret = vdisk_errorf(
+			err, err_size, -ENOENT,
+			"parent image \"%s\" not found: the image has no usable parent locator",
+			name);
 	} else if (ret == 0) {
 		vdisk_parent_search_tried(&s, tried, sizeof(tried));
-		ret = fail(err, err_size, -ENOENT, "parent image \"%s\" not found (tried %s)", name,
-			   tried);
+		ret = vdisk_errorf(err, err_size, -ENOENT,
+				   "parent image \"%s\" not found (tried %s)", name, tried);
 	} else if (ret == 1) {
 		vhd->parent_path = s.found;
 		s.found = NULL;
 		ret = 0;
 	}
 	if (ret == -ENOMEM)
-		fail(err, err_size, ret, "out of memory while looking for the parent");
+		vdisk_errorf(err, err_size, ret, "out of memory while looking for the parent");
 	vdisk_parent_search_fini(&s);
 	return ret;
 }
@@ -1124,14 +1121,16 @@ static int plan_type(const struct vdisk_create_options *o, struct create_plan *p
 	else if (!strcmp(t, "differencing"))
 		p->type = VHD_TYPE_DIFFERENCING;
 	else
-		return fail(err, err_size, -EINVAL,
-			    "VHD images have no type '%s' (known: fixed, dynamic, differencing)",
-			    t);
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"VHD images have no type '%s' (known: fixed, dynamic, differencing)", t);
 	if (p->type == VHD_TYPE_DIFFERENCING && !o->parent)
-		return fail(err, err_size, -EINVAL, "a differencing image needs a parent image");
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "a differencing image needs a parent image");
 	if (p->type != VHD_TYPE_DIFFERENCING && o->parent)
-		return fail(err, err_size, -EINVAL,
-			    "only differencing images have a parent (type '%s' was asked for)", t);
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"only differencing images have a parent (type '%s' was asked for)", t);
 	return 0;
 }
 
@@ -1140,15 +1139,17 @@ static int plan_block_size(const struct vdisk_create_options *o, struct create_p
 {
 	if (p->type == VHD_TYPE_FIXED) {
 		if (o->block_size)
-			return fail(err, err_size, -EINVAL, "fixed VHD images have no block size");
+			return vdisk_errorf(err, err_size, -EINVAL,
+					    "fixed VHD images have no block size");
 		return 0;
 	}
 	uint32_t bs = o->block_size ? o->block_size : VHD_DEFAULT_BLOCK_SIZE;
 	if (!is_power_of_two(bs) || bs < CREATE_MIN_BLOCK || bs > CREATE_MAX_BLOCK)
-		return fail(err, err_size, -EINVAL,
-			    "VHD block size %" PRIu32 " is not a power of two from 512 KiB to "
-			    "256 MiB (Hyper-V takes 512 KiB and 2 MiB, the default)",
-			    bs);
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "VHD block size %" PRIu32
+				    " is not a power of two from 512 KiB to "
+				    "256 MiB (Hyper-V takes 512 KiB and 2 MiB, the default)",
+				    bs);
 	p->block_size = bs;
 	return 0;
 }
@@ -1157,13 +1158,14 @@ static int plan_size(const struct vdisk_create_options *o, struct create_plan *p
 		     size_t err_size)
 {
 	if (o->size == 0 || o->size % VHD_SECTOR)
-		return fail(err, err_size, -EINVAL,
-			    "size must be a positive multiple of 512 bytes");
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "size must be a positive multiple of 512 bytes");
 	if (o->size > VHD_MAX_SIZE)
-		return fail(err, err_size, -EFBIG,
-			    "size %llu bytes is beyond the VHD maximum of 2040 GiB (use VHDX for "
-			    "larger disks)",
-			    ull(o->size));
+		return vdisk_errorf(
+			err, err_size, -EFBIG,
+			"size %llu bytes is beyond the VHD maximum of 2040 GiB (use VHDX for "
+			"larger disks)",
+			ull(o->size));
 	p->size = o->size;
 	return 0;
 }
@@ -1177,9 +1179,10 @@ int vhd_parent_paths(const char *child, const char *parent, char *name, char **a
 	const char *base = strrchr(*absolute, '/') + 1;
 	uint8_t encoded[VHD_PARENT_NAME_BYTES];
 	if (strlen(base) >= VHD_PARENT_NAME_BYTES * 2 || parent_name_encode(base, encoded) < 0)
-		return fail(err, err_size, -ENAMETOOLONG,
-			    "the parent's file name is too long for a VHD header (at most 256 "
-			    "UTF-16 characters)");
+		return vdisk_errorf(
+			err, err_size, -ENAMETOOLONG,
+			"the parent's file name is too long for a VHD header (at most 256 "
+			"UTF-16 characters)");
 	strcpy(name, base);
 	return 0;
 }
@@ -1197,10 +1200,11 @@ static int parent_facts(struct vdisk *pdisk, const char *parent, struct create_p
 	struct stat st;
 
 	if (strcmp(vdisk_format_name(pdisk), "vhd"))
-		return fail(err, err_size, -EINVAL,
-			    "the parent %s is a %s image; a VHD differencing image needs a VHD "
-			    "parent",
-			    parent, vdisk_format_name(pdisk));
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"the parent %s is a %s image; a VHD differencing image needs a VHD "
+			"parent",
+			parent, vdisk_format_name(pdisk));
 	const struct vhd *pv = pdisk->priv;
 	p->size = vdisk_size(pdisk);
 	p->have_geometry = true;
@@ -1209,8 +1213,8 @@ static int parent_facts(struct vdisk *pdisk, const char *parent, struct create_p
 	p->sectors = pv->footer.sectors;
 	memcpy(p->parent_id, pv->footer.unique_id, 16);
 	if (stat(parent, &st) != 0)
-		return fail(err, err_size, -errno, "cannot stat the parent %s: %s", parent,
-			    strerror(errno));
+		return vdisk_errorf(err, err_size, -errno, "cannot stat the parent %s: %s", parent,
+				    strerror(errno));
 	p->parent_timestamp = vhd_time(st.st_mtime);
 	return 0;
 }
@@ -1227,21 +1231,24 @@ static int plan_parent(const char *child, const struct vdisk_create_options *o,
 
 	if (stat(child, &a) == 0 && stat(o->parent, &b) == 0 && a.st_dev == b.st_dev &&
 	    a.st_ino == b.st_ino)
-		return fail(err, err_size, -EINVAL, "the new image would replace its own parent");
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "the new image would replace its own parent");
 	int ret = vdisk_open(o->parent, &vo, &pdisk, why, sizeof(why));
 	if (ret)
-		return fail(err, err_size, ret, "cannot open the parent %s: %s", o->parent, why);
+		return vdisk_errorf(err, err_size, ret, "cannot open the parent %s: %s", o->parent,
+				    why);
 	ret = parent_facts(pdisk, o->parent, p, err, err_size);
 	vdisk_close(pdisk);
 	if (ret)
 		return ret;
 	if (o->size && o->size != p->size)
-		return fail(err, err_size, -EINVAL,
-			    "a differencing image has its parent's size (%llu bytes): leave the "
-			    "size out or give exactly that",
-			    ull(p->size));
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"a differencing image has its parent's size (%llu bytes): leave the "
+			"size out or give exactly that",
+			ull(p->size));
 	if (p->size > VHD_MAX_SIZE)
-		return fail(err, err_size, -EFBIG, "the parent is larger than 2040 GiB");
+		return vdisk_errorf(err, err_size, -EFBIG, "the parent is larger than 2040 GiB");
 	return plan_parent_paths(child, o->parent, p, err, err_size);
 }
 
@@ -1310,8 +1317,7 @@ static int write_fixed(int fd, const struct vhd_footer *f, uint64_t size, bool s
 	return write_all(fd, raw, sizeof(raw), size);
 }
 
-int vhd_locators_encode(const char *absolute, const char *relative,
-			struct vhd_locator_data loc[2])
+int vhd_locators_encode(const char *absolute, const char *relative, struct vhd_locator_data loc[2])
 {
 	/* in the order Hyper-V writes them */
 	const char *paths[2] = { absolute, relative };
@@ -1420,8 +1426,8 @@ static int open_target(const char *path, bool overwrite, int *fd, char *err, siz
 		return 0;
 	int e = errno;
 	if (e == EEXIST)
-		return fail(err, err_size, -e, "file exists (use --force to replace it)");
-	return fail(err, err_size, -e, "cannot create: %s", strerror(e));
+		return vdisk_errorf(err, err_size, -e, "file exists (use --force to replace it)");
+	return vdisk_errorf(err, err_size, -e, "cannot create: %s", strerror(e));
 }
 
 int vhd_create(const char *path, const struct vdisk_create_options *opts, char *err,
@@ -1442,10 +1448,11 @@ int vhd_create(const char *path, const struct vdisk_create_options *opts, char *
 		ret = -errno;
 	if (ret) {
 		if (ret == -ENAMETOOLONG)
-			fail(err, err_size, ret,
-			     "the parent's path is too long for a parent locator");
+			vdisk_errorf(err, err_size, ret,
+				     "the parent's path is too long for a parent locator");
 		else
-			fail(err, err_size, ret, "cannot write the image: %s", strerror(-ret));
+			vdisk_errorf(err, err_size, ret, "cannot write the image: %s",
+				     strerror(-ret));
 		unlink(path);
 	}
 out:

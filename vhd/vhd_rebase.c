@@ -32,18 +32,6 @@ struct new_parent {
 	struct vhd_locator_data loc[2];
 };
 
-static int reason(char *err, size_t err_size, int ret, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int reason(char *err, size_t err_size, int ret, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, err_size, fmt, ap);
-	va_end(ap);
-	return ret;
-}
-
 static uint64_t sectors_up(uint64_t v)
 {
 	return (v + VHD_SECTOR - 1) / VHD_SECTOR * VHD_SECTOR;
@@ -72,10 +60,11 @@ static int check_identity(const struct vhd *vhd, const char *path, const struct 
 	char has[GUID_STR_LEN + 1], wants[GUID_STR_LEN + 1];
 	vhd_uuid_format(np->id, has);
 	vhd_uuid_format(vhd->header.parent_id, wants);
-	return reason(err, err_size, -EINVAL,
-		      "%s is not the image this one was made from: it has identity %s, this image "
-		      "expects %s (record it anyway with --unsafe only if its content is the same)",
-		      path, has, wants);
+	return vdisk_errorf(
+		err, err_size, -EINVAL,
+		"%s is not the image this one was made from: it has identity %s, this image "
+		"expects %s (record it anyway with --unsafe only if its content is the same)",
+		path, has, wants);
 }
 
 static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
@@ -217,11 +206,11 @@ static int rewrite(struct vdisk *disk, struct new_parent *np, char *err, size_t 
 	if (ret == 0)
 		ret = write_header(disk->file, vhd, &h, np, loc);
 	if (ret < 0)
-		return reason(err, err_size, ret, "cannot write the new parent locators: %s",
-			      strerror(-ret));
+		return vdisk_errorf(err, err_size, ret, "cannot write the new parent locators: %s",
+				    strerror(-ret));
 	ret = adopt(vhd, &h, footer_offset, np);
 	if (ret < 0)
-		return reason(err, err_size, ret, "out of memory");
+		return vdisk_errorf(err, err_size, ret, "out of memory");
 	return 0;
 }
 
@@ -230,11 +219,12 @@ int vhd_set_parent(struct vdisk *disk, const char *parent_path, unsigned flags, 
 {
 	struct vhd *vhd = vhd_of(disk);
 	if (!vhd_is_diff(vhd))
-		return reason(err, err_size, -EINVAL,
-			      "the image is not a differencing image: it has no parent to change");
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"the image is not a differencing image: it has no parent to change");
 	struct new_parent *np = calloc(1, sizeof(*np));
 	if (!np)
-		return reason(err, err_size, -ENOMEM, "out of memory");
+		return vdisk_errorf(err, err_size, -ENOMEM, "out of memory");
 	int ret = read_identity(disk, parent_path, np, err, err_size);
 	if (ret == 0 && (flags & VDISK_SET_PARENT_UNSAFE) == 0)
 		ret = check_identity(vhd, parent_path, np, err, err_size);
@@ -242,8 +232,8 @@ int vhd_set_parent(struct vdisk *disk, const char *parent_path, unsigned flags, 
 		ret = vhd_parent_paths(vdisk_path(disk), parent_path, np->name, &np->absolute,
 				       &np->relative, err, err_size);
 	if (ret == 0 && vhd_locators_encode(np->absolute, np->relative, np->loc) < 0)
-		ret = reason(err, err_size, -ENAMETOOLONG,
-			     "the parent's path is too long for a parent locator");
+		ret = vdisk_errorf(err, err_size, -ENAMETOOLONG,
+				   "the parent's path is too long for a parent locator");
 	if (ret == 0)
 		ret = rewrite(disk, np, err, err_size);
 	free(np->absolute);

@@ -41,6 +41,7 @@
 
 #include "crc32c.h"
 #include "endian.h"
+#include "errmsg.h"
 
 #define SECTOR		VHDX_LOG_SECTOR
 #define MIB		(1024u * 1024u)
@@ -89,20 +90,6 @@ static const char SIG_DATA[4] = { 'd', 'a', 't', 'a' };
 _Static_assert(EH_SIZE == 2 * D_SIZE, "the header takes the place of two descriptors");
 _Static_assert(LEADING_LEN + DS_DATA_LEN + TRAILING_LEN == SECTOR, "a data sector rebuilds 4 KiB");
 _Static_assert(SECTOR % D_SIZE == 0, "descriptors never straddle a sector");
-
-static int fail(char *err, size_t err_size, int ret, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t err_size, int ret, const char *fmt, ...)
-{
-	if (err && err_size) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, err_size, fmt, ap);
-		va_end(ap);
-	}
-	return ret;
-}
 
 /* Sectors the header and n descriptors take. */
 static uint64_t descriptor_sectors(uint64_t n)
@@ -505,10 +492,11 @@ static int find_head(const struct scan *sc, int32_t *head, char *err, size_t err
 	}
 	*head = best;
 	if (tie)
-		return fail(err, err_size, -EINVAL,
-			    "the log holds two sequences ending with sequence number %llu: the log "
-			    "is corrupt",
-			    (unsigned long long)sc->entries[best].seq);
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"the log holds two sequences ending with sequence number %llu: the log "
+			"is corrupt",
+			(unsigned long long)sc->entries[best].seq);
 	return 0;
 }
 
@@ -548,20 +536,22 @@ static int check_descriptor(const struct replay *r, const struct entry *e, const
 		why = "lies inside the log itself";
 	else
 		why = "ends beyond the entry's LastFileOffset and the end of the file";
-	return fail(err, err_size, -EINVAL,
-		    "log entry %llu writes %llu bytes at file offset %llu, which %s: the log is "
-		    "corrupt",
-		    (unsigned long long)e->seq, (unsigned long long)len, (unsigned long long)offset,
-		    why);
+	return vdisk_errorf(
+		err, err_size, -EINVAL,
+		"log entry %llu writes %llu bytes at file offset %llu, which %s: the log is "
+		"corrupt",
+		(unsigned long long)e->seq, (unsigned long long)len, (unsigned long long)offset,
+		why);
 }
 
 static int check_entry(const struct replay *r, const struct entry *e, uint64_t *zero_bytes,
 		       char *err, size_t err_size)
 {
 	if (e->last > FILE_OFFSET_MAX)
-		return fail(err, err_size, -EINVAL,
-			    "log entry %llu asks for a file size of %llu bytes: the log is corrupt",
-			    (unsigned long long)e->seq, (unsigned long long)e->last);
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"log entry %llu asks for a file size of %llu bytes: the log is corrupt",
+			(unsigned long long)e->seq, (unsigned long long)e->last);
 	for (uint32_t i = 0; i < e->ndesc; i++) {
 		int ret = check_descriptor(r, e, descriptor_at(&r->sc.log, e->start, i), zero_bytes,
 					   err, err_size);
@@ -581,15 +571,16 @@ static int check_sequence(const struct replay *r, char *err, size_t err_size)
 			return ret;
 	}
 	if (zero_bytes > ZERO_BYTES_MAX)
-		return fail(err, err_size, -EINVAL,
-			    "the log asks to zero more than %llu GiB: the log is corrupt",
-			    (unsigned long long)(ZERO_BYTES_MAX >> 30));
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "the log asks to zero more than %llu GiB: the log is corrupt",
+				    (unsigned long long)(ZERO_BYTES_MAX >> 30));
 	const struct entry *h = &r->sc.entries[r->head];
 	if (h->flushed > r->file->size)
-		return fail(err, err_size, -EINVAL,
-			    "the file is %llu bytes but the log says %llu bytes were durable: the "
-			    "file was truncated",
-			    (unsigned long long)r->file->size, (unsigned long long)h->flushed);
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"the file is %llu bytes but the log says %llu bytes were durable: the "
+			"file was truncated",
+			(unsigned long long)r->file->size, (unsigned long long)h->flushed);
 	return 0;
 }
 
@@ -652,22 +643,24 @@ static int apply_sequence(struct replay *r, char *err, size_t err_size)
 	{
 		int ret = apply_entry(r, &r->sc.entries[i]);
 		if (ret < 0)
-			return fail(err, err_size, ret, "cannot write log entry %llu in place: %s",
-				    (unsigned long long)r->sc.entries[i].seq, strerror(-ret));
+			return vdisk_errorf(
+				err, err_size, ret, "cannot write log entry %llu in place: %s",
+				(unsigned long long)r->sc.entries[i].seq, strerror(-ret));
 	}
 	uint64_t last = r->sc.entries[r->head].last;
 	int ret = 0;
 	if (r->file->size < last) {
 		ret = vdisk_file_set_size(r->file, last);
 		if (ret < 0)
-			return fail(err, err_size, ret,
-				    "cannot extend the file to %llu bytes as the log asks: %s",
-				    (unsigned long long)last, strerror(-ret));
+			return vdisk_errorf(
+				err, err_size, ret,
+				"cannot extend the file to %llu bytes as the log asks: %s",
+				(unsigned long long)last, strerror(-ret));
 	}
 	ret = vdisk_file_sync(r->file);
 	if (ret < 0)
-		return fail(err, err_size, ret, "cannot flush the replayed log: %s",
-			    strerror(-ret));
+		return vdisk_errorf(err, err_size, ret, "cannot flush the replayed log: %s",
+				    strerror(-ret));
 	return 0;
 }
 
@@ -687,16 +680,17 @@ static int check_region(const struct vdisk_file *file, uint64_t log_offset, uint
 			char *err, size_t err_size)
 {
 	if (!log_geometry_ok(log_offset, log_length))
-		return fail(err, err_size, -EINVAL,
-			    "the log (offset %llu, %u bytes) is not a whole number of MiB at or "
-			    "after 1 MiB, or is longer than %u MiB",
-			    (unsigned long long)log_offset, log_length, LOG_MAX_LENGTH / MIB);
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"the log (offset %llu, %u bytes) is not a whole number of MiB at or "
+			"after 1 MiB, or is longer than %u MiB",
+			(unsigned long long)log_offset, log_length, LOG_MAX_LENGTH / MIB);
 	if (log_offset + log_length > file->size)
-		return fail(err, err_size, -EINVAL,
-			    "the log (offset %llu, %u bytes) ends beyond the end of the file (%llu "
-			    "bytes): the file is truncated or the header is corrupt",
-			    (unsigned long long)log_offset, log_length,
-			    (unsigned long long)file->size);
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"the log (offset %llu, %u bytes) ends beyond the end of the file (%llu "
+			"bytes): the file is truncated or the header is corrupt",
+			(unsigned long long)log_offset, log_length, (unsigned long long)file->size);
 	return 0;
 }
 
@@ -706,14 +700,14 @@ static int load_log(struct replay *r, const struct guid *log_guid, char *err, si
 	r->sc.log.nsectors = r->log_length / SECTOR;
 	r->sc.log.buf = malloc(r->log_length);
 	if (!r->sc.log.buf)
-		return fail(err, err_size, -ENOMEM, "out of memory reading the %u MiB log",
-			    r->log_length / MIB);
+		return vdisk_errorf(err, err_size, -ENOMEM, "out of memory reading the %u MiB log",
+				    r->log_length / MIB);
 	int ret = vdisk_file_pread(r->file, r->sc.log.buf, r->log_length, r->log_offset);
 	if (ret < 0)
-		return fail(err, err_size, ret, "cannot read the log: %s", strerror(-ret));
+		return vdisk_errorf(err, err_size, ret, "cannot read the log: %s", strerror(-ret));
 	ret = scan_entries(&r->sc);
 	if (ret < 0)
-		return fail(err, err_size, ret, "out of memory scanning the log");
+		return vdisk_errorf(err, err_size, ret, "out of memory scanning the log");
 	link_entries(&r->sc);
 	return 0;
 }

@@ -55,20 +55,6 @@
 
 /* ---- small helpers ---- */
 
-static int fail(char *err, size_t err_size, int ret, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t err_size, int ret, const char *fmt, ...)
-{
-	if (err && err_size) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, err_size, fmt, ap);
-		va_end(ap);
-	}
-	return ret;
-}
-
 static uint64_t round_up(uint64_t v, uint64_t align)
 {
 	return (v + align - 1) / align * align;
@@ -108,7 +94,6 @@ static void guid_text(const struct guid *g, char *out)
 {
 	guid_format(g, out);
 }
-
 
 /* UTF-16LE (len bytes, no terminator needed) as malloc'd UTF-8; NULL in *out when it does
  * not decode. Returns 0 or -ENOMEM. */
@@ -154,27 +139,29 @@ int vhdx_header_parse(const uint8_t *raw, struct vhdx_header *h, char *why, size
 {
 	memset(h, 0, sizeof(*h));
 	if (memcmp(raw + VHDX_H_SIGNATURE, VHDX_HEADER_SIGNATURE, 4))
-		return fail(why, why_size, -EINVAL, "no header signature (\"head\")");
+		return vdisk_errorf(why, why_size, -EINVAL, "no header signature (\"head\")");
 	header_fields(raw, h);
 	uint32_t sum = vhdx_checksum(raw, VHDX_HEADER_SIZE, VHDX_H_CHECKSUM);
 	if (h->checksum != sum)
-		return fail(why, why_size, -EINVAL,
-			    "checksum mismatch (stored 0x%08" PRIx32 ", computed 0x%08" PRIx32 ")",
-			    h->checksum, sum);
+		return vdisk_errorf(why, why_size, -EINVAL,
+				    "checksum mismatch (stored 0x%08" PRIx32
+				    ", computed 0x%08" PRIx32 ")",
+				    h->checksum, sum);
 	if (h->version != VHDX_HEADER_VERSION)
-		return fail(why, why_size, -EINVAL, "unsupported version %u (1 is known)",
-			    h->version);
+		return vdisk_errorf(why, why_size, -EINVAL, "unsupported version %u (1 is known)",
+				    h->version);
 	if (h->log_offset % MiB || h->log_length % MiB)
-		return fail(why, why_size, -EINVAL,
-			    "the log (%" PRIu32 " bytes at byte %llu) is not in whole MiB",
-			    h->log_length, ull(h->log_offset));
+		return vdisk_errorf(why, why_size, -EINVAL,
+				    "the log (%" PRIu32 " bytes at byte %llu) is not in whole MiB",
+				    h->log_length, ull(h->log_offset));
 	if (h->log_length && h->log_offset < VHDX_HEADER_SECTION_SIZE)
-		return fail(why, why_size, -EINVAL,
-			    "the log (at byte %llu) overlaps the header section (the first 1 MiB)",
-			    ull(h->log_offset));
+		return vdisk_errorf(
+			why, why_size, -EINVAL,
+			"the log (at byte %llu) overlaps the header section (the first 1 MiB)",
+			ull(h->log_offset));
 	if (h->log_offset > UINT64_MAX - h->log_length)
-		return fail(why, why_size, -EINVAL, "the log offset %llu is beyond any file",
-			    ull(h->log_offset));
+		return vdisk_errorf(why, why_size, -EINVAL,
+				    "the log offset %llu is beyond any file", ull(h->log_offset));
 	return 0;
 }
 
@@ -232,10 +219,11 @@ static bool headers_same(const struct vhdx_header *a, const struct vhdx_header *
 static int pick_header(const struct header_pair *p, int *current, char *err, size_t err_size)
 {
 	if (!p->valid[0] && !p->valid[1])
-		return fail(err, err_size, -EINVAL,
-			    "neither VHDX header is valid (header 1 at 64 KiB: %s; header 2 at "
-			    "128 KiB: %s)",
-			    p->why[0], p->why[1]);
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"neither VHDX header is valid (header 1 at 64 KiB: %s; header 2 at "
+			"128 KiB: %s)",
+			p->why[0], p->why[1]);
 	if (!p->valid[0] || !p->valid[1]) {
 		*current = p->valid[1];
 		return 0;
@@ -245,10 +233,11 @@ static int pick_header(const struct header_pair *p, int *current, char *err, siz
 		return 0;
 	}
 	if (!headers_same(&p->h[0], &p->h[1]))
-		return fail(err, err_size, -EINVAL,
-			    "both headers have sequence number %llu but differ: which one is "
-			    "current cannot be told",
-			    ull(p->h[0].sequence));
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"both headers have sequence number %llu but differ: which one is "
+			"current cannot be told",
+			ull(p->h[0].sequence));
 	*current = 0;
 	return 0;
 }
@@ -257,10 +246,10 @@ static int load_headers(struct vdisk_file *file, struct vhdx *v, char *err, size
 {
 	struct header_pair *p = malloc(sizeof(*p));
 	if (!p)
-		return fail(err, err_size, -ENOMEM, "out of memory");
+		return vdisk_errorf(err, err_size, -ENOMEM, "out of memory");
 	int ret = read_headers(file, p);
 	if (ret)
-		fail(err, err_size, ret, "cannot read the headers: %s", strerror(-ret));
+		vdisk_errorf(err, err_size, ret, "cannot read the headers: %s", strerror(-ret));
 	else
 		ret = pick_header(p, &v->current_header, err, err_size);
 	if (ret == 0)
@@ -359,17 +348,19 @@ static int load_file_id(struct vdisk_file *file, struct vhdx *v, char *err, size
 	uint8_t id[VHDX_CREATOR_OFFSET + VHDX_CREATOR_BYTES];
 
 	if (file->size < VHDX_HEADER_SECTION_SIZE)
-		return fail(err, err_size, -EINVAL,
-			    "the file is %llu bytes, too small for a VHDX (its header section "
-			    "alone is 1 MiB)",
-			    ull(file->size));
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"the file is %llu bytes, too small for a VHDX (its header section "
+			"alone is 1 MiB)",
+			ull(file->size));
 	int ret = vdisk_file_pread(file, id, sizeof(id), 0);
 	if (ret)
-		return fail(err, err_size, ret, "cannot read the file identifier: %s",
-			    strerror(-ret));
+		return vdisk_errorf(err, err_size, ret, "cannot read the file identifier: %s",
+				    strerror(-ret));
 	if (memcmp(id, VHDX_FILE_SIGNATURE, 8))
-		return fail(err, err_size, -EINVAL,
-			    "no VHDX file identifier (the file does not start with \"vhdxfile\")");
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"no VHDX file identifier (the file does not start with \"vhdxfile\")");
 	creator_decode(id + VHDX_CREATOR_OFFSET, v->creator, sizeof(v->creator));
 	return 0;
 }
@@ -381,10 +372,11 @@ static int check_log_region(const struct vdisk_file *file, const struct vhdx *v,
 {
 	const struct vhdx_header *h = &v->header;
 	if (h->log_length && h->log_offset + h->log_length > file->size)
-		return fail(err, err_size, -EINVAL,
-			    "the log (%" PRIu32 " bytes at byte %llu) extends past the end of the "
-			    "file (%llu bytes)",
-			    h->log_length, ull(h->log_offset), ull(file->size));
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "the log (%" PRIu32
+				    " bytes at byte %llu) extends past the end of the "
+				    "file (%llu bytes)",
+				    h->log_length, ull(h->log_offset), ull(file->size));
 	return 0;
 }
 
@@ -401,19 +393,21 @@ static int load_log(struct vdisk *disk, struct vhdx *v, char *err, size_t err_si
 	if (guid_is_zero(&h->log_guid))
 		return 0;
 	if (h->log_version != VHDX_LOG_FORMAT_VERSION)
-		return fail(err, err_size, -EINVAL,
-			    "the log has format version %u (0 is known): it cannot be replayed",
-			    h->log_version);
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"the log has format version %u (0 is known): it cannot be replayed",
+			h->log_version);
 	if (!h->log_length)
-		return fail(err, err_size, -EINVAL,
-			    "the header says the log holds changes, but the log is empty");
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "the header says the log holds changes, but the log is empty");
 	if (disk->read_only) {
 		if (!disk->opts.for_repair)
-			return fail(err, err_size, -EROFS,
-				    "the log holds changes that were not applied (the image was "
-				    "not closed cleanly); run 'vdisk check --repair %s' to replay "
-				    "it",
-				    disk->file->path);
+			return vdisk_errorf(
+				err, err_size, -EROFS,
+				"the log holds changes that were not applied (the image was "
+				"not closed cleanly); run 'vdisk check --repair %s' to replay "
+				"it",
+				disk->file->path);
 		/* what replay would do, for check to report */
 		vhdx_log_replay(disk->file, h->log_offset, h->log_length, &h->log_guid, false,
 				&v->replay, why, sizeof(why));
@@ -424,16 +418,17 @@ static int load_log(struct vdisk *disk, struct vhdx *v, char *err, size_t err_si
 	if (ret == 0)
 		ret = vhdx_header_update(disk, v, &fw, NULL, NULL);
 	if (ret)
-		return fail(err, err_size, ret, "cannot update the header to replay the log: %s",
-			    strerror(-ret));
+		return vdisk_errorf(err, err_size, ret,
+				    "cannot update the header to replay the log: %s",
+				    strerror(-ret));
 	ret = vhdx_log_replay(disk->file, h->log_offset, h->log_length, &h->log_guid, true,
 			      &v->replay, why, sizeof(why));
 	if (ret)
-		return fail(err, err_size, ret, "cannot replay the log: %s", why);
+		return vdisk_errorf(err, err_size, ret, "cannot replay the log: %s", why);
 	ret = vhdx_header_update(disk, v, NULL, NULL, &zero);
 	if (ret)
-		return fail(err, err_size, ret, "cannot clear the log after replaying it: %s",
-			    strerror(-ret));
+		return vdisk_errorf(err, err_size, ret,
+				    "cannot clear the log after replaying it: %s", strerror(-ret));
 	v->replayed = true;
 	return 0;
 }
@@ -472,15 +467,17 @@ static int region_entry_parse(const uint8_t *e, unsigned i, struct vhdx_region *
 	r->required = load_le32(e + VHDX_RE_FLAGS) & VHDX_RE_REQUIRED;
 	region_text(&r->guid, name, sizeof(name));
 	if (r->file_offset % MiB || r->length % MiB)
-		return fail(why, why_size, -EINVAL,
-			    "entry %u (%s: %" PRIu32 " bytes at byte %llu) is not in whole MiB", i,
-			    name, r->length, ull(r->file_offset));
+		return vdisk_errorf(why, why_size, -EINVAL,
+				    "entry %u (%s: %" PRIu32
+				    " bytes at byte %llu) is not in whole MiB",
+				    i, name, r->length, ull(r->file_offset));
 	if (r->length && r->file_offset < VHDX_HEADER_SECTION_SIZE)
-		return fail(why, why_size, -EINVAL,
-			    "entry %u (%s) lies in the header section (at byte %llu)", i, name,
-			    ull(r->file_offset));
+		return vdisk_errorf(why, why_size, -EINVAL,
+				    "entry %u (%s) lies in the header section (at byte %llu)", i,
+				    name, ull(r->file_offset));
 	if (r->file_offset > UINT64_MAX - r->length)
-		return fail(why, why_size, -EINVAL, "entry %u (%s) lies beyond any file", i, name);
+		return vdisk_errorf(why, why_size, -EINVAL, "entry %u (%s) lies beyond any file", i,
+				    name);
 	return 0;
 }
 
@@ -492,20 +489,21 @@ static int region_table_parse(const uint8_t *raw, struct vhdx_region **out, unsi
 	*out = NULL;
 	*count = 0;
 	if (memcmp(raw + VHDX_RT_SIGNATURE, VHDX_REGION_SIGNATURE, 4))
-		return fail(why, why_size, -EINVAL, "no region table signature (\"regi\")");
+		return vdisk_errorf(why, why_size, -EINVAL, "no region table signature (\"regi\")");
 	uint32_t stored = load_le32(raw + VHDX_RT_CHECKSUM);
 	uint32_t sum = vhdx_checksum(raw, VHDX_REGION_TABLE_SIZE, VHDX_RT_CHECKSUM);
 	if (stored != sum)
-		return fail(why, why_size, -EINVAL,
-			    "checksum mismatch (stored 0x%08" PRIx32 ", computed 0x%08" PRIx32 ")",
-			    stored, sum);
+		return vdisk_errorf(why, why_size, -EINVAL,
+				    "checksum mismatch (stored 0x%08" PRIx32
+				    ", computed 0x%08" PRIx32 ")",
+				    stored, sum);
 	uint32_t n = load_le32(raw + VHDX_RT_ENTRY_COUNT);
 	if (n > VHDX_REGION_MAX_ENTRIES)
-		return fail(why, why_size, -EINVAL,
-			    "%" PRIu32 " entries (at most 2047 are allowed)", n);
+		return vdisk_errorf(why, why_size, -EINVAL,
+				    "%" PRIu32 " entries (at most 2047 are allowed)", n);
 	struct vhdx_region *r = calloc(n ? n : 1, sizeof(*r));
 	if (!r)
-		return fail(why, why_size, -ENOMEM, "out of memory");
+		return vdisk_errorf(why, why_size, -ENOMEM, "out of memory");
 	for (uint32_t i = 0; i < n; i++) {
 		int ret = region_entry_parse(raw + VHDX_RT_ENTRIES + (size_t)i * VHDX_RE_SIZE, i,
 					     &r[i], why, why_size);
@@ -514,10 +512,11 @@ static int region_table_parse(const uint8_t *raw, struct vhdx_region **out, unsi
 			region_text(&r[k].guid, a, sizeof(a));
 			region_text(&r[i].guid, b, sizeof(b));
 			if (guid_equal(&r[k].guid, &r[i].guid))
-				ret = fail(why, why_size, -EINVAL, "%s is listed twice", a);
+				ret = vdisk_errorf(why, why_size, -EINVAL, "%s is listed twice", a);
 			else if (ranges_overlap(r[k].file_offset, r[k].length, r[i].file_offset,
 						r[i].length))
-				ret = fail(why, why_size, -EINVAL, "%s and %s overlap", a, b);
+				ret = vdisk_errorf(why, why_size, -EINVAL, "%s and %s overlap", a,
+						   b);
 		}
 		if (ret) {
 			free(r);
@@ -574,12 +573,13 @@ static int region_usable(const struct vdisk_file *file, const struct vhdx *v,
 	char name[64];
 	region_text(&r->guid, name, sizeof(name));
 	if (r->file_offset + r->length > file->size)
-		return fail(err, err_size, -EINVAL,
-			    "%s (%" PRIu32 " bytes at byte %llu) extends past the end of the file "
-			    "(%llu bytes): the file is truncated",
-			    name, r->length, ull(r->file_offset), ull(file->size));
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "%s (%" PRIu32
+				    " bytes at byte %llu) extends past the end of the file "
+				    "(%llu bytes): the file is truncated",
+				    name, r->length, ull(r->file_offset), ull(file->size));
 	if (ranges_overlap(r->file_offset, r->length, h->log_offset, h->log_length))
-		return fail(err, err_size, -EINVAL, "%s overlaps the log", name);
+		return vdisk_errorf(err, err_size, -EINVAL, "%s overlaps the log", name);
 	return 0;
 }
 
@@ -600,12 +600,14 @@ static int use_regions(const struct vdisk_file *file, struct vhdx *v, char *err,
 			v->metadata_offset = r->file_offset;
 			v->metadata_length = r->length;
 			if (r->length < VHDX_METADATA_TABLE_SIZE)
-				return fail(err, err_size, -EINVAL, "the metadata region is empty");
+				return vdisk_errorf(err, err_size, -EINVAL,
+						    "the metadata region is empty");
 		} else if (r->required) {
-			return fail(err, err_size, -ENOTSUP,
-				    "the image has a required %s that this implementation does not "
-				    "know: it cannot be opened",
-				    name);
+			return vdisk_errorf(
+				err, err_size, -ENOTSUP,
+				"the image has a required %s that this implementation does not "
+				"know: it cannot be opened",
+				name);
 		} else {
 			continue;
 		}
@@ -614,8 +616,8 @@ static int use_regions(const struct vdisk_file *file, struct vhdx *v, char *err,
 			return ret;
 	}
 	if (!bat || !meta)
-		return fail(err, err_size, -EINVAL, "the region table has no %s region",
-			    bat ? "metadata" : "BAT");
+		return vdisk_errorf(err, err_size, -EINVAL, "the region table has no %s region",
+				    bat ? "metadata" : "BAT");
 	return 0;
 }
 
@@ -639,8 +641,9 @@ static int sync_region_tables(struct vdisk *disk, struct vhdx *v, const struct r
 	if (ret == 0)
 		ret = vdisk_file_sync(disk->file);
 	if (ret)
-		fail(err, err_size, ret, "cannot rewrite the out-of-date region table %d: %s",
-		     2 - used, strerror(-ret));
+		vdisk_errorf(err, err_size, ret,
+			     "cannot rewrite the out-of-date region table %d: %s", 2 - used,
+			     strerror(-ret));
 	return ret;
 }
 
@@ -650,12 +653,14 @@ static int load_regions(struct vdisk *disk, struct vhdx *v, char *err, size_t er
 	struct region_pair p;
 	int ret = read_region_tables(file, &p);
 	if (ret) {
-		fail(err, err_size, ret, "cannot read the region tables: %s", strerror(-ret));
+		vdisk_errorf(err, err_size, ret, "cannot read the region tables: %s",
+			     strerror(-ret));
 	} else if (!p.valid[0] && !p.valid[1]) {
-		ret = fail(err, err_size, -EINVAL,
-			   "neither region table is valid (table 1 at 192 KiB: %s; table 2 at "
-			   "256 KiB: %s)",
-			   p.why[0], p.why[1]);
+		ret = vdisk_errorf(
+			err, err_size, -EINVAL,
+			"neither region table is valid (table 1 at 192 KiB: %s; table 2 at "
+			"256 KiB: %s)",
+			p.why[0], p.why[1]);
 	} else {
 		int i = p.valid[0] ? 0 : 1;
 		v->region_table = i;
@@ -753,26 +758,27 @@ static int meta_entry_check(const struct meta_entry *m, const struct meta_entry 
 	char name[80];
 	meta_text(m, name, sizeof(name));
 	if (m->length > VHDX_METADATA_ITEM_MAX)
-		return fail(why, why_size, -EINVAL, "%s is %" PRIu32 " bytes (at most 1 MiB)", name,
-			    m->length);
+		return vdisk_errorf(why, why_size, -EINVAL,
+				    "%s is %" PRIu32 " bytes (at most 1 MiB)", name, m->length);
 	if (m->length && m->offset < VHDX_METADATA_TABLE_SIZE)
-		return fail(why, why_size, -EINVAL,
-			    "%s (at offset %" PRIu32 ") overlaps the metadata table", name,
-			    m->offset);
+		return vdisk_errorf(why, why_size, -EINVAL,
+				    "%s (at offset %" PRIu32 ") overlaps the metadata table", name,
+				    m->offset);
 	if ((uint64_t)m->offset + m->length > region_length)
-		return fail(why, why_size, -EINVAL,
-			    "%s (%" PRIu32 " bytes at offset %" PRIu32
-			    ") extends past the metadata region (%" PRIu32 " bytes)",
-			    name, m->length, m->offset, region_length);
+		return vdisk_errorf(why, why_size, -EINVAL,
+				    "%s (%" PRIu32 " bytes at offset %" PRIu32
+				    ") extends past the metadata region (%" PRIu32 " bytes)",
+				    name, m->length, m->offset, region_length);
 	for (unsigned k = 0; k < i; k++) {
 		bool same = guid_equal(&all[k].id, &m->id) &&
 			    (all[k].flags & VHDX_ME_IS_USER) == (m->flags & VHDX_ME_IS_USER);
 		if (same)
-			return fail(why, why_size, -EINVAL, "%s is listed twice", name);
+			return vdisk_errorf(why, why_size, -EINVAL, "%s is listed twice", name);
 		if (ranges_overlap(all[k].offset, all[k].length, m->offset, m->length)) {
 			char other[80];
 			meta_text(&all[k], other, sizeof(other));
-			return fail(why, why_size, -EINVAL, "%s and %s overlap", other, name);
+			return vdisk_errorf(why, why_size, -EINVAL, "%s and %s overlap", other,
+					    name);
 		}
 	}
 	return 0;
@@ -785,17 +791,18 @@ static int meta_table_parse(const uint8_t *raw, uint32_t region_length, struct m
 	*out = NULL;
 	*count = 0;
 	if (memcmp(raw + VHDX_MT_SIGNATURE, VHDX_METADATA_SIGNATURE, 8))
-		return fail(
+		return vdisk_errorf(
 			why, why_size, -EINVAL,
 			"no metadata table signature (\"metadata\") at the start of the metadata "
 			"region");
 	unsigned n = load_le16(raw + VHDX_MT_ENTRY_COUNT);
 	if (n > VHDX_METADATA_MAX_ENTRIES)
-		return fail(why, why_size, -EINVAL,
-			    "the metadata table has %u entries (at most 2047 are allowed)", n);
+		return vdisk_errorf(why, why_size, -EINVAL,
+				    "the metadata table has %u entries (at most 2047 are allowed)",
+				    n);
 	struct meta_entry *m = calloc(n ? n : 1, sizeof(*m));
 	if (!m)
-		return fail(why, why_size, -ENOMEM, "out of memory");
+		return vdisk_errorf(why, why_size, -ENOMEM, "out of memory");
 	for (unsigned i = 0; i < n; i++) {
 		const uint8_t *e = raw + VHDX_MT_ENTRIES + (size_t)i * VHDX_ME_SIZE;
 		memcpy(m[i].id.bytes, e + VHDX_ME_ITEM_ID, 16);
@@ -818,10 +825,11 @@ static int read_meta_table(struct vdisk_file *file, const struct vhdx *v, struct
 {
 	uint8_t *raw = malloc(VHDX_METADATA_TABLE_SIZE);
 	if (!raw)
-		return fail(err, err_size, -ENOMEM, "out of memory");
+		return vdisk_errorf(err, err_size, -ENOMEM, "out of memory");
 	int ret = vdisk_file_pread(file, raw, VHDX_METADATA_TABLE_SIZE, v->metadata_offset);
 	if (ret)
-		fail(err, err_size, ret, "cannot read the metadata table: %s", strerror(-ret));
+		vdisk_errorf(err, err_size, ret, "cannot read the metadata table: %s",
+			     strerror(-ret));
 	else
 		ret = meta_table_parse(raw, v->metadata_length, m, n, err, err_size);
 	free(raw);
@@ -841,16 +849,17 @@ static int find_items(const struct meta_entry *m, unsigned n, const struct meta_
 		} else if (m[i].flags & VHDX_ME_IS_REQUIRED) {
 			char name[80];
 			meta_text(&m[i], name, sizeof(name));
-			return fail(err, err_size, -ENOTSUP,
-				    "the image has a required %s that this implementation does not "
-				    "know: it cannot be opened",
-				    name);
+			return vdisk_errorf(
+				err, err_size, -ENOTSUP,
+				"the image has a required %s that this implementation does not "
+				"know: it cannot be opened",
+				name);
 		}
 	}
 	for (int k = 0; k < ITEM_PARENT_LOCATOR; k++)
 		if (!found[k])
-			return fail(err, err_size, -EINVAL, "the metadata has no %s item",
-				    items[k].name);
+			return vdisk_errorf(err, err_size, -EINVAL, "the metadata has no %s item",
+					    items[k].name);
 	return 0;
 }
 
@@ -860,17 +869,17 @@ static int read_item(struct vdisk_file *file, const struct vhdx *v, enum item k,
 {
 	*out = NULL;
 	if (e->length < items[k].size)
-		return fail(err, err_size, -EINVAL,
-			    "the %s item is %" PRIu32 " bytes; %" PRIu32 " are needed",
-			    items[k].name, e->length, items[k].size);
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "the %s item is %" PRIu32 " bytes; %" PRIu32 " are needed",
+				    items[k].name, e->length, items[k].size);
 	uint8_t *buf = malloc(e->length);
 	if (!buf)
-		return fail(err, err_size, -ENOMEM, "out of memory");
+		return vdisk_errorf(err, err_size, -ENOMEM, "out of memory");
 	int ret = vdisk_file_pread(file, buf, e->length, v->metadata_offset + e->offset);
 	if (ret) {
 		free(buf);
-		return fail(err, err_size, ret, "cannot read the %s item: %s", items[k].name,
-			    strerror(-ret));
+		return vdisk_errorf(err, err_size, ret, "cannot read the %s item: %s",
+				    items[k].name, strerror(-ret));
 	}
 	*out = buf;
 	return 0;
@@ -880,26 +889,28 @@ static int check_values(const struct vhdx *v, char *err, size_t err_size)
 {
 	if (!is_power_of_two(v->block_size) || v->block_size < VHDX_MIN_BLOCK_SIZE ||
 	    v->block_size > VHDX_MAX_BLOCK_SIZE)
-		return fail(err, err_size, -EINVAL,
-			    "block size %" PRIu32 " is not a power of two from 1 MiB to 256 MiB",
-			    v->block_size);
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "block size %" PRIu32
+				    " is not a power of two from 1 MiB to 256 MiB",
+				    v->block_size);
 	if (v->logical_sector_size != 512 && v->logical_sector_size != 4096)
-		return fail(err, err_size, -EINVAL,
-			    "logical sector size %" PRIu32 " is neither 512 nor 4096",
-			    v->logical_sector_size);
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "logical sector size %" PRIu32 " is neither 512 nor 4096",
+				    v->logical_sector_size);
 	if (v->physical_sector_size != 512 && v->physical_sector_size != 4096)
-		return fail(err, err_size, -EINVAL,
-			    "physical sector size %" PRIu32 " is neither 512 nor 4096",
-			    v->physical_sector_size);
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "physical sector size %" PRIu32 " is neither 512 nor 4096",
+				    v->physical_sector_size);
 	if (v->virtual_size == 0 || v->virtual_size > VHDX_MAX_SIZE)
-		return fail(err, err_size, -EINVAL,
-			    "virtual size %llu bytes is not between 1 byte and 64 TiB",
-			    ull(v->virtual_size));
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "virtual size %llu bytes is not between 1 byte and 64 TiB",
+				    ull(v->virtual_size));
 	if (v->virtual_size % v->logical_sector_size)
-		return fail(err, err_size, -EINVAL,
-			    "virtual size %llu bytes is not a multiple of the logical sector size "
-			    "(%" PRIu32 ")",
-			    ull(v->virtual_size), v->logical_sector_size);
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"virtual size %llu bytes is not a multiple of the logical sector size "
+			"(%" PRIu32 ")",
+			ull(v->virtual_size), v->logical_sector_size);
 	return 0;
 }
 
@@ -943,9 +954,10 @@ static int load_items(struct vdisk_file *file, struct vhdx *v, const struct meta
 		ret = check_values(v, err, err_size);
 	}
 	if (ret == 0 && v->has_parent && !found[ITEM_PARENT_LOCATOR])
-		ret = fail(err, err_size, -EINVAL,
-			   "the image is a differencing image (HasParent) but has no Parent "
-			   "Locator item");
+		ret = vdisk_errorf(
+			err, err_size, -EINVAL,
+			"the image is a differencing image (HasParent) but has no Parent "
+			"Locator item");
 	if (ret == 0 && v->has_parent)
 		ret = read_item(file, v, ITEM_PARENT_LOCATOR, found[ITEM_PARENT_LOCATOR],
 				&val[ITEM_PARENT_LOCATOR], err, err_size);
@@ -974,11 +986,11 @@ static int load_metadata(struct vdisk_file *file, struct vhdx *v, char *err, siz
 		return ret;
 	vhdx_derive_geometry(v);
 	if ((uint64_t)v->bat_length < v->bat_entries * VHDX_BAT_ENTRY_SIZE)
-		return fail(err, err_size, -EINVAL,
-			    "the BAT region (%" PRIu32 " bytes) is too small for the %llu entries "
-			    "a %llu-byte disk in %" PRIu32 "-byte blocks needs",
-			    v->bat_length, ull(v->bat_entries), ull(v->virtual_size),
-			    v->block_size);
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"the BAT region (%" PRIu32 " bytes) is too small for the %llu entries "
+			"a %llu-byte disk in %" PRIu32 "-byte blocks needs",
+			v->bat_length, ull(v->bat_entries), ull(v->virtual_size), v->block_size);
 	return 0;
 }
 
@@ -1003,30 +1015,33 @@ static int locator_entry(const uint8_t *item, uint32_t len, unsigned i,
 	char *key = NULL, *value = NULL;
 
 	if (ko > len || len - ko < kl || vo > len || len - vo < vl)
-		return fail(err, err_size, -EINVAL,
-			    "parent locator entry %u points outside the locator (key %" PRIu32
-			    " bytes at %" PRIu32 ", value %" PRIu32 " bytes at %" PRIu32
-			    "; the locator is %" PRIu32 " bytes)",
-			    i, kl, ko, vl, vo, len);
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"parent locator entry %u points outside the locator (key %" PRIu32
+			" bytes at %" PRIu32 ", value %" PRIu32 " bytes at %" PRIu32
+			"; the locator is %" PRIu32 " bytes)",
+			i, kl, ko, vl, vo, len);
 	if (!kl)
-		return fail(err, err_size, -EINVAL, "parent locator entry %u has an empty key", i);
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "parent locator entry %u has an empty key", i);
 	if (utf16_dup(item + ko, kl, &key))
-		return fail(err, err_size, -ENOMEM, "out of memory");
+		return vdisk_errorf(err, err_size, -ENOMEM, "out of memory");
 	if (!key)
-		return fail(err, err_size, -EINVAL,
-			    "parent locator entry %u has a key that is not UTF-16", i);
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "parent locator entry %u has a key that is not UTF-16", i);
 	int ret = 0;
 	for (unsigned k = 0; k < sizeof(locator_keys) / sizeof(locator_keys[0]); k++) {
 		if (strcmp(key, locator_keys[k]))
 			continue;
 		char **slot = locator_slot(loc, k);
 		if (*slot) {
-			ret = fail(err, err_size, -EINVAL, "the parent locator has %s twice", key);
+			ret = vdisk_errorf(err, err_size, -EINVAL,
+					   "the parent locator has %s twice", key);
 		} else if (utf16_dup(item + vo, vl, &value)) {
-			ret = fail(err, err_size, -ENOMEM, "out of memory");
+			ret = vdisk_errorf(err, err_size, -ENOMEM, "out of memory");
 		} else if (!value) {
-			ret = fail(err, err_size, -EINVAL, "the parent locator's %s is not UTF-16",
-				   key);
+			ret = vdisk_errorf(err, err_size, -EINVAL,
+					   "the parent locator's %s is not UTF-16", key);
 		} else {
 			*slot = value;
 		}
@@ -1045,29 +1060,31 @@ static int locator_parse(const uint8_t *item, uint32_t len, struct vhdx_parent_l
 	memcpy(type.bytes, item + VHDX_PL_LOCATOR_TYPE, 16);
 	if (!guid_equal(&type, &VHDX_LOCATOR_TYPE_VHDX)) {
 		guid_text(&type, s);
-		return fail(err, err_size, -ENOTSUP,
-			    "the parent locator has type %s; only VHDX parents "
-			    "(b04aefb7-d19e-4a81-b789-25b8e9445913) are known",
-			    s);
+		return vdisk_errorf(err, err_size, -ENOTSUP,
+				    "the parent locator has type %s; only VHDX parents "
+				    "(b04aefb7-d19e-4a81-b789-25b8e9445913) are known",
+				    s);
 	}
 	unsigned n = load_le16(item + VHDX_PL_KEY_VALUE_COUNT);
 	if ((uint64_t)VHDX_PL_ENTRIES + (uint64_t)n * VHDX_PLE_SIZE > len)
-		return fail(err, err_size, -EINVAL,
-			    "the parent locator claims %u entries but is only %" PRIu32 " bytes", n,
-			    len);
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "the parent locator claims %u entries but is only %" PRIu32
+				    " bytes",
+				    n, len);
 	for (unsigned i = 0; i < n; i++) {
 		int ret = locator_entry(item, len, i, loc, err, err_size);
 		if (ret)
 			return ret;
 	}
 	if (!loc->parent_linkage)
-		return fail(err, err_size, -EINVAL,
-			    "the parent locator has no parent_linkage (the parent's identity)");
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"the parent locator has no parent_linkage (the parent's identity)");
 	if (guid_parse(loc->parent_linkage, &linkage))
-		return fail(err, err_size, -EINVAL,
-			    "the parent locator's parent_linkage \"%.64s\" "
-			    "is not a GUID",
-			    loc->parent_linkage);
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "the parent locator's parent_linkage \"%.64s\" "
+				    "is not a GUID",
+				    loc->parent_linkage);
 	return 0;
 }
 
@@ -1123,7 +1140,6 @@ static const char *base_name(const char *path)
 	return b;
 }
 
-
 static int search_parent(struct vdisk_parent_search *s, const struct vhdx *v)
 {
 	const struct vhdx_parent_locator *l = &v->locator;
@@ -1142,7 +1158,6 @@ static int search_parent(struct vdisk_parent_search *s, const struct vhdx *v)
 	return ret;
 }
 
-
 static int resolve_parent(struct vdisk_file *file, struct vhdx *v, char *err, size_t err_size)
 {
 	const struct vhdx_parent_locator *l = &v->locator;
@@ -1155,20 +1170,22 @@ static int resolve_parent(struct vdisk_file *file, struct vhdx *v, char *err, si
 	if (ret == 0)
 		ret = search_parent(&s, v);
 	if (ret == 0 && !any) {
-		ret = fail(err, err_size, -ENOENT,
-			   "the parent locator names no path (no relative_path, "
-			   "absolute_win32_path or volume_path): the parent cannot be found");
+		ret = vdisk_errorf(
+			err, err_size, -ENOENT,
+			"the parent locator names no path (no relative_path, "
+			"absolute_win32_path or volume_path): the parent cannot be found");
 	} else if (ret == 0) {
 		vdisk_parent_search_tried(&s, tried, sizeof(tried));
-		ret = fail(err, err_size, -ENOENT, "parent image \"%s\" not found (tried %s)",
-			   base_name(any), s.ntried ? tried : "nothing usable on this host");
+		ret = vdisk_errorf(err, err_size, -ENOENT,
+				   "parent image \"%s\" not found (tried %s)", base_name(any),
+				   s.ntried ? tried : "nothing usable on this host");
 	} else if (ret == 1) {
 		v->parent_path = s.found;
 		s.found = NULL;
 		ret = 0;
 	}
 	if (ret == -ENOMEM)
-		fail(err, err_size, ret, "out of memory while looking for the parent");
+		vdisk_errorf(err, err_size, ret, "out of memory while looking for the parent");
 	vdisk_parent_search_fini(&s);
 	return ret;
 }
@@ -1563,8 +1580,8 @@ static int load_bat(struct vdisk *disk, struct vhdx *v, char *err, size_t err_si
 
 	int ret = read_bat(disk->file, v, &v->bat);
 	if (ret)
-		return fail(err, err_size, ret, "cannot read the BAT (%llu entries): %s",
-			    ull(v->bat_entries), strerror(-ret));
+		return vdisk_errorf(err, err_size, ret, "cannot read the BAT (%llu entries): %s",
+				    ull(v->bat_entries), strerror(-ret));
 	ret = layout_build(v, &l);
 	if (ret == 0) {
 		ret = bat_scan(v, v->bat, &disk->file->size, &l, load_issue, &s);
@@ -1573,7 +1590,7 @@ static int load_bat(struct vdisk *disk, struct vhdx *v, char *err, size_t err_si
 	if (ret > 0)
 		return -EINVAL;
 	if (ret < 0)
-		return fail(err, err_size, ret, "out of memory while checking the BAT");
+		return vdisk_errorf(err, err_size, ret, "out of memory while checking the BAT");
 	return 0;
 }
 
@@ -1661,18 +1678,21 @@ static int plan_type(const struct vdisk_create_options *o, struct create_plan *p
 	else if (!strcmp(t, "differencing"))
 		p->type = TYPE_DIFFERENCING;
 	else
-		return fail(err, err_size, -EINVAL,
-			    "VHDX images have no type '%s' (known: fixed, dynamic, differencing)",
-			    t);
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"VHDX images have no type '%s' (known: fixed, dynamic, differencing)", t);
 	if (p->type == TYPE_DIFFERENCING && !o->parent)
-		return fail(err, err_size, -EINVAL, "a differencing image needs a parent image");
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "a differencing image needs a parent image");
 	if (p->type != TYPE_DIFFERENCING && o->parent)
-		return fail(err, err_size, -EINVAL,
-			    "only differencing images have a parent (type '%s' was asked for)", t);
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"only differencing images have a parent (type '%s' was asked for)", t);
 	if (p->type == TYPE_FIXED && o->sparse)
-		return fail(err, err_size, -EINVAL,
-			    "a fixed VHDX cannot be sparse: Windows refuses to attach sparse fixed "
-			    "VHDX files (use a dynamic image instead)");
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"a fixed VHDX cannot be sparse: Windows refuses to attach sparse fixed "
+			"VHDX files (use a dynamic image instead)");
 	return 0;
 }
 
@@ -1683,10 +1703,10 @@ static int plan_block_size(const struct vdisk_create_options *o, struct create_p
 		      : p->type == TYPE_DIFFERENCING ? DEFAULT_DIFF_BLOCK_SIZE
 						     : DEFAULT_BLOCK_SIZE;
 	if (!is_power_of_two(bs) || bs < VHDX_MIN_BLOCK_SIZE || bs > VHDX_MAX_BLOCK_SIZE)
-		return fail(err, err_size, -EINVAL,
-			    "VHDX block size %" PRIu32
-			    " is not a power of two from 1 MiB to 256 MiB",
-			    bs);
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "VHDX block size %" PRIu32
+				    " is not a power of two from 1 MiB to 256 MiB",
+				    bs);
 	p->g.block_size = bs;
 	return 0;
 }
@@ -1694,13 +1714,15 @@ static int plan_block_size(const struct vdisk_create_options *o, struct create_p
 static int plan_size(uint64_t size, uint32_t sector, char *err, size_t err_size)
 {
 	if (size == 0 || size % sector)
-		return fail(err, err_size, -EINVAL,
-			    "size must be a positive multiple of the logical sector size (%" PRIu32
-			    " bytes)",
-			    sector);
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"size must be a positive multiple of the logical sector size (%" PRIu32
+			" bytes)",
+			sector);
 	if (size > VHDX_MAX_SIZE)
-		return fail(err, err_size, -EFBIG,
-			    "size %llu bytes is beyond the VHDX maximum of 64 TiB", ull(size));
+		return vdisk_errorf(err, err_size, -EFBIG,
+				    "size %llu bytes is beyond the VHDX maximum of 64 TiB",
+				    ull(size));
 	return 0;
 }
 
@@ -1719,17 +1741,18 @@ static int parent_facts(struct vdisk *pdisk, const char *parent, struct create_p
 	char why[256];
 
 	if (strcmp(vdisk_format_name(pdisk), "vhdx"))
-		return fail(err, err_size, -EINVAL,
-			    "the parent %s is a %s image; a VHDX differencing image needs a VHDX "
-			    "parent",
-			    parent, vdisk_format_name(pdisk));
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"the parent %s is a %s image; a VHDX differencing image needs a VHDX "
+			"parent",
+			parent, vdisk_format_name(pdisk));
 	int ret = load_core(pdisk, &pv, false, why, sizeof(why));
 	if (ret == 0) {
 		p->parent_linkage = pv.header.data_write_guid;
 		p->g.virtual_size = pv.virtual_size;
 		p->g.logical_sector_size = pv.logical_sector_size;
 	} else {
-		fail(err, err_size, ret, "cannot read the parent %s: %s", parent, why);
+		vdisk_errorf(err, err_size, ret, "cannot read the parent %s: %s", parent, why);
 	}
 	vhdx_unload(&pv);
 	return ret;
@@ -1747,34 +1770,38 @@ static int plan_parent(const char *child, const struct vdisk_create_options *o,
 
 	if (stat(child, &a) == 0 && stat(o->parent, &b) == 0 && a.st_dev == b.st_dev &&
 	    a.st_ino == b.st_ino)
-		return fail(err, err_size, -EINVAL, "the new image would replace its own parent");
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "the new image would replace its own parent");
 	int ret = vdisk_open(o->parent, &vo, &pdisk, why, sizeof(why));
 	if (ret)
-		return fail(err, err_size, ret, "cannot open the parent %s: %s", o->parent, why);
+		return vdisk_errorf(err, err_size, ret, "cannot open the parent %s: %s", o->parent,
+				    why);
 	ret = parent_facts(pdisk, o->parent, p, err, err_size);
 	vdisk_close(pdisk);
 	if (ret)
 		return ret;
 	if (o->size && o->size != p->g.virtual_size)
-		return fail(err, err_size, -EINVAL,
-			    "a differencing image has its parent's size (%llu bytes): leave the "
-			    "size out or give exactly that",
-			    ull(p->g.virtual_size));
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"a differencing image has its parent's size (%llu bytes): leave the "
+			"size out or give exactly that",
+			ull(p->g.virtual_size));
 	return plan_parent_paths(child, o->parent, p, err, err_size);
 }
 
 static int plan_image(const char *path, const struct vdisk_create_options *o, struct create_plan *p,
 		      char *err, size_t err_size)
 {
-	p->g.logical_sector_size = o->logical_sector_size ? o->logical_sector_size
-							  : CREATE_LOGICAL_SECTOR;
-	p->g.physical_sector_size = o->physical_sector_size ? o->physical_sector_size
-							    : CREATE_PHYSICAL_SECTOR;
+	p->g.logical_sector_size =
+		o->logical_sector_size ? o->logical_sector_size : CREATE_LOGICAL_SECTOR;
+	p->g.physical_sector_size =
+		o->physical_sector_size ? o->physical_sector_size : CREATE_PHYSICAL_SECTOR;
 	if ((p->g.logical_sector_size != 512 && p->g.logical_sector_size != 4096) ||
 	    (p->g.physical_sector_size != 512 && p->g.physical_sector_size != 4096))
-		return fail(err, err_size, -EINVAL,
-			    "sector sizes must be 512 or 4096 bytes (logical %u, physical %u)",
-			    p->g.logical_sector_size, p->g.physical_sector_size);
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"sector sizes must be 512 or 4096 bytes (logical %u, physical %u)",
+			p->g.logical_sector_size, p->g.physical_sector_size);
 	int ret = plan_type(o, p, err, err_size);
 	if (ret == 0)
 		ret = plan_block_size(o, p, err, err_size);
@@ -1924,7 +1951,7 @@ static int build_metadata(const struct create_plan *p, uint8_t **out, size_t *ou
 	uint8_t *loc = NULL;
 	uint32_t loc_len = 0;
 	int ret = p->type == TYPE_DIFFERENCING ? vhdx_locator_build(&p->parent_linkage, p->relative,
-								   p->absolute, &loc, &loc_len)
+								    p->absolute, &loc, &loc_len)
 					       : 0;
 	if (ret)
 		return ret;
@@ -2034,8 +2061,8 @@ static int open_target(const char *path, bool overwrite, int *fd, char *err, siz
 		return 0;
 	int e = errno;
 	if (e == EEXIST)
-		return fail(err, err_size, -e, "file exists (use --force to replace it)");
-	return fail(err, err_size, -e, "cannot create: %s", strerror(e));
+		return vdisk_errorf(err, err_size, -e, "file exists (use --force to replace it)");
+	return vdisk_errorf(err, err_size, -e, "cannot create: %s", strerror(e));
 }
 
 int vhdx_create(const char *path, const struct vdisk_create_options *opts, char *err,
@@ -2056,14 +2083,16 @@ int vhdx_create(const char *path, const struct vdisk_create_options *opts, char 
 		ret = -errno;
 	if (ret) {
 		if (ret == -ENAMETOOLONG)
-			fail(err, err_size, ret,
-			     "the parent's path is too long for a parent locator");
+			vdisk_errorf(err, err_size, ret,
+				     "the parent's path is too long for a parent locator");
 		else if (ret == -EILSEQ)
-			fail(err, err_size, ret,
-			     "the parent's path is not valid UTF-8: a parent locator cannot hold "
-			     "it");
+			vdisk_errorf(err, err_size, ret,
+				     "the parent's path is not valid UTF-8: a parent locator "
+				     "cannot hold "
+				     "it");
 		else
-			fail(err, err_size, ret, "cannot write the image: %s", strerror(-ret));
+			vdisk_errorf(err, err_size, ret, "cannot write the image: %s",
+				     strerror(-ret));
 		unlink(path);
 	}
 out:

@@ -20,18 +20,6 @@
 
 #define SECTOR VHDX_LOG_SECTOR
 
-static int reason(char *err, size_t err_size, int ret, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int reason(char *err, size_t err_size, int ret, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, err_size, fmt, ap);
-	va_end(ap);
-	return ret;
-}
-
 /* The new parent's identity: the DataWriteGuid of its current header. */
 static int read_identity(struct vdisk *disk, const char *path, struct guid *id, char *err,
 			 size_t err_size)
@@ -53,11 +41,12 @@ static int check_identity(const struct vhdx *v, const char *path, const struct g
 		return 0;
 	char has[GUID_STR_LEN + 1];
 	guid_format(id, has);
-	return reason(err, err_size, -EINVAL,
-		      "%s is not the image this one was made from: its DataWriteGuid is %s, this "
-		      "image's parent_linkage is %s (record it anyway with --unsafe only if its "
-		      "content is the same)",
-		      path, has, v->locator.parent_linkage);
+	return vdisk_errorf(
+		err, err_size, -EINVAL,
+		"%s is not the image this one was made from: its DataWriteGuid is %s, this "
+		"image's parent_linkage is %s (record it anyway with --unsafe only if its "
+		"content is the same)",
+		path, has, v->locator.parent_linkage);
 }
 
 /* The metadata table and where the locator item goes. */
@@ -165,26 +154,26 @@ static int commit_item(struct vdisk *disk, const uint8_t *item, uint32_t len, ch
 	struct sectors *s = calloc(1, sizeof(*s));
 	int ret = p.table && s ? 0 : -ENOMEM;
 	if (ret == 0 && v->metadata_offset % SECTOR)
-		ret = reason(err, err_size, -EINVAL,
-			     "the metadata region is not 4 KiB aligned: it cannot be changed "
-			     "through the log");
+		ret = vdisk_errorf(err, err_size, -EINVAL,
+				   "the metadata region is not 4 KiB aligned: it cannot be changed "
+				   "through the log");
 	if (ret == 0)
 		ret = vdisk_file_pread(disk->file, p.table, VHDX_METADATA_TABLE_SIZE,
 				       v->metadata_offset);
 	if (ret == 0 && (ret = place_item(v, &p, len)) < 0)
-		reason(err, err_size, ret, "%s",
-		       ret == -ENOSPC ? "the metadata region has no room for the new locator"
-				      : "the metadata table has no parent locator entry");
+		vdisk_errorf(err, err_size, ret, "%s",
+			     ret == -ENOSPC ? "the metadata region has no room for the new locator"
+					    : "the metadata table has no parent locator entry");
 	if (ret == 0)
 		ret = build_updates(disk, &p, item, len, s);
 	if (ret == 0 && s->count > vhdx_log_max_data_updates(v->header.log_length))
-		ret = reason(err, err_size, -EFBIG,
-			     "the new locator does not fit in one log entry of this image");
+		ret = vdisk_errorf(err, err_size, -EFBIG,
+				   "the new locator does not fit in one log entry of this image");
 	if (ret == 0)
 		ret = vhdx_log_commit(disk, s->updates, s->count);
 	if (ret < 0 && !err[0])
-		reason(err, err_size, ret, "cannot write the new parent locator: %s",
-		       strerror(-ret));
+		vdisk_errorf(err, err_size, ret, "cannot write the new parent locator: %s",
+			     strerror(-ret));
 	if (s)
 		free(s->buf);
 	free(s);
@@ -223,8 +212,9 @@ int vhdx_set_parent(struct vdisk *disk, const char *parent_path, unsigned flags,
 
 	err[0] = 0;
 	if (!v->has_parent)
-		return reason(err, err_size, -EINVAL,
-			      "the image is not a differencing image: it has no parent to change");
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"the image is not a differencing image: it has no parent to change");
 	int ret = read_identity(disk, parent_path, &id, err, err_size);
 	if (ret == 0 && (flags & VDISK_SET_PARENT_UNSAFE) == 0)
 		ret = check_identity(v, parent_path, &id, err, err_size);
@@ -232,8 +222,9 @@ int vhdx_set_parent(struct vdisk *disk, const char *parent_path, unsigned flags,
 		ret = vdisk_parent_paths(vdisk_path(disk), parent_path, &absolute, &relative, err,
 					 err_size);
 	if (ret == 0 && (ret = vhdx_locator_build(&id, relative, absolute, &item, &len)) < 0)
-		reason(err, err_size, ret, "cannot build the parent locator: %s",
-		       ret == -ENAMETOOLONG ? "the parent's path is too long" : strerror(-ret));
+		vdisk_errorf(err, err_size, ret, "cannot build the parent locator: %s",
+			     ret == -ENAMETOOLONG ? "the parent's path is too long"
+						  : strerror(-ret));
 	if (ret == 0)
 		ret = commit_item(disk, item, len, err, err_size);
 	free(item);
@@ -241,7 +232,7 @@ int vhdx_set_parent(struct vdisk *disk, const char *parent_path, unsigned flags,
 		ret = adopt(v, &id, relative, absolute);
 		relative = absolute = NULL;
 		if (ret < 0)
-			reason(err, err_size, ret, "out of memory");
+			vdisk_errorf(err, err_size, ret, "out of memory");
 	}
 	free(relative);
 	free(absolute);
