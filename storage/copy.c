@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arith.h"
 #include "file.h"
 #include "iov.h"
 
@@ -25,11 +26,6 @@
 #define MAX_CHUNK (64u << 20)
 /* Write-zeroes requests stay below this, so progress moves on huge zero ranges. */
 #define MAX_ZERO_REQUEST (1ull << 30)
-
-static uint64_t min_u64(uint64_t a, uint64_t b)
-{
-	return a < b ? a : b;
-}
 
 /* ---- chain status ---- */
 

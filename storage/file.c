@@ -234,9 +234,17 @@ int vdisk_file_pwrite(struct vdisk_file *file, const void *buf, size_t len, uint
 
 static int file_pwrite(struct vdisk_file *file, const void *buf, size_t len, uint64_t offset)
 {
+	int ret = vdisk_fd_pwrite_all(file->fd_buffered, buf, len, offset);
+	if (ret == 0 && offset + len > file->size)
+		file->size = offset + len;
+	return ret;
+}
+
+int vdisk_fd_pwrite_all(int fd, const void *buf, size_t len, uint64_t offset)
+{
 	const uint8_t *p = buf;
 	while (len) {
-		ssize_t n = pwrite(file->fd_buffered, p, len, (off_t)offset);
+		ssize_t n = pwrite(fd, p, len, (off_t)offset);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -248,8 +256,6 @@ static int file_pwrite(struct vdisk_file *file, const void *buf, size_t len, uin
 		len -= (size_t)n;
 		offset += (uint64_t)n;
 	}
-	if (offset > file->size)
-		file->size = offset;
 	return 0;
 }
 
@@ -295,4 +301,49 @@ uint64_t vdisk_file_allocated(struct vdisk_file *file)
 	if (S_ISBLK(st.st_mode))
 		return file->size;
 	return (uint64_t)st.st_blocks * 512;
+}
+
+int vdisk_create_begin(const char *path, bool overwrite, int *fd, bool *created, char *err,
+		       size_t err_size)
+{
+	*fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	*created = *fd >= 0;
+	if (*fd < 0 && errno == EEXIST && overwrite)
+		*fd = open(path, O_RDWR | O_CLOEXEC);
+	if (*fd < 0) {
+		int e = errno;
+		snprintf(err, err_size,
+			 e == EEXIST ? "file exists (use --force to replace it)" : "cannot create: %s",
+			 strerror(e));
+		return -e;
+	}
+	int ret = 0;
+	if (flock(*fd, LOCK_EX | LOCK_NB) != 0) {
+		int e = errno;
+		snprintf(err, err_size,
+			 e == EWOULDBLOCK ? "is in use by another process (locked)" : "cannot lock: %s",
+			 strerror(e));
+		ret = e == EWOULDBLOCK ? -EBUSY : -e;
+	} else if (!*created && ftruncate(*fd, 0) != 0) {
+		ret = -errno;
+		snprintf(err, err_size, "cannot empty the file to replace it: %s", strerror(-ret));
+	}
+	if (ret < 0) {
+		close(*fd);
+		*fd = -1;
+		if (*created)
+			unlink(path);
+	}
+	return ret;
+}
+
+int vdisk_create_end(const char *path, int fd, bool created, int ret)
+{
+	if (ret == 0 && fsync(fd) != 0)
+		ret = -errno;
+	if (close(fd) != 0 && ret == 0)
+		ret = -errno;
+	if (ret < 0 && created) /* never remove what was there before */
+		unlink(path);
+	return ret;
 }

@@ -35,6 +35,19 @@ void vdisk_file_close(struct vdisk_file *file);
 /* Synchronous I/O for metadata while opening or creating; any alignment. A read past the
  * end of the file returns zeros there. Returns 0 or -errno. */
 int vdisk_file_pread(struct vdisk_file *file, void *buf, size_t len, uint64_t offset);
+/* pwrite of all of buf to a plain descriptor, resuming short writes. 0 or -errno. */
+int vdisk_fd_pwrite_all(int fd, const void *buf, size_t len, uint64_t offset);
+
+/* Creating an image file (the formats' create op). vdisk_create_begin opens path for
+ * writing: a new file, or with overwrite an existing one, which is first locked
+ * exclusively (an image in use by a VM or a tool is never replaced under it: -EBUSY) and
+ * then emptied. *created says whether the file is new. vdisk_create_end makes the result
+ * durable and closes it; on failure (ret < 0 on entry, or the fsync) it removes the file
+ * if it created it, never one that was there before. Both return 0 or -errno, begin with a
+ * reason in err. */
+int vdisk_create_begin(const char *path, bool overwrite, int *fd, bool *created, char *err,
+		       size_t err_size);
+int vdisk_create_end(const char *path, int fd, bool created, int ret);
 int vdisk_file_pwrite(struct vdisk_file *file, const void *buf, size_t len, uint64_t offset);
 int vdisk_file_sync(struct vdisk_file *file);
 /* Grows or shrinks a regular file. */

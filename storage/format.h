@@ -274,6 +274,8 @@ struct vdisk_move_plan {
 	size_t nmoves;
 	uint64_t end;
 };
+/* Sorts spans by start (check and compaction both walk a file's spans in order). */
+void vdisk_spans_sort(struct vdisk_span *spans, size_t n);
 int vdisk_plan_moves(struct vdisk_span *used, size_t nused, uint64_t align, uint64_t skew,
 		     uint64_t min_align, struct vdisk_move_plan *plan);
 /* Copies len bytes of a file from one offset to another (synchronously, not flushed). */

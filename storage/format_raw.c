@@ -130,43 +130,20 @@ static int raw_create(const char *path, const struct vdisk_create_options *opts,
 		snprintf(err, err_size, "raw images take no parent and no block size");
 		return -EINVAL;
 	}
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	bool created = fd >= 0;
-	if (fd < 0 && errno == EEXIST && opts->overwrite)
-		fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0) {
-		int e = errno;
-		snprintf(err, err_size, e == EEXIST ? "file exists (use --force to replace it)"
-						    : "cannot create: %s",
-			 strerror(e));
-		return -e;
-	}
-	/* An image open elsewhere (a running VM) must not be replaced under its user. */
-	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-		int e = errno;
-		snprintf(err, err_size, e == EWOULDBLOCK ? "is in use by another process (locked)"
-							 : "cannot lock: %s",
-			 strerror(e));
-		close(fd);
-		if (created)
-			unlink(path);
-		return e == EWOULDBLOCK ? -EBUSY : -e;
-	}
-	int ret = 0;
-	if ((!created && ftruncate(fd, 0) != 0) || ftruncate(fd, (off_t)opts->size) != 0)
+	int fd;
+	bool created;
+	int ret = vdisk_create_begin(path, opts->overwrite, &fd, &created, err, err_size);
+	if (ret < 0)
+		return ret;
+	if (ftruncate(fd, (off_t)opts->size) != 0)
 		ret = -errno;
 	else if (!opts->sparse && fallocate(fd, 0, 0, (off_t)opts->size) != 0 &&
 		 errno != EOPNOTSUPP)
 		ret = -errno;
-	if (ret == 0 && fsync(fd) != 0)
-		ret = -errno;
-	close(fd);
-	if (ret < 0) {
+	ret = vdisk_create_end(path, fd, created, ret);
+	if (ret < 0)
 		snprintf(err, err_size, "cannot allocate %llu bytes: %s",
 			 (unsigned long long)opts->size, strerror(-ret));
-		if (created) /* never remove what was there before */
-			unlink(path);
-	}
 	return ret;
 }
 

@@ -6,15 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arith.h"
 #include "format.h"
 
 #define PIECE	  (1u << 20) /* bytes read at a time */
 #define HOLE_UNIT 4096u	     /* the granularity of punched holes */
-
-static uint64_t min_u64(uint64_t a, uint64_t b)
-{
-	return a < b ? a : b;
-}
 
 static bool is_zero(const uint8_t *p, size_t len)
 {
@@ -184,9 +180,9 @@ static int compare_span(const void *a, const void *b)
 	return x->start < y->start ? -1 : x->start > y->start;
 }
 
-static uint64_t round_up(uint64_t v, uint64_t align)
+void vdisk_spans_sort(struct vdisk_span *spans, size_t n)
 {
-	return (v + align - 1) / align * align;
+	qsort(spans, n, sizeof(*spans), compare_span);
 }
 
 /* Blocks of len bytes that fit in [start, end) one after the other, each starting at a
@@ -231,7 +227,7 @@ int vdisk_plan_moves(struct vdisk_span *used, size_t nused, uint64_t align, uint
 		     uint64_t min_align, struct vdisk_move_plan *plan)
 {
 	*plan = (struct vdisk_move_plan){ 0 };
-	qsort(used, nused, sizeof(*used), compare_span);
+	vdisk_spans_sort(used, nused);
 	size_t nholes;
 	struct vdisk_span *holes = find_holes(used, nused, &nholes);
 	plan->moves = malloc((nused + 1) * sizeof(*plan->moves));

@@ -132,11 +132,6 @@ static int release_all(struct compactor *c)
 
 /* ---- step 2: move ---- */
 
-static uint64_t block_span(const struct vhd *vhd)
-{
-	return (uint64_t)vhd->bitmap_size + vhd->block_size;
-}
-
 static void add_span(struct vdisk_span *used, size_t *n, uint64_t start, uint64_t len,
 		     uint64_t index)
 {
@@ -172,7 +167,7 @@ static struct vdisk_span *used_spans(const struct vhd *vhd, size_t *count)
 	}
 	for (uint32_t b = 0; b < vhd->bat_entries; b++)
 		if (vhd->bat[b] != VHD_BAT_UNUSED)
-			add_span(used, &n, (uint64_t)vhd->bat[b] * VHD_SECTOR, block_span(vhd), b);
+			add_span(used, &n, (uint64_t)vhd->bat[b] * VHD_SECTOR, vhd_block_span(vhd), b);
 	*count = n;
 	return used;
 }

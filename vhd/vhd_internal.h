@@ -116,6 +116,12 @@ struct vhd_io {
 	struct vdisk_req_list flushes; /* waiting for the next write-back */
 };
 
+/* Bytes a data block takes in the file: its sector bitmap, then its data. */
+static inline uint64_t vhd_block_span(const struct vhd *vhd)
+{
+	return (uint64_t)vhd->bitmap_size + vhd->block_size;
+}
+
 static inline struct vhd *vhd_of(struct vdisk *disk)
 {
 	return disk->priv;

@@ -28,6 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "arith.h"
+#include "json_util.h"
 #include "endian.h"
 #include "guid.h"
 #include "utf16.h"
@@ -55,29 +57,9 @@
 
 /* ---- small helpers ---- */
 
-static uint64_t round_up(uint64_t v, uint64_t align)
-{
-	return (v + align - 1) / align * align;
-}
-
-static uint64_t min_u64(uint64_t a, uint64_t b)
-{
-	return a < b ? a : b;
-}
-
-static bool is_power_of_two(uint64_t v)
-{
-	return v && !(v & (v - 1));
-}
-
 static bool is_sparse(uint32_t type)
 {
 	return type == VHD_TYPE_DYNAMIC || type == VHD_TYPE_DIFFERENCING;
-}
-
-static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
-{
-	return alen && blen && a < b + blen && b < a + alen;
 }
 
 static unsigned long long ull(uint64_t v)
@@ -423,11 +405,6 @@ static uint64_t block_offset(uint32_t entry)
 	return (uint64_t)entry * VHD_SECTOR;
 }
 
-static uint64_t block_span(const struct vhd *vhd)
-{
-	return (uint64_t)vhd->bitmap_size + vhd->block_size;
-}
-
 static bool locator_known(uint32_t code)
 {
 	return code == VHD_PLATFORM_W2RU || code == VHD_PLATFORM_W2KU ||
@@ -523,7 +500,7 @@ static void describe_issue(const struct vhd *vhd, const uint32_t *bat, const str
 		snprintf(out, size,
 			 "BAT entry %" PRIu32 " points past the end of the file (its block at byte "
 			 "%llu needs %llu bytes; the data area ends at byte %llu)",
-			 is->index, ull(start), ull(block_span(vhd)), ull(is->limit));
+			 is->index, ull(start), ull(vhd_block_span(vhd)), ull(is->limit));
 		break;
 	case BAT_OVER_METADATA:
 		snprintf(out, size,
@@ -551,7 +528,7 @@ static int scan_bounds(const struct vhd *vhd, const uint32_t *bat, uint64_t limi
 		       const struct layout *l, uint64_t *keys, uint32_t *nkeys, bat_issue_fn fn,
 		       void *ctx)
 {
-	uint64_t span = block_span(vhd);
+	uint64_t span = vhd_block_span(vhd);
 	uint32_t n = 0;
 
 	for (uint32_t i = 0; i < vhd->bat_entries; i++) {
@@ -583,7 +560,7 @@ static int scan_bounds(const struct vhd *vhd, const uint32_t *bat, uint64_t limi
 static int scan_overlaps(const struct vhd *vhd, uint64_t *keys, uint32_t n, bat_issue_fn fn,
 			 void *ctx)
 {
-	uint64_t span = block_span(vhd);
+	uint64_t span = vhd_block_span(vhd);
 	uint64_t kept = 0;
 	bool have = false;
 
@@ -1289,22 +1266,6 @@ static int plan_footer(const struct create_plan *p, struct vhd_footer *f)
 	return uuid_generate(f->unique_id);
 }
 
-static int write_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-	const uint8_t *p = buf;
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 static int write_fixed(int fd, const struct vhd_footer *f, uint64_t size, bool sparse)
 {
 	uint8_t raw[VHD_FOOTER_SIZE];
@@ -1314,7 +1275,7 @@ static int write_fixed(int fd, const struct vhd_footer *f, uint64_t size, bool s
 	if (!sparse && fallocate(fd, 0, 0, (off_t)(size + VHD_FOOTER_SIZE)) != 0 &&
 	    errno != EOPNOTSUPP)
 		return -errno;
-	return write_all(fd, raw, sizeof(raw), size);
+	return vdisk_fd_pwrite_all(fd, raw, sizeof(raw), size);
 }
 
 int vhd_locators_encode(const char *absolute, const char *relative, struct vhd_locator_data loc[2])
@@ -1414,20 +1375,9 @@ static int write_image(int fd, const struct create_plan *p, bool sparse)
 	ret = build_sparse(p, &f, &buf, &len);
 	if (ret)
 		return ret;
-	ret = write_all(fd, buf, len, 0);
+	ret = vdisk_fd_pwrite_all(fd, buf, len, 0);
 	free(buf);
 	return ret;
-}
-
-static int open_target(const char *path, bool overwrite, int *fd, char *err, size_t err_size)
-{
-	*fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | (overwrite ? O_TRUNC : O_EXCL), 0644);
-	if (*fd >= 0)
-		return 0;
-	int e = errno;
-	if (e == EEXIST)
-		return vdisk_errorf(err, err_size, -e, "file exists (use --force to replace it)");
-	return vdisk_errorf(err, err_size, -e, "cannot create: %s", strerror(e));
 }
 
 int vhd_create(const char *path, const struct vdisk_create_options *opts, char *err,
@@ -1435,17 +1385,15 @@ int vhd_create(const char *path, const struct vdisk_create_options *opts, char *
 {
 	struct create_plan p = { 0 };
 	int fd = -1;
+	bool created = false;
 
 	int ret = plan_image(path, opts, &p, err, err_size);
 	if (ret == 0)
-		ret = open_target(path, opts->overwrite, &fd, err, err_size);
+		ret = vdisk_create_begin(path, opts->overwrite, &fd, &created, err, err_size);
 	if (ret)
 		goto out;
 	ret = write_image(fd, &p, opts->sparse);
-	if (ret == 0 && fsync(fd) != 0)
-		ret = -errno;
-	if (close(fd) != 0 && ret == 0)
-		ret = -errno;
+	ret = vdisk_create_end(path, fd, created, ret);
 	if (ret) {
 		if (ret == -ENAMETOOLONG)
 			vdisk_errorf(err, err_size, ret,
@@ -1453,7 +1401,6 @@ int vhd_create(const char *path, const struct vdisk_create_options *opts, char *
 		else
 			vdisk_errorf(err, err_size, ret, "cannot write the image: %s",
 				     strerror(-ret));
-		unlink(path);
 	}
 out:
 	free(p.absolute);
@@ -1483,18 +1430,6 @@ static void iso_time(uint32_t vhd_seconds, char *out, size_t size)
 		snprintf(out, size, "?");
 }
 
-/* Sets key to value (stolen), remembering a failure in *ret. */
-static void set(json_t *obj, const char *key, json_t *value, int *ret)
-{
-	if (json_object_set_new(obj, key, value) != 0)
-		*ret = -ENOMEM;
-}
-
-static json_t *json_size(uint64_t v)
-{
-	return json_integer((json_int_t)v);
-}
-
 static int info_footer(const struct vhd *vhd, json_t *d)
 {
 	const struct vhd_footer *f = &vhd->footer;
@@ -1507,21 +1442,21 @@ static int info_footer(const struct vhd *vhd, json_t *d)
 		 (unsigned)(f->creator_version & 0xffff));
 	iso_time(f->timestamp, created, sizeof(created));
 	vhd_uuid_format(f->unique_id, uid);
-	set(d, "type", json_string(type_name(f->disk_type)), &ret);
-	set(d, "creator_app", json_string(app), &ret);
-	set(d, "creator_version", json_string(version), &ret);
-	set(d, "creator_host_os", json_string(os), &ret);
-	set(d, "created", json_string(created), &ret);
-	set(d, "unique_id", json_string(uid), &ret);
-	set(d, "current_size", json_size(f->current_size), &ret);
-	set(d, "original_size", json_size(f->original_size), &ret);
-	set(d, "geometry",
+	vdisk_json_set(d, "type", json_string(type_name(f->disk_type)), &ret);
+	vdisk_json_set(d, "creator_app", json_string(app), &ret);
+	vdisk_json_set(d, "creator_version", json_string(version), &ret);
+	vdisk_json_set(d, "creator_host_os", json_string(os), &ret);
+	vdisk_json_set(d, "created", json_string(created), &ret);
+	vdisk_json_set(d, "unique_id", json_string(uid), &ret);
+	vdisk_json_set(d, "current_size", vdisk_json_u64(f->current_size), &ret);
+	vdisk_json_set(d, "original_size", vdisk_json_u64(f->original_size), &ret);
+	vdisk_json_set(d, "geometry",
 	    json_pack("{s:i, s:i, s:i}", "cylinders", (int)f->cylinders, "heads", (int)f->heads,
 		      "sectors_per_track", (int)f->sectors),
 	    &ret);
-	set(d, "saved_state", json_boolean(f->saved_state), &ret);
+	vdisk_json_set(d, "saved_state", json_boolean(f->saved_state), &ret);
 	if (vhd->footer_from_copy)
-		set(d, "end_footer_damaged", json_true(), &ret);
+		vdisk_json_set(d, "end_footer_damaged", json_true(), &ret);
 	return ret;
 }
 
@@ -1533,9 +1468,9 @@ static int info_sparse(const struct vhd *vhd, json_t *d)
 	/* the I/O path may be allocating meanwhile: it stores entries atomically */
 	for (uint32_t i = 0; i < vhd->bat_entries; i++)
 		allocated += __atomic_load_n(&vhd->bat[i], __ATOMIC_RELAXED) != VHD_BAT_UNUSED;
-	set(d, "block_size", json_integer(vhd->block_size), &ret);
-	set(d, "bat_entries", json_integer(vhd->bat_entries), &ret);
-	set(d, "allocated_blocks", json_integer(allocated), &ret);
+	vdisk_json_set(d, "block_size", json_integer(vhd->block_size), &ret);
+	vdisk_json_set(d, "bat_entries", json_integer(vhd->bat_entries), &ret);
+	vdisk_json_set(d, "allocated_blocks", json_integer(allocated), &ret);
 	return ret;
 }
 
@@ -1565,11 +1500,11 @@ static int info_parent_image(const struct vhd *vhd, json_t *p)
 	int ret = vdisk_get_info(vhd->parent, &pi);
 	if (ret)
 		return ret;
-	set(p, "format", json_string(pi.format), &ret);
-	set(p, "virtual_size", json_size(pi.virtual_size), &ret);
-	set(p, "file_size", json_size(pi.file_size), &ret);
+	vdisk_json_set(p, "format", json_string(pi.format), &ret);
+	vdisk_json_set(p, "virtual_size", vdisk_json_u64(pi.virtual_size), &ret);
+	vdisk_json_set(p, "file_size", vdisk_json_u64(pi.file_size), &ret);
 	if (pi.details)
-		set(p, "details", pi.details, &ret);
+		vdisk_json_set(p, "details", pi.details, &ret);
 	return ret;
 }
 
@@ -1584,14 +1519,14 @@ static int info_parent(const struct vhd *vhd, json_t *d)
 		return -ENOMEM;
 	vhd_uuid_format(h->parent_id, uid);
 	iso_time(h->parent_timestamp, when, sizeof(when));
-	set(p, "name", json_string(h->parent_name), &ret);
-	set(p, "unique_id", json_string(uid), &ret);
-	set(p, "timestamp", json_string(when), &ret);
-	set(p, "path", vhd->parent_path ? json_string(vhd->parent_path) : json_null(), &ret);
-	set(p, "locators", info_locators(vhd), &ret);
+	vdisk_json_set(p, "name", json_string(h->parent_name), &ret);
+	vdisk_json_set(p, "unique_id", json_string(uid), &ret);
+	vdisk_json_set(p, "timestamp", json_string(when), &ret);
+	vdisk_json_set(p, "path", vhd->parent_path ? json_string(vhd->parent_path) : json_null(), &ret);
+	vdisk_json_set(p, "locators", info_locators(vhd), &ret);
 	if (ret == 0 && vhd->parent)
 		ret = info_parent_image(vhd, p);
-	set(d, "parent", p, &ret);
+	vdisk_json_set(d, "parent", p, &ret);
 	return ret;
 }
 
@@ -1820,7 +1755,7 @@ static int copy_range(struct check *c, uint64_t from, uint64_t to, uint64_t len)
 static int relocate_block(struct check *c, uint32_t index, const char *what)
 {
 	struct vhd *vhd = c->vhd;
-	uint64_t span = block_span(vhd), from = block_offset(c->bat[index]);
+	uint64_t span = vhd_block_span(vhd), from = block_offset(c->bat[index]);
 	uint64_t to =
 		round_up(vhd->footer_offset + vhd->bitmap_size, DATA_ALIGN) - vhd->bitmap_size;
 
@@ -1910,19 +1845,8 @@ static void check_bitmaps(struct check *c)
 	free(buf);
 }
 
-/* Space in use: metadata (with each locator's whole reserved space) and blocks. */
-struct extent {
-	uint64_t start, end;
-	bool block;
-};
-
-static int compare_extent(const void *a, const void *b)
-{
-	const struct extent *x = a, *y = b;
-	return x->start < y->start ? -1 : x->start > y->start;
-}
-
-static struct extent *used_extents(struct check *c, size_t *count)
+/* Space in use, sorted: metadata (VDISK_SPAN_FIXED) and blocks (their BAT index). */
+static struct vdisk_span *used_extents(struct check *c, size_t *count)
 {
 	struct vhd *vhd = c->vhd;
 	struct layout l;
@@ -1931,17 +1855,17 @@ static struct extent *used_extents(struct check *c, size_t *count)
 	layout_build(vhd, &l, true);
 	for (uint32_t i = 0; i < vhd->bat_entries; i++)
 		blocks += c->bat[i] != VHD_BAT_UNUSED;
-	struct extent *e = malloc((l.n + blocks) * sizeof(*e));
+	struct vdisk_span *e = malloc((l.n + blocks) * sizeof(*e));
 	if (!e)
 		return NULL;
 	for (unsigned i = 0; i < l.n; i++)
-		e[n++] = (struct extent){ l.r[i].start, l.r[i].end, false };
+		e[n++] = (struct vdisk_span){ l.r[i].start, l.r[i].end, VDISK_SPAN_FIXED };
 	for (uint32_t i = 0; i < vhd->bat_entries; i++) {
 		uint64_t start = block_offset(c->bat[i]);
-		if (c->bat[i] != VHD_BAT_UNUSED && start + block_span(vhd) <= vhd->footer_offset)
-			e[n++] = (struct extent){ start, start + block_span(vhd), true };
+		if (c->bat[i] != VHD_BAT_UNUSED && start + vhd_block_span(vhd) <= vhd->footer_offset)
+			e[n++] = (struct vdisk_span){ start, start + vhd_block_span(vhd), i };
 	}
-	qsort(e, n, sizeof(*e), compare_extent);
+	vdisk_spans_sort(e, n);
 	*count = n;
 	return e;
 }
@@ -1998,13 +1922,13 @@ static void check_leaks(struct check *c)
 	uint64_t pos = 0, gaps = 0;
 	size_t n;
 
-	struct extent *e = used_extents(c, &n);
+	struct vdisk_span *e = used_extents(c, &n);
 	if (!e) {
 		c->error = -ENOMEM;
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (e[i].block && e[i].start > pos &&
+		if (e[i].index != VDISK_SPAN_FIXED && e[i].start > pos &&
 		    !is_padding(vhd, e[i].start - pos, e[i].start) &&
 		    gaps++ < MAX_REPEATED_FINDINGS)
 			finding(c, SEV_LEAK,

@@ -30,16 +30,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arith.h"
 #include "endian.h"
 #include "vhd_internal.h"
 
 #define ZERO_CHUNK (1u << 20)
 #define BAT_ALIGN  4096u
-
-static uint64_t round_up(uint64_t v, uint64_t align)
-{
-	return (v + align - 1) / align * align;
-}
 
 static int fail(char *err, size_t err_size, int ret, const char *what)
 {

@@ -97,11 +97,6 @@ static uint64_t bat_get(const struct vhdx *v, uint64_t index)
 	return __atomic_load_n(&v->bat[index], __ATOMIC_ACQUIRE);
 }
 
-static uint64_t sectors_per_block(const struct vhdx *v)
-{
-	return v->block_size / v->logical_sector_size;
-}
-
 /* ---- sector bitmaps (differencing) ---- */
 
 /* Bits of one 4 KiB bitmap page: sectors of one chunk, LSB first. */
@@ -109,14 +104,14 @@ static uint64_t sectors_per_block(const struct vhdx *v)
 
 static uint64_t bitmap_page_of(const struct vhdx *v, uint64_t sector)
 {
-	uint64_t sectors_per_chunk = v->chunk_ratio * sectors_per_block(v);
+	uint64_t sectors_per_chunk = v->chunk_ratio * vhdx_sectors_per_block(v);
 	uint64_t chunk = sector / sectors_per_chunk;
 	return chunk * (VHDX_BITMAP_BLOCK_SIZE / PAGE) + (sector % sectors_per_chunk) / BITS_PER_PAGE;
 }
 
 static unsigned bitmap_bit_of(const struct vhdx *v, uint64_t sector)
 {
-	uint64_t sectors_per_chunk = v->chunk_ratio * sectors_per_block(v);
+	uint64_t sectors_per_chunk = v->chunk_ratio * vhdx_sectors_per_block(v);
 	return (unsigned)((sector % sectors_per_chunk) % BITS_PER_PAGE);
 }
 

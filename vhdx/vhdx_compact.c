@@ -156,20 +156,15 @@ static int txn_reserve(struct compactor *c, unsigned pages)
 
 /* ---- sector bitmaps ---- */
 
-static uint64_t sectors_per_block(const struct vhdx *v)
-{
-	return v->block_size / v->logical_sector_size;
-}
-
 /* Where the bits of payload block n lie inside its chunk's sector bitmap block. */
 static uint64_t bits_offset(const struct vhdx *v, uint64_t n)
 {
-	return (n % v->chunk_ratio) * sectors_per_block(v) / 8;
+	return (n % v->chunk_ratio) * vhdx_sectors_per_block(v) / 8;
 }
 
 static uint64_t bits_length(const struct vhdx *v)
 {
-	return sectors_per_block(v) / 8;
+	return vhdx_sectors_per_block(v) / 8;
 }
 
 static uint64_t bitmap_entry(const struct vhdx *v, uint64_t n)

@@ -104,6 +104,18 @@ static inline uint64_t vhdx_bat_entry(unsigned state, uint64_t file_offset)
 	return (file_offset & ~((UINT64_C(1) << 20) - 1)) | state;
 }
 
+static inline uint64_t vhdx_sectors_per_block(const struct vhdx *v)
+{
+	return v->block_size / v->logical_sector_size;
+}
+
+/* Whether BAT entry index is a sector bitmap entry (one after every chunk_ratio payload
+ * entries). */
+static inline bool vhdx_is_bitmap_index(const struct vhdx *v, uint64_t index)
+{
+	return index % (v->chunk_ratio + 1) == v->chunk_ratio;
+}
+
 /* Index in the BAT of payload block n, and of the sector bitmap block of chunk c. */
 static inline uint64_t vhdx_payload_index(const struct vhdx *v, uint64_t n)
 {

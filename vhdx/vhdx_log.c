@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arith.h"
 #include "crc32c.h"
 #include "endian.h"
 #include "errmsg.h"
@@ -95,11 +96,6 @@ _Static_assert(SECTOR % D_SIZE == 0, "descriptors never straddle a sector");
 static uint64_t descriptor_sectors(uint64_t n)
 {
 	return (EH_SIZE + n * D_SIZE + SECTOR - 1) / SECTOR;
-}
-
-static bool ranges_overlap(uint64_t a, uint64_t a_len, uint64_t b, uint64_t b_len)
-{
-	return a < b + b_len && b < a + a_len;
 }
 
 /* Whether [offset, offset + len) may be written by the log of a file whose log region is

@@ -30,6 +30,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "arith.h"
+#include "json_util.h"
 #include "crc32c.h"
 #include "endian.h"
 #include "guid.h"
@@ -54,31 +56,6 @@
 #define COPY_CHUNK		(1u << 20)
 
 /* ---- small helpers ---- */
-
-static uint64_t round_up(uint64_t v, uint64_t align)
-{
-	return (v + align - 1) / align * align;
-}
-
-static uint64_t div_round_up(uint64_t v, uint64_t d)
-{
-	return v / d + (v % d != 0);
-}
-
-static uint64_t min_u64(uint64_t a, uint64_t b)
-{
-	return a < b ? a : b;
-}
-
-static bool is_power_of_two(uint64_t v)
-{
-	return v && !(v & (v - 1));
-}
-
-static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
-{
-	return alen && blen && a < b + blen && b < a + alen;
-}
 
 static unsigned long long ull(uint64_t v)
 {
@@ -1239,16 +1216,11 @@ static const struct span *layout_hit(const struct layout *l, uint64_t start, uin
 
 /* ---- BAT entries ---- */
 
-static bool is_bitmap_entry(const struct vhdx *v, uint64_t index)
-{
-	return index % (v->chunk_ratio + 1) == v->chunk_ratio;
-}
-
 /* Payload block number of a payload entry, chunk number of a bitmap entry. */
 static uint64_t entry_block(const struct vhdx *v, uint64_t index)
 {
 	uint64_t chunk = index / (v->chunk_ratio + 1);
-	if (is_bitmap_entry(v, index))
+	if (vhdx_is_bitmap_index(v, index))
 		return chunk;
 	return chunk * v->chunk_ratio + index % (v->chunk_ratio + 1);
 }
@@ -1256,7 +1228,7 @@ static uint64_t entry_block(const struct vhdx *v, uint64_t index)
 static bool entry_present(const struct vhdx *v, uint64_t index, uint64_t entry)
 {
 	unsigned st = vhdx_bat_state(entry);
-	if (is_bitmap_entry(v, index))
+	if (vhdx_is_bitmap_index(v, index))
 		return st == VHDX_BITMAP_PRESENT;
 	return st == VHDX_BLOCK_FULLY_PRESENT || st == VHDX_BLOCK_PARTIALLY_PRESENT;
 }
@@ -1265,7 +1237,7 @@ static bool entry_present(const struct vhdx *v, uint64_t index, uint64_t entry)
  * block as far as the virtual disk reaches into it. */
 static uint64_t entry_need(const struct vhdx *v, uint64_t index)
 {
-	if (is_bitmap_entry(v, index))
+	if (vhdx_is_bitmap_index(v, index))
 		return VHDX_BITMAP_BLOCK_SIZE;
 	uint64_t start = entry_block(v, index) * v->block_size;
 	if (start >= v->virtual_size)
@@ -1276,12 +1248,12 @@ static uint64_t entry_need(const struct vhdx *v, uint64_t index)
 /* The whole block: what the block owns in the file. */
 static uint64_t entry_span(const struct vhdx *v, uint64_t index)
 {
-	return is_bitmap_entry(v, index) ? VHDX_BITMAP_BLOCK_SIZE : v->block_size;
+	return vhdx_is_bitmap_index(v, index) ? VHDX_BITMAP_BLOCK_SIZE : v->block_size;
 }
 
 static void entry_text(const struct vhdx *v, uint64_t index, char *out, size_t size)
 {
-	if (is_bitmap_entry(v, index))
+	if (vhdx_is_bitmap_index(v, index))
 		snprintf(out, size, "BAT entry %llu (sector bitmap of chunk %llu)", ull(index),
 			 ull(entry_block(v, index)));
 	else
@@ -1398,7 +1370,7 @@ static bool past_end(const struct bat_scan *s, uint64_t off, uint64_t need)
 static int scan_absent(struct bat_scan *s, uint64_t i, uint64_t e)
 {
 	unsigned st = vhdx_bat_state(e);
-	bool known = is_bitmap_entry(s->v, i) ? st == VHDX_BITMAP_NOT_PRESENT
+	bool known = vhdx_is_bitmap_index(s->v, i) ? st == VHDX_BITMAP_NOT_PRESENT
 					      : st <= VHDX_BLOCK_UNMAPPED;
 	if (!known)
 		return report(s, BAT_BAD_STATE, i);
@@ -1447,7 +1419,7 @@ static int scan_entry(struct bat_scan *s, uint64_t i)
 					   .what = hit->what };
 		return s->fn(s->ctx, &issue);
 	}
-	if (vhdx_bat_state(e) == VHDX_BLOCK_PARTIALLY_PRESENT && !is_bitmap_entry(s->v, i)) {
+	if (vhdx_bat_state(e) == VHDX_BLOCK_PARTIALLY_PRESENT && !vhdx_is_bitmap_index(s->v, i)) {
 		ret = scan_partial(s, i);
 		if (ret)
 			return ret;
@@ -1516,7 +1488,7 @@ static int bat_scan(const struct vhdx *v, uint64_t *bat, const uint64_t *limit,
 	for (uint64_t i = v->chunk_ratio; i < v->bat_entries && ret == 0; i += v->chunk_ratio + 1)
 		ret = scan_entry(&s, i);
 	for (uint64_t i = 0; i < v->bat_entries && ret == 0; i++)
-		if (!is_bitmap_entry(v, i))
+		if (!vhdx_is_bitmap_index(v, i))
 			ret = scan_entry(&s, i);
 	if (ret == 0)
 		ret = scan_overlaps(&s);
@@ -1829,22 +1801,6 @@ static int plan_image(const char *path, const struct vdisk_create_options *o, st
 
 /* ---- creation: writing ---- */
 
-static int write_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-	const uint8_t *p = buf;
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 static void put_region(uint8_t *e, const struct guid *g, uint64_t off, uint32_t len)
 {
 	memcpy(e + VHDX_RE_GUID, g->bytes, 16);
@@ -2001,13 +1957,13 @@ static int write_fixed_bat(int fd, const struct create_plan *p)
 		uint64_t n = min_u64(COPY_CHUNK / 8, g->bat_entries - i);
 		for (uint64_t k = 0; k < n; k++, i++) {
 			uint64_t e = 0;
-			if (!is_bitmap_entry(g, i))
+			if (!vhdx_is_bitmap_index(g, i))
 				e = vhdx_bat_entry(VHDX_BLOCK_FULLY_PRESENT,
 						   p->data_offset +
 							   entry_block(g, i) * g->block_size);
 			store_le64(buf + k * 8, e);
 		}
-		ret = write_all(fd, buf, (size_t)n * 8, g->bat_offset + (i - n) * 8);
+		ret = vdisk_fd_pwrite_all(fd, buf, (size_t)n * 8, g->bat_offset + (i - n) * 8);
 	}
 	free(buf);
 	return ret;
@@ -2025,7 +1981,7 @@ static int allocate_file(int fd, uint64_t size)
 	if (!zeros)
 		return -ENOMEM;
 	for (uint64_t off = 0; off < size && ret == 0; off += COPY_CHUNK)
-		ret = write_all(fd, zeros, (size_t)min_u64(COPY_CHUNK, size - off), off);
+		ret = vdisk_fd_pwrite_all(fd, zeros, (size_t)min_u64(COPY_CHUNK, size - off), off);
 	free(zeros);
 	return ret;
 }
@@ -2043,26 +1999,15 @@ static int write_image(int fd, const struct create_plan *p)
 	if (ret == 0)
 		ret = build_metadata(p, &buf, &len);
 	if (ret == 0)
-		ret = write_all(fd, buf, len, CREATE_METADATA_OFFSET);
+		ret = vdisk_fd_pwrite_all(fd, buf, len, CREATE_METADATA_OFFSET);
 	free(buf);
 	buf = NULL;
 	if (ret == 0)
 		ret = build_header_section(p, &buf, &len);
 	if (ret == 0)
-		ret = write_all(fd, buf, len, 0);
+		ret = vdisk_fd_pwrite_all(fd, buf, len, 0);
 	free(buf);
 	return ret;
-}
-
-static int open_target(const char *path, bool overwrite, int *fd, char *err, size_t err_size)
-{
-	*fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | (overwrite ? O_TRUNC : O_EXCL), 0644);
-	if (*fd >= 0)
-		return 0;
-	int e = errno;
-	if (e == EEXIST)
-		return vdisk_errorf(err, err_size, -e, "file exists (use --force to replace it)");
-	return vdisk_errorf(err, err_size, -e, "cannot create: %s", strerror(e));
 }
 
 int vhdx_create(const char *path, const struct vdisk_create_options *opts, char *err,
@@ -2070,17 +2015,15 @@ int vhdx_create(const char *path, const struct vdisk_create_options *opts, char 
 {
 	struct create_plan p = { 0 };
 	int fd = -1;
+	bool created = false;
 
 	int ret = plan_image(path, opts, &p, err, err_size);
 	if (ret == 0)
-		ret = open_target(path, opts->overwrite, &fd, err, err_size);
+		ret = vdisk_create_begin(path, opts->overwrite, &fd, &created, err, err_size);
 	if (ret)
 		goto out;
 	ret = write_image(fd, &p);
-	if (ret == 0 && fsync(fd) != 0)
-		ret = -errno;
-	if (close(fd) != 0 && ret == 0)
-		ret = -errno;
+	ret = vdisk_create_end(path, fd, created, ret);
 	if (ret) {
 		if (ret == -ENAMETOOLONG)
 			vdisk_errorf(err, err_size, ret,
@@ -2093,7 +2036,6 @@ int vhdx_create(const char *path, const struct vdisk_create_options *opts, char 
 		else
 			vdisk_errorf(err, err_size, ret, "cannot write the image: %s",
 				     strerror(-ret));
-		unlink(path);
 	}
 out:
 	free(p.absolute);
@@ -2102,24 +2044,6 @@ out:
 }
 
 /* ---- info ---- */
-
-/* Sets key to value (stolen), remembering a failure in *ret. */
-static void set(json_t *obj, const char *key, json_t *value, int *ret)
-{
-	if (json_object_set_new(obj, key, value) != 0)
-		*ret = -ENOMEM;
-}
-
-static void append(json_t *array, json_t *value, int *ret)
-{
-	if (json_array_append_new(array, value) != 0)
-		*ret = -ENOMEM;
-}
-
-static json_t *json_u64(uint64_t v)
-{
-	return json_integer((json_int_t)v);
-}
 
 static json_t *json_guid(const struct guid *g)
 {
@@ -2145,16 +2069,16 @@ static json_t *info_header(const struct header_pair *p, int i, int current)
 	int ret = 0;
 	if (!o)
 		return NULL;
-	set(o, "offset", json_u64(header_offsets[i]), &ret);
-	set(o, "valid", json_boolean(p->valid[i]), &ret);
-	set(o, "current", json_boolean(i == current), &ret);
+	vdisk_json_set(o, "offset", vdisk_json_u64(header_offsets[i]), &ret);
+	vdisk_json_set(o, "valid", json_boolean(p->valid[i]), &ret);
+	vdisk_json_set(o, "current", json_boolean(i == current), &ret);
 	if (p->valid[i]) {
-		set(o, "sequence", json_u64(h->sequence), &ret);
-		set(o, "file_write_guid", json_guid(&h->file_write_guid), &ret);
-		set(o, "data_write_guid", json_guid(&h->data_write_guid), &ret);
-		set(o, "log_guid", json_guid(&h->log_guid), &ret);
+		vdisk_json_set(o, "sequence", vdisk_json_u64(h->sequence), &ret);
+		vdisk_json_set(o, "file_write_guid", json_guid(&h->file_write_guid), &ret);
+		vdisk_json_set(o, "data_write_guid", json_guid(&h->data_write_guid), &ret);
+		vdisk_json_set(o, "log_guid", json_guid(&h->log_guid), &ret);
 	} else {
-		set(o, "problem", json_string(p->why[i]), &ret);
+		vdisk_json_set(o, "problem", json_string(p->why[i]), &ret);
 	}
 	if (ret) {
 		json_decref(o);
@@ -2175,14 +2099,14 @@ static int info_headers(struct vdisk *disk, const struct vhdx *v, json_t *d)
 		if (!o)
 			ret = -ENOMEM;
 		else
-			append(a, o, &ret);
+			vdisk_json_append(a, o, &ret);
 	}
 	free(p);
 	if (ret) {
 		json_decref(a);
 		return ret;
 	}
-	set(d, "headers", a, &ret);
+	vdisk_json_set(d, "headers", a, &ret);
 	return ret;
 }
 
@@ -2195,12 +2119,12 @@ static int info_log(const struct vhdx *v, json_t *d)
 	int ret = o ? 0 : -ENOMEM;
 	if (ret)
 		return ret;
-	set(o, "offset", json_u64(v->header.log_offset), &ret);
-	set(o, "length", json_u64(v->header.log_length), &ret);
-	set(o, "state", json_string(state), &ret);
+	vdisk_json_set(o, "offset", vdisk_json_u64(v->header.log_offset), &ret);
+	vdisk_json_set(o, "length", vdisk_json_u64(v->header.log_length), &ret);
+	vdisk_json_set(o, "state", json_string(state), &ret);
 	if (v->replayed || v->log_dirty)
-		set(o, "entries", json_u64(v->replay.entries), &ret);
-	set(d, "log", o, &ret);
+		vdisk_json_set(o, "entries", vdisk_json_u64(v->replay.entries), &ret);
+	vdisk_json_set(d, "log", o, &ret);
 	return ret;
 }
 
@@ -2215,15 +2139,15 @@ static int info_regions(const struct vhdx *v, json_t *d)
 			ret = -ENOMEM;
 			break;
 		}
-		set(o, "guid", json_guid(&r->guid), &ret);
-		set(o, "name", json_str_or_null(region_name(&r->guid)), &ret);
-		set(o, "offset", json_u64(r->file_offset), &ret);
-		set(o, "length", json_u64(r->length), &ret);
-		set(o, "required", json_boolean(r->required), &ret);
-		append(a, o, &ret);
+		vdisk_json_set(o, "guid", json_guid(&r->guid), &ret);
+		vdisk_json_set(o, "name", json_str_or_null(region_name(&r->guid)), &ret);
+		vdisk_json_set(o, "offset", vdisk_json_u64(r->file_offset), &ret);
+		vdisk_json_set(o, "length", vdisk_json_u64(r->length), &ret);
+		vdisk_json_set(o, "required", json_boolean(r->required), &ret);
+		vdisk_json_append(a, o, &ret);
 	}
-	set(d, "regions", a, &ret);
-	set(d, "region_table", json_integer(v->region_table + 1), &ret);
+	vdisk_json_set(d, "regions", a, &ret);
+	vdisk_json_set(d, "region_table", json_integer(v->region_table + 1), &ret);
 	return ret;
 }
 
@@ -2233,14 +2157,14 @@ static int info_metadata(const struct vhdx *v, json_t *d)
 	int ret = o ? 0 : -ENOMEM;
 	if (ret)
 		return ret;
-	set(o, "block_size", json_u64(v->block_size), &ret);
-	set(o, "leave_blocks_allocated", json_boolean(v->leave_blocks_allocated), &ret);
-	set(o, "has_parent", json_boolean(v->has_parent), &ret);
-	set(o, "virtual_size", json_u64(v->virtual_size), &ret);
-	set(o, "logical_sector_size", json_u64(v->logical_sector_size), &ret);
-	set(o, "physical_sector_size", json_u64(v->physical_sector_size), &ret);
-	set(o, "page83", json_guid(&v->page83), &ret);
-	set(d, "metadata", o, &ret);
+	vdisk_json_set(o, "block_size", vdisk_json_u64(v->block_size), &ret);
+	vdisk_json_set(o, "leave_blocks_allocated", json_boolean(v->leave_blocks_allocated), &ret);
+	vdisk_json_set(o, "has_parent", json_boolean(v->has_parent), &ret);
+	vdisk_json_set(o, "virtual_size", vdisk_json_u64(v->virtual_size), &ret);
+	vdisk_json_set(o, "logical_sector_size", vdisk_json_u64(v->logical_sector_size), &ret);
+	vdisk_json_set(o, "physical_sector_size", vdisk_json_u64(v->physical_sector_size), &ret);
+	vdisk_json_set(o, "page83", json_guid(&v->page83), &ret);
+	vdisk_json_set(d, "metadata", o, &ret);
 	return ret;
 }
 
@@ -2252,7 +2176,7 @@ static int info_blocks(const struct vhdx *v, json_t *d)
 	/* the I/O path may be allocating meanwhile: it stores entries atomically */
 	for (uint64_t i = 0; i < v->bat_entries; i++) {
 		uint64_t e = __atomic_load_n(&v->bat[i], __ATOMIC_RELAXED);
-		if (is_bitmap_entry(v, i))
+		if (vhdx_is_bitmap_index(v, i))
 			bitmaps += vhdx_bat_state(e) == VHDX_BITMAP_PRESENT;
 		else if (entry_block(v, i) < v->data_blocks)
 			count[vhdx_bat_state(e)]++;
@@ -2260,16 +2184,16 @@ static int info_blocks(const struct vhdx *v, json_t *d)
 	json_t *o = json_object();
 	if (!o)
 		return -ENOMEM;
-	set(o, "not_present", json_u64(count[VHDX_BLOCK_NOT_PRESENT]), &ret);
-	set(o, "undefined", json_u64(count[VHDX_BLOCK_UNDEFINED]), &ret);
-	set(o, "zero", json_u64(count[VHDX_BLOCK_ZERO]), &ret);
-	set(o, "unmapped", json_u64(count[VHDX_BLOCK_UNMAPPED]), &ret);
-	set(o, "fully_present", json_u64(count[VHDX_BLOCK_FULLY_PRESENT]), &ret);
-	set(o, "partially_present", json_u64(count[VHDX_BLOCK_PARTIALLY_PRESENT]), &ret);
-	set(d, "block_states", o, &ret);
-	set(d, "sector_bitmaps_present", json_u64(bitmaps), &ret);
-	set(d, "bat_entries", json_u64(v->bat_entries), &ret);
-	set(d, "chunk_ratio", json_u64(v->chunk_ratio), &ret);
+	vdisk_json_set(o, "not_present", vdisk_json_u64(count[VHDX_BLOCK_NOT_PRESENT]), &ret);
+	vdisk_json_set(o, "undefined", vdisk_json_u64(count[VHDX_BLOCK_UNDEFINED]), &ret);
+	vdisk_json_set(o, "zero", vdisk_json_u64(count[VHDX_BLOCK_ZERO]), &ret);
+	vdisk_json_set(o, "unmapped", vdisk_json_u64(count[VHDX_BLOCK_UNMAPPED]), &ret);
+	vdisk_json_set(o, "fully_present", vdisk_json_u64(count[VHDX_BLOCK_FULLY_PRESENT]), &ret);
+	vdisk_json_set(o, "partially_present", vdisk_json_u64(count[VHDX_BLOCK_PARTIALLY_PRESENT]), &ret);
+	vdisk_json_set(d, "block_states", o, &ret);
+	vdisk_json_set(d, "sector_bitmaps_present", vdisk_json_u64(bitmaps), &ret);
+	vdisk_json_set(d, "bat_entries", vdisk_json_u64(v->bat_entries), &ret);
+	vdisk_json_set(d, "chunk_ratio", vdisk_json_u64(v->chunk_ratio), &ret);
 	return ret;
 }
 
@@ -2280,11 +2204,11 @@ static int info_parent_image(const struct vhdx *v, json_t *p)
 	int ret = vdisk_get_info(v->parent, &pi);
 	if (ret)
 		return ret;
-	set(p, "format", json_string(pi.format), &ret);
-	set(p, "virtual_size", json_u64(pi.virtual_size), &ret);
-	set(p, "file_size", json_u64(pi.file_size), &ret);
+	vdisk_json_set(p, "format", json_string(pi.format), &ret);
+	vdisk_json_set(p, "virtual_size", vdisk_json_u64(pi.virtual_size), &ret);
+	vdisk_json_set(p, "file_size", vdisk_json_u64(pi.file_size), &ret);
 	if (pi.details)
-		set(p, "details", pi.details, &ret);
+		vdisk_json_set(p, "details", pi.details, &ret);
 	return ret;
 }
 
@@ -2295,15 +2219,15 @@ static int info_parent(const struct vhdx *v, json_t *d)
 	int ret = p ? 0 : -ENOMEM;
 	if (ret)
 		return ret;
-	set(p, "linkage", json_str_or_null(l->parent_linkage), &ret);
-	set(p, "linkage2", json_str_or_null(l->parent_linkage2), &ret);
-	set(p, "relative_path", json_str_or_null(l->relative_path), &ret);
-	set(p, "absolute_win32_path", json_str_or_null(l->absolute_win32_path), &ret);
-	set(p, "volume_path", json_str_or_null(l->volume_path), &ret);
-	set(p, "path", json_str_or_null(v->parent_path), &ret);
+	vdisk_json_set(p, "linkage", json_str_or_null(l->parent_linkage), &ret);
+	vdisk_json_set(p, "linkage2", json_str_or_null(l->parent_linkage2), &ret);
+	vdisk_json_set(p, "relative_path", json_str_or_null(l->relative_path), &ret);
+	vdisk_json_set(p, "absolute_win32_path", json_str_or_null(l->absolute_win32_path), &ret);
+	vdisk_json_set(p, "volume_path", json_str_or_null(l->volume_path), &ret);
+	vdisk_json_set(p, "path", json_str_or_null(v->parent_path), &ret);
 	if (ret == 0 && v->parent)
 		ret = info_parent_image(v, p);
-	set(d, "parent", p, &ret);
+	vdisk_json_set(d, "parent", p, &ret);
 	return ret;
 }
 
@@ -2317,8 +2241,8 @@ int vhdx_get_info(struct vdisk *disk, struct vdisk_info *info)
 	info->logical_sector_size = v->logical_sector_size;
 	info->physical_sector_size = v->physical_sector_size;
 	if (ret == 0) {
-		set(d, "type", json_string(type_name(v)), &ret);
-		set(d, "creator", json_string(v->creator), &ret);
+		vdisk_json_set(d, "type", json_string(type_name(v)), &ret);
+		vdisk_json_set(d, "creator", json_string(v->creator), &ret);
 	}
 	if (ret == 0)
 		ret = info_headers(disk, v, d);
@@ -2631,10 +2555,10 @@ static void fix_entry(struct check *c, uint64_t index, uint64_t value, const cha
 static void drop_entry(struct check *c, uint64_t index, const char *what, bool past_end)
 {
 	const struct vhdx *v = c->v;
-	bool zero = past_end && v->has_parent && !is_bitmap_entry(v, index) &&
+	bool zero = past_end && v->has_parent && !vhdx_is_bitmap_index(v, index) &&
 		    vhdx_bat_state(c->bat[index]) == VHDX_BLOCK_FULLY_PRESENT;
 	const char *how = zero			      ? "marked the block zero (it read as zeros)"
-			  : is_bitmap_entry(v, index) ? "dropped the sector bitmap"
+			  : vhdx_is_bitmap_index(v, index) ? "dropped the sector bitmap"
 			  : v->has_parent
 				  ? "dropped the entry (that part of the disk now reads from "
 				    "the parent)"
@@ -2768,20 +2692,10 @@ static int check_bat(struct check *c)
 	return ret;
 }
 
-/* Space in use: the header section, the log, the regions and the blocks (whole blocks,
- * even where the virtual disk ends before the block does). */
-struct extent {
-	uint64_t start, end;
-	bool block;
-};
-
-static int compare_extent(const void *a, const void *b)
-{
-	const struct extent *x = a, *y = b;
-	return x->start < y->start ? -1 : x->start > y->start;
-}
-
-static struct extent *used_extents(struct check *c, size_t *count)
+/* Space in use, sorted: the header section, the log and the regions (VDISK_SPAN_FIXED)
+ * and the blocks (their BAT index; whole blocks, even where the virtual disk ends before
+ * the block does). */
+static struct vdisk_span *used_extents(struct check *c, size_t *count)
 {
 	const struct vhdx *v = c->v;
 	struct layout l;
@@ -2789,20 +2703,20 @@ static struct extent *used_extents(struct check *c, size_t *count)
 
 	if (layout_build(v, &l))
 		return NULL;
-	struct extent *e = malloc((l.n + present_entries(v, c->bat)) * sizeof(*e));
+	struct vdisk_span *e = malloc((l.n + present_entries(v, c->bat)) * sizeof(*e));
 	if (!e) {
 		free(l.s);
 		return NULL;
 	}
 	for (unsigned i = 0; i < l.n; i++)
-		e[n++] = (struct extent){ l.s[i].start, l.s[i].end, false };
+		e[n++] = (struct vdisk_span){ l.s[i].start, l.s[i].end, VDISK_SPAN_FIXED };
 	free(l.s);
 	for (uint64_t i = 0; i < v->bat_entries; i++) {
 		uint64_t off = vhdx_bat_offset(c->bat[i]);
 		if (entry_present(v, i, c->bat[i]) && off)
-			e[n++] = (struct extent){ off, off + entry_span(v, i), true };
+			e[n++] = (struct vdisk_span){ off, off + entry_span(v, i), i };
 	}
-	qsort(e, n, sizeof(*e), compare_extent);
+	vdisk_spans_sort(e, n);
 	*count = n;
 	return e;
 }
@@ -2840,7 +2754,7 @@ static void check_leaks(struct check *c)
 	bool blocks = false;
 	size_t n;
 
-	struct extent *e = used_extents(c, &n);
+	struct vdisk_span *e = used_extents(c, &n);
 	if (!e) {
 		c->error = -ENOMEM;
 		return;
@@ -2852,7 +2766,7 @@ static void check_leaks(struct check *c)
 				"used "
 				"by any block",
 				ull((e[i].start - pos) / MiB), ull(pos), ull(e[i].start));
-		blocks |= e[i].block;
+		blocks |= e[i].index != VDISK_SPAN_FIXED;
 		if (e[i].end > pos)
 			pos = e[i].end;
 	}

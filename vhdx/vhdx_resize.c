@@ -38,22 +38,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arith.h"
 #include "endian.h"
 #include "vhdx_internal.h"
 
 #define PAGE		 VHDX_LOG_SECTOR
 #define ENTRIES_PER_PAGE (PAGE / VHDX_BAT_ENTRY_SIZE)
 #define CHUNK		 (1u << 20)
-
-static uint64_t round_up(uint64_t v, uint64_t align)
-{
-	return (v + align - 1) / align * align;
-}
-
-static uint64_t min_u64(uint64_t a, uint64_t b)
-{
-	return a < b ? a : b;
-}
 
 static uint64_t max_u64(uint64_t a, uint64_t b)
 {
@@ -66,15 +57,10 @@ static int fail(char *err, size_t err_size, int ret, const char *what)
 	return ret;
 }
 
-static bool is_bitmap_index(const struct vhdx *v, uint64_t index)
-{
-	return index % (v->chunk_ratio + 1) == v->chunk_ratio;
-}
-
 static bool entry_present(const struct vhdx *v, uint64_t index)
 {
 	unsigned st = vhdx_bat_state(v->bat[index]);
-	if (is_bitmap_index(v, index))
+	if (vhdx_is_bitmap_index(v, index))
 		return st == VHDX_BITMAP_PRESENT;
 	return st == VHDX_BLOCK_FULLY_PRESENT || st == VHDX_BLOCK_PARTIALLY_PRESENT;
 }
@@ -104,7 +90,7 @@ static void plan_used_end(struct plan *p, const struct vdisk_file *file)
 	for (uint64_t i = 0; i < v->bat_entries; i++) {
 		if (!entry_present(v, i))
 			continue;
-		uint64_t span = is_bitmap_index(v, i) ? VHDX_BITMAP_BLOCK_SIZE : v->block_size;
+		uint64_t span = vhdx_is_bitmap_index(v, i) ? VHDX_BITMAP_BLOCK_SIZE : v->block_size;
 		p->blocks_end = max_u64(p->blocks_end, vhdx_bat_offset(v->bat[i]) + span);
 	}
 	p->used_end = round_up(max_u64(end, p->blocks_end), VHDX_ALIGN);
@@ -151,7 +137,7 @@ static uint64_t new_entry(const struct plan *p, uint64_t index)
 	if (index >= g->bat_entries)
 		return 0;
 	uint64_t chunk = index / (g->chunk_ratio + 1);
-	if (is_bitmap_index(g, index))
+	if (vhdx_is_bitmap_index(g, index))
 		return chunk < min_u64(v->bitmap_blocks, g->bitmap_blocks) && index < v->bat_entries
 			       ? v->bat[index]
 			       : 0;
