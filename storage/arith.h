@@ -10,6 +10,11 @@ static inline uint64_t min_u64(uint64_t a, uint64_t b)
 	return a < b ? a : b;
 }
 
+static inline uint64_t max_u64(uint64_t a, uint64_t b)
+{
+	return a > b ? a : b;
+}
+
 /* v rounded up to a multiple of align (align > 0; the caller keeps v far from overflow). */
 static inline uint64_t round_up(uint64_t v, uint64_t align)
 {

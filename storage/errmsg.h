@@ -10,4 +10,7 @@
 int vdisk_errorf(char *err, size_t err_size, int ret, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
+/* "what: strerror(-ret)" into err; returns ret. */
+int vdisk_error_errno(char *err, size_t err_size, int ret, const char *what);
+
 #endif

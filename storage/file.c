@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define DEFAULT_MEM_ALIGN 4096
+#define DEFAULT_MEM_ALIGN    4096
 #define DEFAULT_OFFSET_ALIGN 512
 
 void *vdisk_alloc_aligned(size_t len)
@@ -29,7 +29,8 @@ void *vdisk_alloc_aligned(size_t len)
 static void direct_alignment(struct vdisk_file *file)
 {
 	file->mem_align = DEFAULT_MEM_ALIGN;
-	file->offset_align = file->is_block_device ? file->logical_sector_size : DEFAULT_OFFSET_ALIGN;
+	file->offset_align =
+		file->is_block_device ? file->logical_sector_size : DEFAULT_OFFSET_ALIGN;
 	struct statx stx;
 	if (statx(file->fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) != 0 ||
 	    !(stx.stx_mask & STATX_DIOALIGN))
@@ -79,8 +80,7 @@ static int take_lock(struct vdisk_file *file, char *err, size_t err_size)
 	return -e;
 }
 
-static int read_geometry(struct vdisk_file *file, const struct stat *st, char *err,
-			 size_t err_size)
+static int read_geometry(struct vdisk_file *file, const struct stat *st, char *err, size_t err_size)
 {
 	file->logical_sector_size = 512;
 	if (!file->is_block_device) {
@@ -223,8 +223,9 @@ static int file_pwrite(struct vdisk_file *file, const void *buf, size_t len, uin
 
 int vdisk_file_pwrite(struct vdisk_file *file, const void *buf, size_t len, uint64_t offset)
 {
-	struct vdisk_file_event ev = {.op = VDISK_FILE_PWRITE, .file = file, .buf = buf,
-				      .len = len, .offset = offset};
+	struct vdisk_file_event ev = {
+		.op = VDISK_FILE_PWRITE, .file = file, .buf = buf, .len = len, .offset = offset
+	};
 	observe(ev);
 	ev.result = file_pwrite(file, buf, len, offset);
 	ev.done = true;
@@ -259,9 +260,15 @@ int vdisk_fd_pwrite_all(int fd, const void *buf, size_t len, uint64_t offset)
 	return 0;
 }
 
+int vdisk_file_pwrite_sync(struct vdisk_file *file, const void *buf, size_t len, uint64_t offset)
+{
+	int ret = vdisk_file_pwrite(file, buf, len, offset);
+	return ret ? ret : vdisk_file_sync(file);
+}
+
 int vdisk_file_sync(struct vdisk_file *file)
 {
-	struct vdisk_file_event ev = {.op = VDISK_FILE_SYNC, .file = file};
+	struct vdisk_file_event ev = { .op = VDISK_FILE_SYNC, .file = file };
 	observe(ev);
 	ev.result = fdatasync(file->fd_buffered) == 0 ? 0 : -errno;
 	ev.done = true;
@@ -273,7 +280,7 @@ int vdisk_file_set_size(struct vdisk_file *file, uint64_t size)
 {
 	if (file->is_block_device)
 		return size <= file->size ? 0 : -ENOSPC;
-	struct vdisk_file_event ev = {.op = VDISK_FILE_SET_SIZE, .file = file, .offset = size};
+	struct vdisk_file_event ev = { .op = VDISK_FILE_SET_SIZE, .file = file, .offset = size };
 	observe(ev);
 	ev.result = ftruncate(file->fd_buffered, (off_t)size) == 0 ? 0 : -errno;
 	ev.done = true;
@@ -313,7 +320,8 @@ int vdisk_create_begin(const char *path, bool overwrite, int *fd, bool *created,
 	if (*fd < 0) {
 		int e = errno;
 		snprintf(err, err_size,
-			 e == EEXIST ? "file exists (use --force to replace it)" : "cannot create: %s",
+			 e == EEXIST ? "file exists (use --force to replace it)"
+				     : "cannot create: %s",
 			 strerror(e));
 		return -e;
 	}
@@ -321,7 +329,8 @@ int vdisk_create_begin(const char *path, bool overwrite, int *fd, bool *created,
 	if (flock(*fd, LOCK_EX | LOCK_NB) != 0) {
 		int e = errno;
 		snprintf(err, err_size,
-			 e == EWOULDBLOCK ? "is in use by another process (locked)" : "cannot lock: %s",
+			 e == EWOULDBLOCK ? "is in use by another process (locked)"
+					  : "cannot lock: %s",
 			 strerror(e));
 		ret = e == EWOULDBLOCK ? -EBUSY : -e;
 	} else if (!*created && ftruncate(*fd, 0) != 0) {

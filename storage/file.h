@@ -12,7 +12,7 @@
 
 struct vdisk_file {
 	char *path;
-	int fd;          /* O_DIRECT when direct is set */
+	int fd;		 /* O_DIRECT when direct is set */
 	int fd_buffered; /* same file without O_DIRECT, for ranges O_DIRECT cannot express */
 	bool direct;
 	bool read_only;
@@ -20,8 +20,8 @@ struct vdisk_file {
 	uint32_t mem_align;    /* buffer alignment O_DIRECT needs (1 when not direct) */
 	uint32_t offset_align; /* offset and length alignment O_DIRECT needs */
 	uint32_t logical_sector_size;
-	uint64_t size; /* at open, and as grown through vdisk_file_set_size() */
-	uint64_t dev, ino; /* identity, to find loops in backing chains */
+	uint64_t size;		   /* at open, and as grown through vdisk_file_set_size() */
+	uint64_t dev, ino;	   /* identity, to find loops in backing chains */
 	char fallback_reason[160]; /* why O_DIRECT was not used although asked for */
 };
 
@@ -50,6 +50,9 @@ int vdisk_create_begin(const char *path, bool overwrite, int *fd, bool *created,
 int vdisk_create_end(const char *path, int fd, bool created, int ret);
 int vdisk_file_pwrite(struct vdisk_file *file, const void *buf, size_t len, uint64_t offset);
 int vdisk_file_sync(struct vdisk_file *file);
+/* vdisk_file_pwrite, then vdisk_file_sync: a metadata write that must be durable before
+ * the next one. */
+int vdisk_file_pwrite_sync(struct vdisk_file *file, const void *buf, size_t len, uint64_t offset);
 /* Grows or shrinks a regular file. */
 int vdisk_file_set_size(struct vdisk_file *file, uint64_t size);
 /* Reserves host space for [offset, offset + len) without changing the file's size or
@@ -83,9 +86,9 @@ struct vdisk_file_event {
 	bool done;
 	const struct vdisk_file *file;
 	const void *buf; /* PWRITE: the bytes */
-	uint64_t len;    /* PWRITE */
+	uint64_t len;	 /* PWRITE */
 	uint64_t offset; /* PWRITE: file offset; SET_SIZE: the new size */
-	int result;      /* when done */
+	int result;	 /* when done */
 };
 struct vdisk_file_observer {
 	void (*event)(void *opaque, const struct vdisk_file_event *ev);

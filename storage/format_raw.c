@@ -12,7 +12,6 @@
 
 #include "format.h"
 
-
 static int raw_probe(const struct vdisk_probe *probe)
 {
 	(void)probe;
@@ -42,8 +41,8 @@ static void raw_readv(struct vdisk_req *req)
 
 static void raw_writev(struct vdisk_req *req)
 {
-	vdisk_req_file_io(req, ENGINE_WRITE, req->disk->file, req->iov, req->iovcnt, req->offset,
-			  0, 0);
+	vdisk_req_file_io(req, ENGINE_WRITE, req->disk->file, req->iov, req->iovcnt, req->offset, 0,
+			  0);
 }
 
 static void raw_flush(struct vdisk_req *req)
@@ -53,8 +52,8 @@ static void raw_flush(struct vdisk_req *req)
 
 static void raw_discard(struct vdisk_req *req)
 {
-	vdisk_req_file_io(req, ENGINE_FALLOCATE, req->disk->file, NULL, 0, req->offset,
-			  req->length, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE);
+	vdisk_req_file_io(req, ENGINE_FALLOCATE, req->disk->file, NULL, 0, req->offset, req->length,
+			  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE);
 }
 
 static void raw_write_zeroes(struct vdisk_req *req)

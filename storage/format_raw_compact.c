@@ -20,8 +20,7 @@ static bool is_zero(const uint8_t *p, size_t len)
 
 int vdisk_compact_fail(struct vdisk_compact_ctx *c, int ret, const char *what)
 {
-	snprintf(c->err, c->err_size, "%s: %s", what, strerror(-ret));
-	return ret;
+	return vdisk_error_errno(c->err, c->err_size, ret, what);
 }
 
 void vdisk_compact_advance(struct vdisk_compact_ctx *c, uint64_t units)

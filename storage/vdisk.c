@@ -1059,6 +1059,11 @@ int vdisk_errorf(char *err, size_t err_size, int ret, const char *fmt, ...)
 	return ret;
 }
 
+int vdisk_error_errno(char *err, size_t err_size, int ret, const char *what)
+{
+	return vdisk_errorf(err, err_size, ret, "%s: %s", what, strerror(-ret));
+}
+
 /* ---- maintenance ---- */
 
 static int maintenance_start(struct vdisk *disk, bool supported, char *err, size_t err_size)

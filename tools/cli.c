@@ -1,6 +1,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,20 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 	fprintf(stderr, "\nTry 'vdisk %s --help'.\n", cmd);
 	va_end(ap);
 	return CLI_EXIT_USAGE;
+}
+
+int cli_bad_option(const char *cmd, char **argv)
+{
+	return cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[optind - 1]);
+}
+
+int cli_expect_one(const char *cmd, const char *name, int argc)
+{
+	if (optind == argc - 1)
+		return 0;
+	if (optind >= argc)
+		return cli_usage_error(cmd, "missing %s", name);
+	return cli_usage_error(cmd, "expected one %s, got %d", name, argc - optind);
 }
 
 static const char *hint_for(int err)
@@ -115,10 +130,10 @@ bool cli_parse_engine(const char *cmd, const char *text, enum vdisk_engine_kind 
 	static const struct {
 		const char *name;
 		enum vdisk_engine_kind kind;
-	} engines[] = {{"auto", VDISK_ENGINE_AUTO},
-		       {"io_uring", VDISK_ENGINE_URING},
-		       {"libaio", VDISK_ENGINE_AIO},
-		       {"sync", VDISK_ENGINE_SYNC}};
+	} engines[] = { { "auto", VDISK_ENGINE_AUTO },
+			{ "io_uring", VDISK_ENGINE_URING },
+			{ "libaio", VDISK_ENGINE_AIO },
+			{ "sync", VDISK_ENGINE_SYNC } };
 	for (unsigned i = 0; i < sizeof(engines) / sizeof(engines[0]); i++) {
 		if (!strcmp(text, engines[i].name)) {
 			*out = engines[i].kind;

@@ -29,6 +29,12 @@ extern const struct cli_command cmd_info, cmd_create, cmd_check, cmd_bench, cmd_
 
 /* "vdisk: CMD: message" on stderr; returns CLI_EXIT_USAGE. Adds a pointer to --help. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The usage error for the option getopt_long just refused (argv[optind - 1]). */
+int cli_bad_option(const char *cmd, char **argv);
+/* 0 when exactly one operand (called name: "FILE", "CHILD") follows the options, else the
+ * usage error. */
+int cli_expect_one(const char *cmd, const char *name, int argc);
+
 /* "vdisk: CMD: 'FILE': reason" and, on the next line, what to do about it (chosen from
  * err); returns CLI_EXIT_FAIL. file may be NULL. */
 int cli_fail(const char *cmd, const char *file, int err, const char *fmt, ...)

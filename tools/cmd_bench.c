@@ -62,8 +62,22 @@ static bool parse_seconds(const char *option, const char *text, double *out)
 	return true;
 }
 
-enum { OPT_RW = 256, OPT_BS, OPT_NUMJOBS, OPT_RAMP, OPT_MIX, OPT_OFFSET, OPT_SIZE, OPT_ENGINE,
-       OPT_CACHE, OPT_SEED, OPT_JSON, OPT_BATCH, OPT_STRIDE, OPT_FSYNC };
+enum {
+	OPT_RW = 256,
+	OPT_BS,
+	OPT_NUMJOBS,
+	OPT_RAMP,
+	OPT_MIX,
+	OPT_OFFSET,
+	OPT_SIZE,
+	OPT_ENGINE,
+	OPT_CACHE,
+	OPT_SEED,
+	OPT_JSON,
+	OPT_BATCH,
+	OPT_STRIDE,
+	OPT_FSYNC
+};
 
 static int parse_option(struct bench_cli *b, int c)
 {
@@ -82,15 +96,18 @@ static int parse_option(struct bench_cli *b, int c)
 		b->p.block_size = (uint32_t)v64;
 		return 0;
 	case 'd':
-		return cli_parse_uint("bench", "--iodepth", optarg, 1, 4096, &b->p.iodepth) ? 0
-											   : CLI_EXIT_USAGE;
+		return cli_parse_uint("bench", "--iodepth", optarg, 1, 4096, &b->p.iodepth)
+			       ? 0
+			       : CLI_EXIT_USAGE;
 	case OPT_BATCH:
-		return cli_parse_uint("bench", "--batch", optarg, 1, 4096, &b->p.batch) ? 0
-										       : CLI_EXIT_USAGE;
+		return cli_parse_uint("bench", "--batch", optarg, 1, 4096, &b->p.batch)
+			       ? 0
+			       : CLI_EXIT_USAGE;
 	case 'q':
 	case OPT_NUMJOBS:
-		return cli_parse_uint("bench", "--queues", optarg, 1, 64, &b->p.queues) ? 0
-											: CLI_EXIT_USAGE;
+		return cli_parse_uint("bench", "--queues", optarg, 1, 64, &b->p.queues)
+			       ? 0
+			       : CLI_EXIT_USAGE;
 	case 't':
 		return parse_seconds("--runtime", optarg, &b->p.runtime_s) ? 0 : CLI_EXIT_USAGE;
 	case OPT_RAMP:
@@ -105,7 +122,8 @@ static int parse_option(struct bench_cli *b, int c)
 		b->p.read_pct = v;
 		return 0;
 	case OPT_OFFSET:
-		return cli_parse_size("bench", "--offset", optarg, &b->p.offset) ? 0 : CLI_EXIT_USAGE;
+		return cli_parse_size("bench", "--offset", optarg, &b->p.offset) ? 0
+										 : CLI_EXIT_USAGE;
 	case OPT_FSYNC:
 		return cli_parse_uint("bench", "--fsync", optarg, 0, 1u << 30, &b->p.fsync_every)
 			       ? 0
@@ -137,27 +155,27 @@ static int parse_option(struct bench_cli *b, int c)
 static int parse_args(struct bench_cli *b, int argc, char **argv)
 {
 	static const struct option options[] = {
-		{"rw", required_argument, NULL, OPT_RW},
-		{"bs", required_argument, NULL, OPT_BS},
-		{"iodepth", required_argument, NULL, 'd'},
-		{"batch", required_argument, NULL, OPT_BATCH},
-		{"queues", required_argument, NULL, 'q'},
-		{"numjobs", required_argument, NULL, OPT_NUMJOBS},
-		{"runtime", required_argument, NULL, 't'},
-		{"ramp", required_argument, NULL, OPT_RAMP},
-		{"ios", required_argument, NULL, 'n'},
-		{"rwmixread", required_argument, NULL, OPT_MIX},
-		{"offset", required_argument, NULL, OPT_OFFSET},
-		{"size", required_argument, NULL, OPT_SIZE},
-		{"stride", required_argument, NULL, OPT_STRIDE},
-		{"fsync", required_argument, NULL, OPT_FSYNC},
-		{"engine", required_argument, NULL, OPT_ENGINE},
-		{"cache", required_argument, NULL, OPT_CACHE},
-		{"format", required_argument, NULL, 'f'},
-		{"seed", required_argument, NULL, OPT_SEED},
-		{"json", no_argument, NULL, OPT_JSON},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+		{ "rw", required_argument, NULL, OPT_RW },
+		{ "bs", required_argument, NULL, OPT_BS },
+		{ "iodepth", required_argument, NULL, 'd' },
+		{ "batch", required_argument, NULL, OPT_BATCH },
+		{ "queues", required_argument, NULL, 'q' },
+		{ "numjobs", required_argument, NULL, OPT_NUMJOBS },
+		{ "runtime", required_argument, NULL, 't' },
+		{ "ramp", required_argument, NULL, OPT_RAMP },
+		{ "ios", required_argument, NULL, 'n' },
+		{ "rwmixread", required_argument, NULL, OPT_MIX },
+		{ "offset", required_argument, NULL, OPT_OFFSET },
+		{ "size", required_argument, NULL, OPT_SIZE },
+		{ "stride", required_argument, NULL, OPT_STRIDE },
+		{ "fsync", required_argument, NULL, OPT_FSYNC },
+		{ "engine", required_argument, NULL, OPT_ENGINE },
+		{ "cache", required_argument, NULL, OPT_CACHE },
+		{ "format", required_argument, NULL, 'f' },
+		{ "seed", required_argument, NULL, OPT_SEED },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
 	};
 	int c;
 	optind = 1;
@@ -169,15 +187,13 @@ static int parse_args(struct bench_cli *b, int argc, char **argv)
 		}
 		int ret = parse_option(b, c);
 		if (ret < 0)
-			return cli_usage_error("bench", "unknown or incomplete option '%s'",
-					       argv[optind - 1]);
+			return cli_bad_option("bench", argv);
 		if (ret)
 			return ret;
 	}
-	if (optind != argc - 1)
-		return cli_usage_error("bench", optind == argc ? "missing FILE"
-							       : "expected one FILE, got %d",
-				       argc - optind);
+	int operands = cli_expect_one("bench", "FILE", argc);
+	if (operands)
+		return operands;
 	b->path = argv[optind];
 	return 0;
 }
@@ -202,8 +218,8 @@ static int print_json(const struct bench_cli *b, struct vdisk *disk, const struc
 			      (json_int_t)vdisk_size(disk), "engine", vdisk_engine_name(disk),
 			      "cache", b->opts.cache == VDISK_CACHE_DIRECT ? "direct" : "writeback",
 			      "rw", bench_pattern_name(b->p.pattern), "bs", (int)b->p.block_size,
-			      "iodepth", (int)b->p.iodepth, "batch", (int)b->p.batch, "queues", (int)b->p.queues, "seconds",
-			      r->seconds);
+			      "iodepth", (int)b->p.iodepth, "batch", (int)b->p.batch, "queues",
+			      (int)b->p.queues, "seconds", r->seconds);
 	if (o) {
 		json_object_set_new(o, "read", side_json(&r->read, r->seconds));
 		json_object_set_new(o, "write", side_json(&r->write, r->seconds));
@@ -244,7 +260,8 @@ static void print_text(const struct bench_cli *b, struct vdisk *disk, const stru
 	size_format(vdisk_size(disk), size, sizeof(size));
 	size_format(b->p.block_size, bs, sizeof(bs));
 	printf("%s: %s, %s; engine %s, cache %s\n", b->path, vdisk_format_name(disk), size,
-	       vdisk_engine_name(disk), b->opts.cache == VDISK_CACHE_DIRECT ? "direct" : "writeback");
+	       vdisk_engine_name(disk),
+	       b->opts.cache == VDISK_CACHE_DIRECT ? "direct" : "writeback");
 	printf("%s bs=%s iodepth=%u queues=%u: %.2f s\n", bench_pattern_name(b->p.pattern), bs,
 	       b->p.iodepth, b->p.queues, r->seconds);
 	if (r->seconds > 0) {
@@ -256,9 +273,15 @@ static void print_text(const struct bench_cli *b, struct vdisk *disk, const stru
 static int bench_main(int argc, char **argv)
 {
 	struct bench_cli b = {
-		.p = {.pattern = BENCH_RANDREAD, .block_size = 4096, .iodepth = 32, .batch = 1, .queues = 1,
-		      .runtime_s = 10, .read_pct = 50, .seed = 1},
-		.opts = {.cache = VDISK_CACHE_DIRECT, .engine = VDISK_ENGINE_AUTO},
+		.p = { .pattern = BENCH_RANDREAD,
+		       .block_size = 4096,
+		       .iodepth = 32,
+		       .batch = 1,
+		       .queues = 1,
+		       .runtime_s = 10,
+		       .read_pct = 50,
+		       .seed = 1 },
+		.opts = { .cache = VDISK_CACHE_DIRECT, .engine = VDISK_ENGINE_AUTO },
 	};
 	int ret = parse_args(&b, argc, argv);
 	if (ret)

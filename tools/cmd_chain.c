@@ -307,14 +307,12 @@ static int chain_run(int argc, char **argv)
 			chain_help(stdout);
 			return CLI_EXIT_OK;
 		default:
-			return cli_usage_error("chain", "unknown or incomplete option '%s'",
-					       argv[optind - 1]);
+			return cli_bad_option("chain", argv);
 		}
 	}
-	if (optind != argc - 1)
-		return cli_usage_error(
-			"chain", optind == argc ? "missing FILE" : "expected one FILE, got %d",
-			argc - optind);
+	int operands = cli_expect_one("chain", "FILE", argc);
+	if (operands)
+		return operands;
 	const char *path = argv[optind];
 	struct walk w = { .images = json_array() };
 	if (!w.images)

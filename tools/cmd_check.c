@@ -25,7 +25,7 @@ static void print_findings(const char *path, const struct vdisk_check_result *r)
 {
 	size_t i;
 	json_t *f;
-	json_array_foreach(r->findings, i, f) {
+	json_array_foreach (r->findings, i, f) {
 		printf("%s: %s\n", json_string_value(json_object_get(f, "severity")),
 		       json_string_value(json_object_get(f, "message")));
 	}
@@ -40,13 +40,15 @@ static void print_findings(const char *path, const struct vdisk_check_result *r)
 
 static int check_run(int argc, char **argv)
 {
-	static const struct option options[] = {{"repair", no_argument, NULL, 'r'},
-						{"format", required_argument, NULL, 'f'},
-						{"json", no_argument, NULL, 'j'},
-						{"allow-parent-mismatch", no_argument, NULL, 'P'},
-						{"help", no_argument, NULL, 'h'},
-						{0}};
-	struct vdisk_options opts = {.read_only = true, .cache = VDISK_CACHE_WRITEBACK};
+	static const struct option options[] = {
+		{ "repair", no_argument, NULL, 'r' },
+		{ "format", required_argument, NULL, 'f' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "allow-parent-mismatch", no_argument, NULL, 'P' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	struct vdisk_options opts = { .read_only = true, .cache = VDISK_CACHE_WRITEBACK };
 	bool json = false, repair = false;
 	int c;
 	optind = 1;
@@ -69,14 +71,12 @@ static int check_run(int argc, char **argv)
 			check_help(stdout);
 			return CLI_EXIT_OK;
 		default:
-			return cli_usage_error("check", "unknown or incomplete option '%s'",
-					       argv[optind - 1]);
+			return cli_bad_option("check", argv);
 		}
 	}
-	if (optind != argc - 1)
-		return cli_usage_error("check", optind == argc ? "missing FILE"
-							       : "expected one FILE, got %d",
-				       argc - optind);
+	int operands = cli_expect_one("check", "FILE", argc);
+	if (operands)
+		return operands;
 	const char *path = argv[optind];
 	if (repair) {
 		opts.read_only = false;

@@ -148,14 +148,12 @@ static int compact_run(int argc, char **argv)
 			compact_help(stdout);
 			return CLI_EXIT_OK;
 		default:
-			return cli_usage_error("compact", "unknown or incomplete option '%s'",
-					       argv[optind - 1]);
+			return cli_bad_option("compact", argv);
 		}
 	}
-	if (optind != argc - 1)
-		return cli_usage_error(
-			"compact", optind == argc ? "missing FILE" : "expected one FILE, got %d",
-			argc - optind);
+	int operands = cli_expect_one("compact", "FILE", argc);
+	if (operands)
+		return operands;
 	return compact_image(argv[optind], &opts, progress, json);
 }
 

@@ -87,8 +87,7 @@ static int compare_run(int argc, char **argv)
 			compare_help(stdout);
 			return CLI_EXIT_OK;
 		default:
-			return cli_usage_error("compare", "unknown or incomplete option '%s'",
-					       argv[optind - 1]);
+			return cli_bad_option("compare", argv);
 		}
 	}
 	if (argc - optind < 2)

@@ -398,8 +398,7 @@ static int parse_args(int argc, char **argv, struct convert_args *a)
 			convert_help(stdout);
 			return CLI_EXIT_OK;
 		default:
-			return cli_usage_error("convert", "unknown or incomplete option '%s'",
-					       argv[optind - 1]);
+			return cli_bad_option("convert", argv);
 		}
 	}
 	if (argc - optind < 2)

@@ -12,7 +12,8 @@ static void create_help(FILE *out)
 		"Creates an image of SIZE bytes (suffixes K, M, G, T: 512, 64M, 10G, 1.5T).\n\n"
 		"Options:\n"
 		"  -f, --format FMT       image format: raw, vhd or vhdx (default raw)\n"
-		"  -t, --type TYPE        fixed, dynamic or differencing, where the format has types\n"
+		"  -t, --type TYPE        fixed, dynamic or differencing, where the format has "
+		"types\n"
 		"  -b, --block-size SIZE  allocation block size, where the format has blocks\n"
 		"  -p, --parent FILE      parent image of a differencing image\n"
 		"      --sparse           leave fixed and raw images unallocated on the host\n"
@@ -28,7 +29,7 @@ static int report(const char *path, struct vdisk_create_options *o, bool json)
 {
 	if (!o->size) { /* a child takes its parent's size: read it back */
 		struct vdisk *disk;
-		struct vdisk_options ro = {.read_only = true, .cache = VDISK_CACHE_WRITEBACK};
+		struct vdisk_options ro = { .read_only = true, .cache = VDISK_CACHE_WRITEBACK };
 		if (vdisk_open(path, &ro, &disk, NULL, 0) == 0) {
 			o->size = vdisk_size(disk);
 			vdisk_close(disk);
@@ -45,19 +46,21 @@ static int report(const char *path, struct vdisk_create_options *o, bool json)
 
 static int create_run(int argc, char **argv)
 {
-	static const struct option options[] = {{"format", required_argument, NULL, 'f'},
-						{"type", required_argument, NULL, 't'},
-						{"block-size", required_argument, NULL, 'b'},
-						{"parent", required_argument, NULL, 'p'},
-						{"sparse", no_argument, NULL, 's'},
-						{"round-mib", no_argument, NULL, 'M'},
-						{"logical-sector-size", required_argument, NULL, 'L'},
-						{"physical-sector-size", required_argument, NULL, 'Y'},
-						{"force", no_argument, NULL, 'F'},
-						{"json", no_argument, NULL, 'j'},
-						{"help", no_argument, NULL, 'h'},
-						{0}};
-	struct vdisk_create_options o = {.format = "raw"};
+	static const struct option options[] = {
+		{ "format", required_argument, NULL, 'f' },
+		{ "type", required_argument, NULL, 't' },
+		{ "block-size", required_argument, NULL, 'b' },
+		{ "parent", required_argument, NULL, 'p' },
+		{ "sparse", no_argument, NULL, 's' },
+		{ "round-mib", no_argument, NULL, 'M' },
+		{ "logical-sector-size", required_argument, NULL, 'L' },
+		{ "physical-sector-size", required_argument, NULL, 'Y' },
+		{ "force", no_argument, NULL, 'F' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	struct vdisk_create_options o = { .format = "raw" };
 	bool json = false, round_mib = false;
 	uint64_t block_size = 0;
 	int c;
@@ -108,8 +111,7 @@ static int create_run(int argc, char **argv)
 			create_help(stdout);
 			return CLI_EXIT_OK;
 		default:
-			return cli_usage_error("create", "unknown or incomplete option '%s'",
-					       argv[optind - 1]);
+			return cli_bad_option("create", argv);
 		}
 	}
 	int left = argc - optind;

@@ -8,18 +8,19 @@
 
 static void info_help(FILE *out)
 {
-	fprintf(out, "Usage: vdisk info [OPTIONS] FILE\n\n"
-		     "Shows the format, sizes and format-specific details of an image.\n\n"
-		     "Options:\n"
-		     "  -f, --format FMT   read the image as FMT instead of probing its content\n"
-		     "      --allow-parent-mismatch\n"
-		     "                     open a differencing image whose parent's identity does\n"
-		     "                     not match the one it recorded\n"
-		     "  -U, --force-share  open even while another process writes the image\n"
-		     "      --replay       replay a VHDX log left by a crash first (opens the image\n"
-		     "                     for writing once)\n"
-		     "      --json         print one JSON object\n"
-		     "  -h, --help         show this help\n");
+	fprintf(out,
+		"Usage: vdisk info [OPTIONS] FILE\n\n"
+		"Shows the format, sizes and format-specific details of an image.\n\n"
+		"Options:\n"
+		"  -f, --format FMT   read the image as FMT instead of probing its content\n"
+		"      --allow-parent-mismatch\n"
+		"                     open a differencing image whose parent's identity does\n"
+		"                     not match the one it recorded\n"
+		"  -U, --force-share  open even while another process writes the image\n"
+		"      --replay       replay a VHDX log left by a crash first (opens the image\n"
+		"                     for writing once)\n"
+		"      --json         print one JSON object\n"
+		"  -h, --help         show this help\n");
 }
 
 static json_t *info_json(const char *path, const struct vdisk_info *info)
@@ -53,7 +54,7 @@ static void print_json_text(const char *key, json_t *value, int depth)
 		printf("\n");
 		const char *k;
 		json_t *v;
-		json_object_foreach(value, k, v)
+		json_object_foreach (value, k, v)
 			print_json_text(k, v, depth + 1);
 		break;
 	}
@@ -61,7 +62,7 @@ static void print_json_text(const char *key, json_t *value, int depth)
 		printf("\n");
 		size_t i;
 		json_t *v;
-		json_array_foreach(value, i, v) {
+		json_array_foreach (value, i, v) {
 			char index[24];
 			snprintf(index, sizeof(index), "[%zu]", i);
 			print_json_text(index, v, depth + 1);
@@ -103,21 +104,23 @@ static void info_text(const char *path, const struct vdisk_info *info)
 	const char *k;
 	json_t *v;
 	if (info->details)
-		json_object_foreach(info->details, k, v)
+		json_object_foreach (info->details, k, v)
 			print_json_text(k, v, 0);
 }
 
 static int info_run(int argc, char **argv)
 {
-	static const struct option options[] = {{"format", required_argument, NULL, 'f'},
-						{"force-share", no_argument, NULL, 'U'},
-						{"json", no_argument, NULL, 'j'},
-						{"replay", no_argument, NULL, 'R'},
-						{"allow-parent-mismatch", no_argument, NULL, 'P'},
-						{"help", no_argument, NULL, 'h'},
-						{0}};
-	struct vdisk_options opts = {.read_only = true, .cache = VDISK_CACHE_WRITEBACK,
-				     .engine = VDISK_ENGINE_AUTO};
+	static const struct option options[] = { { "format", required_argument, NULL, 'f' },
+						 { "force-share", no_argument, NULL, 'U' },
+						 { "json", no_argument, NULL, 'j' },
+						 { "replay", no_argument, NULL, 'R' },
+						 { "allow-parent-mismatch", no_argument, NULL,
+						   'P' },
+						 { "help", no_argument, NULL, 'h' },
+						 { 0 } };
+	struct vdisk_options opts = { .read_only = true,
+				      .cache = VDISK_CACHE_WRITEBACK,
+				      .engine = VDISK_ENGINE_AUTO };
 	bool json = false, replay = false;
 	int c;
 	optind = 1;
@@ -143,14 +146,12 @@ static int info_run(int argc, char **argv)
 			info_help(stdout);
 			return CLI_EXIT_OK;
 		default:
-			return cli_usage_error("info", "unknown or incomplete option '%s'",
-					       argv[optind - 1]);
+			return cli_bad_option("info", argv);
 		}
 	}
-	if (optind != argc - 1)
-		return cli_usage_error("info", optind == argc ? "missing FILE"
-							      : "expected one FILE, got %d",
-				       argc - optind);
+	int operands = cli_expect_one("info", "FILE", argc);
+	if (operands)
+		return operands;
 	const char *path = argv[optind];
 	struct vdisk *disk;
 	if (replay) { /* a read-write open replays a dirty log */

@@ -122,14 +122,12 @@ static int map_run(int argc, char **argv)
 			map_help(stdout);
 			return CLI_EXIT_OK;
 		default:
-			return cli_usage_error("map", "unknown or incomplete option '%s'",
-					       argv[optind - 1]);
+			return cli_bad_option("map", argv);
 		}
 	}
-	if (optind != argc - 1)
-		return cli_usage_error(
-			"map", optind == argc ? "missing FILE" : "expected one FILE, got %d",
-			argc - optind);
+	int operands = cli_expect_one("map", "FILE", argc);
+	if (operands)
+		return operands;
 	struct vdisk *disk;
 	int ret = cli_open("map", argv[optind], &opts, &disk);
 	if (ret)

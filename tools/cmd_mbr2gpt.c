@@ -108,14 +108,12 @@ static int parse_args(int argc, char **argv, struct mbr2gpt_args *a)
 			mbr2gpt_help(stdout);
 			return CLI_EXIT_OK;
 		default:
-			return cli_usage_error(CMD, "unknown or incomplete option '%s'",
-					       argv[optind - 1]);
+			return cli_bad_option(CMD, argv);
 		}
 	}
-	if (optind != argc - 1)
-		return cli_usage_error(
-			CMD, optind == argc ? "missing FILE" : "expected one FILE, got %d",
-			argc - optind);
+	int operands = cli_expect_one(CMD, "FILE", argc);
+	if (operands)
+		return operands;
 	a->path = argv[optind];
 	return PROCEED;
 }

@@ -78,14 +78,12 @@ static int parse_args(int argc, char **argv, struct merge_args *a)
 			merge_help(stdout);
 			return -1;
 		default:
-			return cli_usage_error("merge", "unknown or incomplete option '%s'",
-					       argv[optind - 1]);
+			return cli_bad_option("merge", argv);
 		}
 	}
-	if (optind != argc - 1)
-		return cli_usage_error(
-			"merge", optind == argc ? "missing CHILD" : "expected one CHILD, got %d",
-			argc - optind);
+	int operands = cli_expect_one("merge", "CHILD", argc);
+	if (operands)
+		return operands;
 	a->child = argv[optind];
 	if (a->into && a->new_file)
 		return cli_usage_error("merge", "--into and --new exclude each other");

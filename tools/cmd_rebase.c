@@ -45,8 +45,7 @@ static int rebase_run(int argc, char **argv)
 			rebase_help(stdout);
 			return CLI_EXIT_OK;
 		default:
-			return cli_usage_error("rebase", "unknown or incomplete option '%s'",
-					       argv[optind - 1]);
+			return cli_bad_option("rebase", argv);
 		}
 	}
 	if (argc - optind != 2)

@@ -139,8 +139,7 @@ static int resize_run(int argc, char **argv)
 			resize_help(stdout);
 			return CLI_EXIT_OK;
 		default:
-			return cli_usage_error("resize", "unknown or incomplete option '%s'",
-					       argv[optind - 1]);
+			return cli_bad_option("resize", argv);
 		}
 	}
 	if (argc - optind != 2)

@@ -167,7 +167,8 @@ static struct vdisk_span *used_spans(const struct vhd *vhd, size_t *count)
 	}
 	for (uint32_t b = 0; b < vhd->bat_entries; b++)
 		if (vhd->bat[b] != VHD_BAT_UNUSED)
-			add_span(used, &n, (uint64_t)vhd->bat[b] * VHD_SECTOR, vhd_block_span(vhd), b);
+			add_span(used, &n, (uint64_t)vhd->bat[b] * VHD_SECTOR, vhd_block_span(vhd),
+				 b);
 	*count = n;
 	return used;
 }

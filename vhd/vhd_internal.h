@@ -57,21 +57,21 @@ struct vhd {
 	struct vhd_footer footer;
 	struct vhd_header header; /* dynamic and differencing only */
 	uint8_t footer_raw[VHD_FOOTER_SIZE];
-	bool footer_from_copy;  /* the footer at the end was damaged; the copy at 0 was used */
-	uint64_t virtual_size;  /* what the guest sees (see vhd_virtual_size) */
+	bool footer_from_copy; /* the footer at the end was damaged; the copy at 0 was used */
+	uint64_t virtual_size; /* what the guest sees (see vhd_virtual_size) */
 
 	/* Dynamic and differencing */
-	uint32_t *bat;          /* host-endian sector numbers, VHD_BAT_UNUSED when absent */
-	uint32_t bat_entries;   /* max_table_entries */
-	uint32_t blocks;        /* blocks covering virtual_size (<= bat_entries) */
+	uint32_t *bat;	      /* host-endian sector numbers, VHD_BAT_UNUSED when absent */
+	uint32_t bat_entries; /* max_table_entries */
+	uint32_t blocks;      /* blocks covering virtual_size (<= bat_entries) */
 	uint32_t block_size;
-	uint32_t bitmap_size;   /* bytes, rounded up to whole sectors */
+	uint32_t bitmap_size;	/* bytes, rounded up to whole sectors */
 	uint64_t footer_offset; /* where the footer is (end of the file). When the footer at the
 				 * end was damaged (footer_from_copy), the file size rounded up to
 				 * a sector: the footer is rewritten there, after everything. */
 
 	/* Differencing */
-	char *parent_path;      /* the parent's resolved path */
+	char *parent_path; /* the parent's resolved path */
 	struct vdisk *parent;
 
 	/* Set by the caller before vhd_load to open an image that only `check --repair` should
@@ -232,8 +232,7 @@ struct vhd_locator_data {
 	uint8_t data[VHD_LOCATOR_MAX_DATA];
 	size_t len;
 };
-int vhd_locators_encode(const char *absolute, const char *relative,
-			struct vhd_locator_data loc[2]);
+int vhd_locators_encode(const char *absolute, const char *relative, struct vhd_locator_data loc[2]);
 
 /* ---- maintenance operations (vhd_resize.c, vhd_compact.c, vhd_rebase.c) ---- */
 int vhd_resize(struct vdisk *disk, uint64_t new_size, char *err, size_t err_size);

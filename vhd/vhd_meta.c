@@ -1451,9 +1451,9 @@ static int info_footer(const struct vhd *vhd, json_t *d)
 	vdisk_json_set(d, "current_size", vdisk_json_u64(f->current_size), &ret);
 	vdisk_json_set(d, "original_size", vdisk_json_u64(f->original_size), &ret);
 	vdisk_json_set(d, "geometry",
-	    json_pack("{s:i, s:i, s:i}", "cylinders", (int)f->cylinders, "heads", (int)f->heads,
-		      "sectors_per_track", (int)f->sectors),
-	    &ret);
+		       json_pack("{s:i, s:i, s:i}", "cylinders", (int)f->cylinders, "heads",
+				 (int)f->heads, "sectors_per_track", (int)f->sectors),
+		       &ret);
 	vdisk_json_set(d, "saved_state", json_boolean(f->saved_state), &ret);
 	if (vhd->footer_from_copy)
 		vdisk_json_set(d, "end_footer_damaged", json_true(), &ret);
@@ -1522,7 +1522,8 @@ static int info_parent(const struct vhd *vhd, json_t *d)
 	vdisk_json_set(p, "name", json_string(h->parent_name), &ret);
 	vdisk_json_set(p, "unique_id", json_string(uid), &ret);
 	vdisk_json_set(p, "timestamp", json_string(when), &ret);
-	vdisk_json_set(p, "path", vhd->parent_path ? json_string(vhd->parent_path) : json_null(), &ret);
+	vdisk_json_set(p, "path", vhd->parent_path ? json_string(vhd->parent_path) : json_null(),
+		       &ret);
 	vdisk_json_set(p, "locators", info_locators(vhd), &ret);
 	if (ret == 0 && vhd->parent)
 		ret = info_parent_image(vhd, p);
@@ -1598,10 +1599,10 @@ static void finding(struct check *c, enum severity sev, const char *fmt, ...)
 
 static int write_synced(struct check *c, const void *buf, size_t len, uint64_t off)
 {
-	int ret = vdisk_file_pwrite(c->file, buf, len, off);
+	int ret = vdisk_file_pwrite_sync(c->file, buf, len, off);
 	if (ret == 0 && off + len > c->file_size)
 		c->file_size = off + len;
-	return ret ? ret : vdisk_file_sync(c->file);
+	return ret;
 }
 
 static void check_fixed(struct check *c)
@@ -1862,7 +1863,8 @@ static struct vdisk_span *used_extents(struct check *c, size_t *count)
 		e[n++] = (struct vdisk_span){ l.r[i].start, l.r[i].end, VDISK_SPAN_FIXED };
 	for (uint32_t i = 0; i < vhd->bat_entries; i++) {
 		uint64_t start = block_offset(c->bat[i]);
-		if (c->bat[i] != VHD_BAT_UNUSED && start + vhd_block_span(vhd) <= vhd->footer_offset)
+		if (c->bat[i] != VHD_BAT_UNUSED &&
+		    start + vhd_block_span(vhd) <= vhd->footer_offset)
 			e[n++] = (struct vdisk_span){ start, start + vhd_block_span(vhd), i };
 	}
 	vdisk_spans_sort(e, n);

@@ -134,12 +134,6 @@ static void place_locators(const struct vhd *vhd, const struct new_parent *np,
 	}
 }
 
-static int write_synced(struct vdisk_file *file, const void *buf, size_t len, uint64_t off)
-{
-	int ret = vdisk_file_pwrite(file, buf, len, off);
-	return ret ? ret : vdisk_file_sync(file);
-}
-
 /* The locator data in whole sectors (zero padded) where place_locators put it. */
 static int write_locators(struct vdisk_file *file, const struct new_parent *np,
 			  const struct vhd_locator loc[2])
@@ -169,7 +163,7 @@ static int write_header(struct vdisk_file *file, const struct vhd *vhd, struct v
 	h->locators[0] = loc[0];
 	h->locators[1] = loc[1];
 	vhd_header_build(h, raw);
-	return write_synced(file, raw, sizeof(raw), vhd->footer.data_offset);
+	return vdisk_file_pwrite_sync(file, raw, sizeof(raw), vhd->footer.data_offset);
 }
 
 /* The open image follows: new locators and parent path, allocation after the footer. */
@@ -200,7 +194,8 @@ static int rewrite(struct vdisk *disk, struct new_parent *np, char *err, size_t 
 	place_locators(vhd, np, loc, &footer_offset);
 	int ret = vhd_writeback_sync(disk);
 	if (ret == 0 && footer_offset != vhd->footer_offset)
-		ret = write_synced(disk->file, vhd->footer_raw, VHD_FOOTER_SIZE, footer_offset);
+		ret = vdisk_file_pwrite_sync(disk->file, vhd->footer_raw, VHD_FOOTER_SIZE,
+					     footer_offset);
 	if (ret == 0)
 		ret = write_locators(disk->file, np, loc);
 	if (ret == 0)

@@ -37,18 +37,6 @@
 #define ZERO_CHUNK (1u << 20)
 #define BAT_ALIGN  4096u
 
-static int fail(char *err, size_t err_size, int ret, const char *what)
-{
-	snprintf(err, err_size, "%s: %s", what, strerror(-ret));
-	return ret;
-}
-
-static int write_synced(struct vdisk_file *file, const void *buf, size_t len, uint64_t offset)
-{
-	int ret = vdisk_file_pwrite(file, buf, len, offset);
-	return ret ? ret : vdisk_file_sync(file);
-}
-
 /* Writes zeros over [offset, offset + len) of the file. */
 static int zero_range(struct vdisk_file *file, uint64_t offset, uint64_t len)
 {
@@ -115,16 +103,17 @@ static int resize_fixed(struct vdisk *disk, const struct vhd_footer *f, char *er
 			  ? vdisk_file_reserve(file, old_end, new_size + VHD_FOOTER_SIZE - old_end)
 			  : 0;
 	if (ret < 0)
-		return fail(err, err_size, ret, "cannot reserve space for the larger disk");
-	ret = write_synced(file, raw, sizeof(raw), new_size);
+		return vdisk_error_errno(err, err_size, ret,
+					 "cannot reserve space for the larger disk");
+	ret = vdisk_file_pwrite_sync(file, raw, sizeof(raw), new_size);
 	if (ret < 0)
-		return fail(err, err_size, ret, "cannot write the new footer");
+		return vdisk_error_errno(err, err_size, ret, "cannot write the new footer");
 	if (old_end > new_size + VHD_FOOTER_SIZE) {
 		ret = vdisk_file_set_size(file, new_size + VHD_FOOTER_SIZE);
 		if (ret == 0)
 			ret = vdisk_file_sync(file);
 		if (ret < 0)
-			return fail(err, err_size, ret, "cannot truncate the file");
+			return vdisk_error_errno(err, err_size, ret, "cannot truncate the file");
 	}
 	/* What lay past the old disk (the old footer) is now disk space: it reads as zeros. */
 	if (new_size > old_size) {
@@ -133,7 +122,7 @@ static int resize_fixed(struct vdisk *disk, const struct vhd_footer *f, char *er
 		if (ret == 0)
 			ret = vdisk_file_sync(file);
 		if (ret < 0)
-			return fail(err, err_size, ret, "cannot clear the old footer");
+			return vdisk_error_errno(err, err_size, ret, "cannot clear the old footer");
 	}
 	adopt_footer(vhd, f, raw);
 	vhd->footer_offset = new_size;
@@ -205,7 +194,7 @@ static int trim_tail(struct vdisk *disk)
 	uint64_t to = used_end(vhd);
 	if (disk->file->is_block_device || to >= vhd->footer_offset)
 		return 0;
-	int ret = write_synced(disk->file, vhd->footer_raw, VHD_FOOTER_SIZE, to);
+	int ret = vdisk_file_pwrite_sync(disk->file, vhd->footer_raw, VHD_FOOTER_SIZE, to);
 	if (ret == 0)
 		ret = vdisk_file_set_size(disk->file, to + VHD_FOOTER_SIZE);
 	if (ret == 0)
@@ -238,7 +227,8 @@ static int relocate_bat(struct vdisk *disk, uint32_t entries)
 	if (ret == 0)
 		ret = vdisk_file_pwrite(disk->file, raw, bytes, offset);
 	if (ret == 0)
-		ret = write_synced(disk->file, vhd->footer_raw, VHD_FOOTER_SIZE, offset + bytes);
+		ret = vdisk_file_pwrite_sync(disk->file, vhd->footer_raw, VHD_FOOTER_SIZE,
+					     offset + bytes);
 	if (ret < 0)
 		goto out;
 	vhd->footer_offset = offset + bytes; /* the old place is data space now */
@@ -246,7 +236,7 @@ static int relocate_bat(struct vdisk *disk, uint32_t entries)
 	h.table_offset = offset;
 	h.max_table_entries = entries;
 	vhd_header_build(&h, header);
-	ret = write_synced(disk->file, header, sizeof(header), vhd->footer.data_offset);
+	ret = vdisk_file_pwrite_sync(disk->file, header, sizeof(header), vhd->footer.data_offset);
 	if (ret < 0)
 		goto out;
 	vhd->header.table_offset = offset;
@@ -280,8 +270,8 @@ static int clear_old_tail(struct vdisk *disk, uint64_t old_size)
 static int write_footers(struct vdisk *disk, const uint8_t *raw)
 {
 	struct vhd *vhd = vhd_of(disk);
-	int ret = write_synced(disk->file, raw, VHD_FOOTER_SIZE, vhd->footer_offset);
-	return ret ? ret : write_synced(disk->file, raw, VHD_FOOTER_SIZE, 0);
+	int ret = vdisk_file_pwrite_sync(disk->file, raw, VHD_FOOTER_SIZE, vhd->footer_offset);
+	return ret ? ret : vdisk_file_pwrite_sync(disk->file, raw, VHD_FOOTER_SIZE, 0);
 }
 
 /* Everything but the I/O path's state, which the caller rebuilds. */
@@ -300,20 +290,22 @@ static int change_sparse(struct vdisk *disk, const struct vhd_footer *f, char *e
 	if (ret == 0 && new_size < old_size)
 		ret = trim_tail(disk);
 	if (ret < 0)
-		return fail(err, err_size, ret, "cannot free the blocks past the new end");
+		return vdisk_error_errno(err, err_size, ret,
+					 "cannot free the blocks past the new end");
 	if (new_size > old_size) {
 		ret = clear_old_tail(disk, old_size);
 		if (ret < 0)
-			return fail(err, err_size, ret, "cannot clear the end of the last block");
+			return vdisk_error_errno(err, err_size, ret,
+						 "cannot clear the end of the last block");
 	}
 	if (blocks > vhd->bat_entries) {
 		ret = relocate_bat(disk, blocks);
 		if (ret < 0)
-			return fail(err, err_size, ret, "cannot write a larger BAT");
+			return vdisk_error_errno(err, err_size, ret, "cannot write a larger BAT");
 	}
 	ret = write_footers(disk, raw);
 	if (ret < 0)
-		return fail(err, err_size, ret, "cannot write the new footer");
+		return vdisk_error_errno(err, err_size, ret, "cannot write the new footer");
 	adopt_footer(vhd, f, raw);
 	vhd->blocks = blocks;
 	disk->size = new_size;
@@ -325,14 +317,14 @@ static int resize_sparse(struct vdisk *disk, const struct vhd_footer *f, char *e
 	struct vhd *vhd = vhd_of(disk);
 	int ret = vhd_writeback_sync(disk);
 	if (ret < 0)
-		return fail(err, err_size, ret, "cannot write back the metadata");
+		return vdisk_error_errno(err, err_size, ret, "cannot write back the metadata");
 	/* The I/O path's tables are sized by the BAT and it allocates after the footer: it
 	 * starts over from what the change leaves, whether it succeeded or not. */
 	vhd_io_free(vhd);
 	ret = change_sparse(disk, f, err, err_size);
 	int r = vhd_io_init(vhd);
 	if (ret == 0 && r < 0)
-		ret = fail(err, err_size, r, "cannot set up the resized image");
+		ret = vdisk_error_errno(err, err_size, r, "cannot set up the resized image");
 	return ret;
 }
 

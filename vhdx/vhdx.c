@@ -35,8 +35,8 @@
 #include "vhdx_internal.h"
 
 #define BATCH_MAX_MEMBERS 512
-#define DIRTY_PAGES_MAX 1024 /* a batch leaving more dirty starts a write-back */
-#define PAGE 4096u
+#define DIRTY_PAGES_MAX	  1024 /* a batch leaving more dirty starts a write-back */
+#define PAGE		  4096u
 
 /* ---- state ---- */
 
@@ -77,9 +77,9 @@ struct vhdx_io {
 	struct vdisk_req_list flushes; /* waiting for the next write-back */
 
 	struct vhdx_log_writer log;
-	bool log_active;           /* the header carries the log GUID */
-	uint32_t applied_head;     /* log head after the last entry whose pages are written in place */
-	uint64_t durable_size;     /* file size covered by the last flush */
+	bool log_active;       /* the header carries the log GUID */
+	uint32_t applied_head; /* log head after the last entry whose pages are written in place */
+	uint64_t durable_size; /* file size covered by the last flush */
 };
 
 static struct vhdx *vhdx_of(struct vdisk *disk)
@@ -106,7 +106,8 @@ static uint64_t bitmap_page_of(const struct vhdx *v, uint64_t sector)
 {
 	uint64_t sectors_per_chunk = v->chunk_ratio * vhdx_sectors_per_block(v);
 	uint64_t chunk = sector / sectors_per_chunk;
-	return chunk * (VHDX_BITMAP_BLOCK_SIZE / PAGE) + (sector % sectors_per_chunk) / BITS_PER_PAGE;
+	return chunk * (VHDX_BITMAP_BLOCK_SIZE / PAGE) +
+	       (sector % sectors_per_chunk) / BITS_PER_PAGE;
 }
 
 static unsigned bitmap_bit_of(const struct vhdx *v, uint64_t sector)
@@ -135,7 +136,8 @@ static uint8_t *bitmap_page_get(struct vdisk *disk, uint64_t page)
 	uint64_t chunk = page / (VHDX_BITMAP_BLOCK_SIZE / PAGE);
 	uint64_t entry = bat_get(v, vhdx_bitmap_index(v, chunk));
 	if (vhdx_bat_state(entry) == VHDX_BITMAP_PRESENT) {
-		uint64_t off = vhdx_bat_offset(entry) + (page % (VHDX_BITMAP_BLOCK_SIZE / PAGE)) * PAGE;
+		uint64_t off =
+			vhdx_bat_offset(entry) + (page % (VHDX_BITMAP_BLOCK_SIZE / PAGE)) * PAGE;
 		if (vdisk_file_pread(disk->file, p, PAGE, off) < 0) {
 			free(p);
 			return NULL;
@@ -155,8 +157,7 @@ static uint8_t *bitmap_page_get(struct vdisk *disk, uint64_t page)
 }
 
 /* Length in sectors of the run from sector (at most count) whose bits equal its own. */
-static int bitmap_run(struct vdisk *disk, uint64_t sector, uint64_t count, bool *set,
-		      uint64_t *run)
+static int bitmap_run(struct vdisk *disk, uint64_t sector, uint64_t count, bool *set, uint64_t *run)
 {
 	struct vhdx *v = vhdx_of(disk);
 	uint64_t n = 0;
@@ -181,8 +182,8 @@ static int bitmap_run(struct vdisk *disk, uint64_t sector, uint64_t count, bool 
 static void read_file(struct vdisk_req *req, uint64_t skip, uint64_t len, uint64_t file_off)
 {
 	if (skip == 0 && len == req->length)
-		vdisk_req_file_io(req, ENGINE_READ, req->disk->file, req->iov, req->iovcnt, file_off,
-				  0, 0);
+		vdisk_req_file_io(req, ENGINE_READ, req->disk->file, req->iov, req->iovcnt,
+				  file_off, 0, 0);
 	else
 		vdisk_req_file_io_part(req, ENGINE_READ, req->disk->file, skip, len, file_off);
 }
@@ -266,7 +267,7 @@ static void queue_member(struct vdisk_req *req, uint64_t block, uint64_t skip, u
 		vdisk_req_fail(req, -ENOMEM);
 		return;
 	}
-	*m = (struct member){.req = req, .block = block, .voff = voff, .skip = skip, .len = len};
+	*m = (struct member){ .req = req, .block = block, .voff = voff, .skip = skip, .len = len };
 	vdisk_req_hold(req);
 	struct vhdx_io *io = io_of(req->disk);
 	pthread_mutex_lock(&io->lock);
@@ -288,8 +289,8 @@ static void write_segment(struct vdisk_req *req, uint64_t skip, uint64_t len, ui
 	    (state == VHDX_BLOCK_PARTIALLY_PRESENT && partial_present(req->disk, voff, len))) {
 		uint64_t off = vhdx_bat_offset(entry) + voff % v->block_size;
 		if (skip == 0 && len == req->length)
-			vdisk_req_file_io(req, ENGINE_WRITE, req->disk->file, req->iov,
-					  req->iovcnt, off, 0, 0);
+			vdisk_req_file_io(req, ENGINE_WRITE, req->disk->file, req->iov, req->iovcnt,
+					  off, 0, 0);
 		else
 			vdisk_req_file_io_part(req, ENGINE_WRITE, req->disk->file, skip, len, off);
 		return;
@@ -344,7 +345,7 @@ static void mark_dirty_page(struct vhdx *v, struct vhdx_io *io, bool is_bat, uin
 		      (index % (VHDX_BITMAP_BLOCK_SIZE / PAGE)) * PAGE;
 	}
 	*mark = 1;
-	io->dirty[io->ndirty++] = (struct dirty_page){off, is_bat, index};
+	io->dirty[io->ndirty++] = (struct dirty_page){ off, is_bat, index };
 }
 
 static void mark_bat_entry_dirty(struct vhdx *v, struct vhdx_io *io, uint64_t index)
@@ -356,13 +357,13 @@ static void mark_bat_entry_dirty(struct vhdx *v, struct vhdx_io *io, uint64_t in
 
 struct writeback {
 	struct vdisk_job job;
-	struct dirty_page *pages; /* taken from the dirty list */
-	uint8_t *copies;          /* their contents, PAGE each */
-	uint64_t npages, done;    /* pages, and pages already logged and applied */
-	uint64_t in_entry;        /* pages in the entry being written */
-	uint8_t *entry;           /* the log entry */
-	uint32_t entry_head;      /* log head after it */
-	uint64_t size_at_sync;    /* file size when the data flush was issued */
+	struct dirty_page *pages;  /* taken from the dirty list */
+	uint8_t *copies;	   /* their contents, PAGE each */
+	uint64_t npages, done;	   /* pages, and pages already logged and applied */
+	uint64_t in_entry;	   /* pages in the entry being written */
+	uint8_t *entry;		   /* the log entry */
+	uint32_t entry_head;	   /* log head after it */
+	uint64_t size_at_sync;	   /* file size when the data flush was issued */
 	struct vdisk_req *waiters; /* flushes this write-back completes */
 	int stage;
 };
@@ -487,13 +488,13 @@ static int writeback_build_entry(struct writeback *wb, struct vhdx_log_piece pie
 	if (!u)
 		return -ENOMEM;
 	for (uint64_t i = 0; i < n; i++)
-		u[i] = (struct vhdx_log_update){.file_offset = wb->pages[wb->done + i].file_offset,
-						.data = wb->copies + (wb->done + i) * PAGE};
+		u[i] = (struct vhdx_log_update){ .file_offset = wb->pages[wb->done + i].file_offset,
+						 .data = wb->copies + (wb->done + i) * PAGE };
 	free(wb->entry);
 	wb->entry = NULL;
 	uint64_t last = disk->file->size > io->alloc_end ? disk->file->size : io->alloc_end;
-	int ret = vhdx_log_entry_build(&io->log, u, (unsigned)n, io->durable_size, last,
-				       &wb->entry, len, pieces, npieces);
+	int ret = vhdx_log_entry_build(&io->log, u, (unsigned)n, io->durable_size, last, &wb->entry,
+				       len, pieces, npieces);
 	free(u);
 	wb->in_entry = n;
 	return ret;
@@ -589,7 +590,8 @@ static void writeback_start(struct vdisk *disk, struct vdisk_queue *q)
 	pthread_mutex_unlock(&io->lock);
 
 	wb->waiters = waiters;
-	wb->job = (struct vdisk_job){.disk = disk, .queue = q, .stage_done = writeback_stage_done};
+	wb->job =
+		(struct vdisk_job){ .disk = disk, .queue = q, .stage_done = writeback_stage_done };
 	wb->stage = WB_SYNC_DATA;
 	if (ret < 0) {
 		vdisk_job_fail(&wb->job, ret);
@@ -617,7 +619,7 @@ static void vhdx_flush(struct vdisk_req *req)
 static int writeback_sync(struct vdisk *disk)
 {
 	struct vhdx_io *io = io_of(disk);
-	struct writeback wb = {0};
+	struct writeback wb = { 0 };
 	int ret = writeback_take(&wb, disk);
 	while (ret == 0) {
 		uint64_t size = disk->file->size;
@@ -711,11 +713,13 @@ static int batch_add_member(struct batch *b, struct member *m)
 		return 1;
 	bool allocates = state != VHDX_BLOCK_FULLY_PRESENT && state != VHDX_BLOCK_PARTIALLY_PRESENT;
 	bool partial = state == VHDX_BLOCK_PARTIALLY_PRESENT ||
-		       (allocates && v->has_parent && state == VHDX_BLOCK_NOT_PRESENT && !covers_block(v, m));
+		       (allocates && v->has_parent && state == VHDX_BLOCK_NOT_PRESENT &&
+			!covers_block(v, m));
 	uint64_t chunk = m->block / v->chunk_ratio;
 	bool new_bitmap = false;
 	if (partial) {
-		bool have = vhdx_bat_state(v->bat[vhdx_bitmap_index(v, chunk)]) == VHDX_BITMAP_PRESENT;
+		bool have =
+			vhdx_bat_state(v->bat[vhdx_bitmap_index(v, chunk)]) == VHDX_BITMAP_PRESENT;
 		for (unsigned i = 0; i < b->nbitmaps && !have; i++)
 			have = b->new_bitmap_chunks[i] == chunk;
 		if (!have && io->chunk_busy[chunk])
@@ -724,7 +728,7 @@ static int batch_add_member(struct batch *b, struct member *m)
 	}
 	if (!bb) {
 		bb = &b->blocks[b->nblocks++];
-		*bb = (struct batch_block){.block = m->block, .entry = entry};
+		*bb = (struct batch_block){ .block = m->block, .entry = entry };
 	}
 	if (allocates) {
 		bb->entry = vhdx_bat_entry(partial ? VHDX_BLOCK_PARTIALLY_PRESENT
@@ -823,7 +827,8 @@ static int set_member_bits(struct vdisk *disk, const struct member *m)
 		}
 		unsigned bit = bitmap_bit_of(v, s);
 		if (!page_bit(p, bit)) {
-			__atomic_fetch_or(&p[bit / 8], (uint8_t)(1u << (bit % 8)), __ATOMIC_RELEASE);
+			__atomic_fetch_or(&p[bit / 8], (uint8_t)(1u << (bit % 8)),
+					  __ATOMIC_RELEASE);
 			mark_dirty_page(v, io, false, page);
 		}
 	}
@@ -841,7 +846,8 @@ static int batch_commit(struct batch *b)
 	pthread_mutex_lock(&io->lock);
 	for (unsigned i = 0; i < b->nbitmaps; i++) {
 		uint64_t idx = vhdx_bitmap_index(v, b->new_bitmap_chunks[i]);
-		__atomic_store_n(&v->bat[idx], vhdx_bat_entry(VHDX_BITMAP_PRESENT, b->new_bitmap_offsets[i]),
+		__atomic_store_n(&v->bat[idx],
+				 vhdx_bat_entry(VHDX_BITMAP_PRESENT, b->new_bitmap_offsets[i]),
 				 __ATOMIC_RELEASE);
 		mark_bat_entry_dirty(v, io, idx);
 	}
@@ -946,7 +952,7 @@ static void batch_kick(struct vdisk *disk, struct vdisk_queue *q)
 		}
 		return;
 	}
-	b->job = (struct vdisk_job){.disk = disk, .queue = q, .stage_done = batch_done};
+	b->job = (struct vdisk_job){ .disk = disk, .queue = q, .stage_done = batch_done };
 	batch_take_members(b, io);
 	if (!b->members) { /* all wait for running batches, which kick again when done */
 		pthread_mutex_unlock(&io->lock);
@@ -990,7 +996,8 @@ static void discard_segment(struct vdisk_req *req, uint64_t skip, uint64_t len, 
 	if (voff % v->block_size || len != v->block_size)
 		vdisk_req_write_zeroes_via(req, voff, len);
 	else
-		set_block_state(req->disk, block, v->has_parent ? VHDX_BLOCK_ZERO : VHDX_BLOCK_UNMAPPED);
+		set_block_state(req->disk, block,
+				v->has_parent ? VHDX_BLOCK_ZERO : VHDX_BLOCK_UNMAPPED);
 }
 
 static void zero_segment(struct vdisk_req *req, uint64_t skip, uint64_t len, uint64_t voff)
@@ -1029,8 +1036,7 @@ static void vhdx_write_zeroes(struct vdisk_req *req)
 
 /* ---- block status ---- */
 
-static int block_run(struct vdisk *disk, uint64_t pos, uint64_t n, unsigned *flags,
-		     uint64_t *run)
+static int block_run(struct vdisk *disk, uint64_t pos, uint64_t n, unsigned *flags, uint64_t *run)
 {
 	struct vhdx *v = vhdx_of(disk);
 	uint64_t entry = bat_get(v, vhdx_payload_index(v, pos / v->block_size));
@@ -1139,7 +1145,8 @@ static int io_init(struct vdisk *disk, struct vhdx *v)
 	if (!io->block_busy || !io->chunk_busy)
 		return -ENOMEM;
 	uint64_t end = disk->file->size;
-	io->alloc_end = (end + VHDX_BITMAP_BLOCK_SIZE - 1) & ~(uint64_t)(VHDX_BITMAP_BLOCK_SIZE - 1);
+	io->alloc_end =
+		(end + VHDX_BITMAP_BLOCK_SIZE - 1) & ~(uint64_t)(VHDX_BITMAP_BLOCK_SIZE - 1);
 	io->extended_to = end;
 	io->durable_size = end;
 	struct guid log_guid;
@@ -1290,7 +1297,8 @@ int vhdx_log_commit(struct vdisk *disk, const struct vhdx_log_update *updates, u
 	vhdx_log_set_tail(&io->log, io->applied_head);
 	uint64_t last = disk->file->size;
 	for (unsigned i = 0; i < count; i++) {
-		uint64_t end = updates[i].file_offset + (updates[i].data ? PAGE : updates[i].zero_length);
+		uint64_t end =
+			updates[i].file_offset + (updates[i].data ? PAGE : updates[i].zero_length);
 		if (end > last)
 			last = end;
 	}

@@ -43,13 +43,13 @@ struct vhdx_region {
 };
 
 struct vhdx {
-	struct vhdx_header header;  /* the current header */
-	int current_header;         /* 0 or 1: which copy (at 64 KiB or 128 KiB) */
-	char creator[257];          /* from the file identifier, UTF-8 */
+	struct vhdx_header header; /* the current header */
+	int current_header;	   /* 0 or 1: which copy (at 64 KiB or 128 KiB) */
+	char creator[257];	   /* from the file identifier, UTF-8 */
 
-	uint64_t bat_offset;        /* BAT region */
+	uint64_t bat_offset; /* BAT region */
 	uint32_t bat_length;
-	uint64_t metadata_offset;   /* metadata region */
+	uint64_t metadata_offset; /* metadata region */
 	uint32_t metadata_length;
 
 	/* metadata items */
@@ -62,27 +62,27 @@ struct vhdx {
 	struct guid page83;
 
 	/* derived */
-	uint64_t chunk_ratio;       /* payload blocks per sector bitmap block */
-	uint64_t data_blocks;       /* payload blocks covering virtual_size */
-	uint64_t bitmap_blocks;     /* sector bitmap blocks */
-	uint64_t bat_entries;       /* entries in the BAT (payload and bitmap) */
-	uint64_t *bat;              /* host-endian entries */
+	uint64_t chunk_ratio;	/* payload blocks per sector bitmap block */
+	uint64_t data_blocks;	/* payload blocks covering virtual_size */
+	uint64_t bitmap_blocks; /* sector bitmap blocks */
+	uint64_t bat_entries;	/* entries in the BAT (payload and bitmap) */
+	uint64_t *bat;		/* host-endian entries */
 
 	struct vhdx_parent_locator locator;
-	char *parent_path;          /* resolved parent (differencing) */
+	char *parent_path; /* resolved parent (differencing) */
 	struct vdisk *parent;
 
-	bool replayed;              /* open replayed a dirty log */
+	bool replayed; /* open replayed a dirty log */
 	struct vhdx_log_replay_result replay;
 
-	void *io;                   /* owned by the I/O path (vhdx.c) */
+	void *io; /* owned by the I/O path (vhdx.c) */
 
 	/* kept by vhdx_meta.c for info and check */
 	struct vhdx_region *regions; /* the region table in use */
 	unsigned nregions;
-	int region_table;            /* 0 or 1: which copy (at 192 KiB or 256 KiB) */
-	bool log_dirty;              /* loaded read-only for repair: the log was not replayed */
-	uint64_t bad_bat_entries;    /* loaded for repair: bad BAT entries masked in memory */
+	int region_table;	  /* 0 or 1: which copy (at 192 KiB or 256 KiB) */
+	bool log_dirty;		  /* loaded read-only for repair: the log was not replayed */
+	uint64_t bad_bat_entries; /* loaded for repair: bad BAT entries masked in memory */
 };
 
 /* BAT entry states (enum vhdx_block_state, VHDX_BITMAP_PRESENT) and VHDX_BITMAP_BLOCK_SIZE

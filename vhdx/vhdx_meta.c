@@ -1371,7 +1371,7 @@ static int scan_absent(struct bat_scan *s, uint64_t i, uint64_t e)
 {
 	unsigned st = vhdx_bat_state(e);
 	bool known = vhdx_is_bitmap_index(s->v, i) ? st == VHDX_BITMAP_NOT_PRESENT
-					      : st <= VHDX_BLOCK_UNMAPPED;
+						   : st <= VHDX_BLOCK_UNMAPPED;
 	if (!known)
 		return report(s, BAT_BAD_STATE, i);
 	return vhdx_bat_offset(e) ? report(s, BAT_STALE_OFFSET, i) : 0;
@@ -2189,7 +2189,8 @@ static int info_blocks(const struct vhdx *v, json_t *d)
 	vdisk_json_set(o, "zero", vdisk_json_u64(count[VHDX_BLOCK_ZERO]), &ret);
 	vdisk_json_set(o, "unmapped", vdisk_json_u64(count[VHDX_BLOCK_UNMAPPED]), &ret);
 	vdisk_json_set(o, "fully_present", vdisk_json_u64(count[VHDX_BLOCK_FULLY_PRESENT]), &ret);
-	vdisk_json_set(o, "partially_present", vdisk_json_u64(count[VHDX_BLOCK_PARTIALLY_PRESENT]), &ret);
+	vdisk_json_set(o, "partially_present", vdisk_json_u64(count[VHDX_BLOCK_PARTIALLY_PRESENT]),
+		       &ret);
 	vdisk_json_set(d, "block_states", o, &ret);
 	vdisk_json_set(d, "sector_bitmaps_present", vdisk_json_u64(bitmaps), &ret);
 	vdisk_json_set(d, "bat_entries", vdisk_json_u64(v->bat_entries), &ret);
@@ -2356,12 +2357,6 @@ static void bat_findings_summary(struct check *c)
 	}
 }
 
-static int write_synced(struct check *c, const void *buf, size_t len, uint64_t off)
-{
-	int ret = vdisk_file_pwrite(c->file, buf, len, off);
-	return ret ? ret : vdisk_file_sync(c->file);
-}
-
 static void check_log(struct check *c)
 {
 	const struct vhdx *v = c->v;
@@ -2432,7 +2427,8 @@ static void fix_region_table(struct check *c, const struct region_pair *p, int b
 		finding(c, SEV_ERROR, "region table %d (at %u KiB) %s", bad + 1, kib, problem);
 		return;
 	}
-	int ret = write_synced(c, p->raw[!bad], VHDX_REGION_TABLE_SIZE, region_table_offsets[bad]);
+	int ret = vdisk_file_pwrite_sync(c->file, p->raw[!bad], VHDX_REGION_TABLE_SIZE,
+					 region_table_offsets[bad]);
 	if (ret)
 		finding(c, SEV_ERROR,
 			"region table %d (at %u KiB) %s, and could not be "
@@ -2491,9 +2487,9 @@ static void check_meta_entry(struct check *c, const struct meta_entry *m, unsign
 	uint8_t le[8];
 	store_le32(le, length);
 	store_le32(le + 4, flags);
-	int ret = write_synced(c, le, sizeof(le),
-			       c->v->metadata_offset + VHDX_MT_ENTRIES +
-				       (uint64_t)i * VHDX_ME_SIZE + VHDX_ME_LENGTH);
+	int ret = vdisk_file_pwrite_sync(c->file, le, sizeof(le),
+					 c->v->metadata_offset + VHDX_MT_ENTRIES +
+						 (uint64_t)i * VHDX_ME_SIZE + VHDX_ME_LENGTH);
 	for (int p = 0; p < n; p++) {
 		if (ret)
 			finding(c, SEV_ERROR,
@@ -2557,7 +2553,7 @@ static void drop_entry(struct check *c, uint64_t index, const char *what, bool p
 	const struct vhdx *v = c->v;
 	bool zero = past_end && v->has_parent && !vhdx_is_bitmap_index(v, index) &&
 		    vhdx_bat_state(c->bat[index]) == VHDX_BLOCK_FULLY_PRESENT;
-	const char *how = zero			      ? "marked the block zero (it read as zeros)"
+	const char *how = zero ? "marked the block zero (it read as zeros)"
 			  : vhdx_is_bitmap_index(v, index) ? "dropped the sector bitmap"
 			  : v->has_parent
 				  ? "dropped the entry (that part of the disk now reads from "

@@ -46,17 +46,6 @@
 #define ENTRIES_PER_PAGE (PAGE / VHDX_BAT_ENTRY_SIZE)
 #define CHUNK		 (1u << 20)
 
-static uint64_t max_u64(uint64_t a, uint64_t b)
-{
-	return a > b ? a : b;
-}
-
-static int fail(char *err, size_t err_size, int ret, const char *what)
-{
-	snprintf(err, err_size, "%s: %s", what, strerror(-ret));
-	return ret;
-}
-
 static bool entry_present(const struct vhdx *v, uint64_t index)
 {
 	unsigned st = vhdx_bat_state(v->bat[index]);
@@ -453,7 +442,9 @@ static int prepare_growth(struct vdisk *disk, const struct plan *p, char *err, s
 		ret = allocate_new_blocks(disk, p);
 	if (ret == 0)
 		ret = vdisk_file_sync(disk->file);
-	return ret ? fail(err, err_size, ret, "cannot prepare the space for the larger disk") : 0;
+	return ret ? vdisk_error_errno(err, err_size, ret,
+				       "cannot prepare the space for the larger disk")
+		   : 0;
 }
 
 static int log_new_size(struct vdisk *disk, const struct plan *p, char *err, size_t err_size)
@@ -465,7 +456,7 @@ static int log_new_size(struct vdisk *disk, const struct plan *p, char *err, siz
 	if (ret == 0)
 		ret = commit_updates(disk, &l);
 	updates_free(&l);
-	return ret ? fail(err, err_size, ret, "cannot log the new size") : 0;
+	return ret ? vdisk_error_errno(err, err_size, ret, "cannot log the new size") : 0;
 }
 
 /* The image in memory at the new size, and the I/O path rebuilt for it. */
@@ -474,7 +465,7 @@ static int adopt_size(struct vdisk *disk, const struct plan *p, char *err, size_
 	struct vhdx *v = p->v;
 	uint64_t *bat = malloc(p->g.bat_entries * sizeof(*bat));
 	if (!bat)
-		return fail(err, err_size, -ENOMEM, "cannot hold the new BAT");
+		return vdisk_error_errno(err, err_size, -ENOMEM, "cannot hold the new BAT");
 	for (uint64_t i = 0; i < p->g.bat_entries; i++)
 		bat[i] = new_entry(p, i);
 	free(v->bat);
@@ -483,7 +474,7 @@ static int adopt_size(struct vdisk *disk, const struct plan *p, char *err, size_
 	vhdx_derive_geometry(v);
 	disk->size = v->virtual_size;
 	int ret = vhdx_io_reinit(disk);
-	return ret ? fail(err, err_size, ret, "cannot set up the resized image") : 0;
+	return ret ? vdisk_error_errno(err, err_size, ret, "cannot set up the resized image") : 0;
 }
 
 int vhdx_resize(struct vdisk *disk, uint64_t new_size, char *err, size_t err_size)
@@ -496,7 +487,7 @@ int vhdx_resize(struct vdisk *disk, uint64_t new_size, char *err, size_t err_siz
 	if (ret == 0)
 		ret = renew_data_write_guid(disk);
 	if (ret < 0)
-		return fail(err, err_size, ret, "cannot update the image's header");
+		return vdisk_error_errno(err, err_size, ret, "cannot update the image's header");
 	if (new_size > p.v->virtual_size) {
 		ret = prepare_growth(disk, &p, err, err_size);
 		if (ret < 0)
@@ -505,7 +496,8 @@ int vhdx_resize(struct vdisk *disk, uint64_t new_size, char *err, size_t err_siz
 	if (p.relocate) {
 		ret = relocate_bat(disk, &p);
 		if (ret < 0)
-			return fail(err, err_size, ret, "cannot move the BAT to a larger region");
+			return vdisk_error_errno(err, err_size, ret,
+						 "cannot move the BAT to a larger region");
 	}
 	ret = log_new_size(disk, &p, err, err_size);
 	return ret ? ret : adopt_size(disk, &p, err, err_size);
