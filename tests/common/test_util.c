@@ -1,6 +1,14 @@
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
 #include "test_util.h"
 
-#include <stdarg.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,4 +143,95 @@ int test_run_vdisk(char *out, size_t out_size, const char *fmt, ...)
 	vsnprintf(args, sizeof(args), fmt, ap);
 	va_end(ap);
 	return test_run(out, out_size, "'%s' %s", getenv("VDISK"), args);
+}
+
+void test_findings_text(json_t *findings, char *text, size_t size)
+{
+	size_t i, used = 0;
+	json_t *f;
+	text[0] = 0;
+	json_array_foreach (findings, i, f) {
+		int n = snprintf(text + used, size - used, "[%s] %s\n",
+				 json_string_value(json_object_get(f, "severity")),
+				 json_string_value(json_object_get(f, "message")));
+		if (n > 0 && used + (size_t)n < size)
+			used += (size_t)n;
+	}
+}
+
+const char *test_vdisk_binary(void)
+{
+	const char *vdisk = getenv("VDISK");
+	if (vdisk && access(vdisk, X_OK) == 0)
+		return vdisk;
+	fprintf(stderr, "VDISK must name the vdisk binary (run through ctest)\n");
+	return NULL;
+}
+
+int test_teardown_tmpdir(void **state)
+{
+	(void)state;
+	test_tmpdir_remove();
+	return 0;
+}
+
+void test_file_read(const char *path, void *buf, size_t len, uint64_t off)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		fail_msg("open %s: %s", path, strerror(errno));
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = pread(fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
+		if (n <= 0)
+			fail_msg("pread %s at %llu: %s", path, (unsigned long long)(off + done),
+				 n < 0 ? strerror(errno) : "end of file");
+		done += (size_t)n;
+	}
+	close(fd);
+}
+
+void test_file_write(const char *path, const void *buf, size_t len, uint64_t off)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		fail_msg("open %s: %s", path, strerror(errno));
+	ssize_t n = pwrite(fd, buf, len, (off_t)off);
+	if (n < 0 || (size_t)n != len)
+		fail_msg("pwrite %s at %llu: %s", path, (unsigned long long)off,
+			 n < 0 ? strerror(errno) : "short");
+	close(fd);
+}
+
+void *test_xmalloc(size_t len)
+{
+	void *p = malloc(len ? len : 1);
+	assert_non_null(p);
+	return p;
+}
+
+void *test_aligned_buf(size_t len)
+{
+	void *p = NULL;
+	assert_int_equal(posix_memalign(&p, 4096, len ? len : 1), 0);
+	memset(p, 0xA5, len);
+	return p;
+}
+
+void test_expect_equal(const void *got, const void *want, size_t len, const char *what,
+		       uint64_t base)
+{
+	const uint8_t *g = got, *w = want;
+	for (size_t i = 0; i < len; i++)
+		if (g[i] != w[i])
+			fail_msg("%s: byte at offset %llu is 0x%02x, expected 0x%02x", what,
+				 (unsigned long long)(base + i), g[i], w[i]);
+}
+
+void test_expect_pattern(const void *got, size_t len, uint64_t off, uint32_t seed, const char *what)
+{
+	uint8_t *want = test_xmalloc(len);
+	test_fill_pattern(want, len, off, seed);
+	test_expect_equal(got, want, len, what, off);
+	free(want);
 }

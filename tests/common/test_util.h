@@ -37,10 +37,36 @@ int test_run_vdisk(char *out, size_t out_size, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /* Fails a cmocka test unless haystack contains needle, showing both. */
-#define assert_contains(haystack, needle)                                                  \
-	do {                                                                               \
-		if (!strstr((haystack), (needle)))                                         \
-			fail_msg("expected \"%s\" in output:\n%s", (needle), (haystack)); \
+#define assert_contains(haystack, needle)                                                          \
+	do {                                                                                       \
+		if (!strstr((haystack), (needle)))                                                 \
+			fail_msg("expected \"%s\" in output:\n%s", (needle), (haystack));          \
 	} while (0)
+
+/* Plain file access, the independent oracle of what an image holds: exactly len bytes at
+ * off, or the test fails. */
+void test_file_read(const char *path, void *buf, size_t len, uint64_t off);
+void test_file_write(const char *path, const void *buf, size_t len, uint64_t off);
+/* malloc that fails the test instead of returning NULL (len 0 allowed). */
+void *test_xmalloc(size_t len);
+/* 4 KiB aligned (any O_DIRECT), filled with 0xA5 so stale contents show. */
+void *test_aligned_buf(size_t len);
+/* Fails with the first differing byte (its offset counted from base). */
+void test_expect_equal(const void *got, const void *want, size_t len, const char *what,
+		       uint64_t base);
+/* got must equal test_fill_pattern(seed) at off. */
+void test_expect_pattern(const void *got, size_t len, uint64_t off, uint32_t seed,
+			 const char *what);
+
+/* The vdisk binary ctest names in $VDISK; NULL (after a message) when it is not there, and
+ * the test program should exit TEST_SKIP. */
+const char *test_vdisk_binary(void);
+/* A cmocka group teardown that removes test_tmpdir(). */
+int test_teardown_tmpdir(void **state);
+
+/* The findings of a check (a JSON array of {severity, message}) as "[severity] message"
+ * lines in text (truncated to size), for failure messages. */
+typedef struct json_t json_t;
+void test_findings_text(json_t *findings, char *text, size_t size);
 
 #endif

@@ -171,14 +171,6 @@ static void expected(uint8_t *buf, uint64_t offset, size_t len)
 	test_fill_pattern(buf, len, offset, SEED);
 }
 
-static void file_read(const char *path, void *buf, size_t len, uint64_t offset)
-{
-	int fd = open(path, O_RDONLY);
-	assert_true(fd >= 0);
-	assert_int_equal(pread(fd, buf, len, (off_t)offset), (ssize_t)len);
-	close(fd);
-}
-
 /* Reads one DRQ block of n sectors through the data port (16-bit). */
 static void pio_read_block(struct rig *r, uint8_t *out, unsigned sectors)
 {
@@ -284,7 +276,7 @@ static void test_pio_write_sectors_32bit(void **state)
 	uint8_t st = wait_not_busy(r);
 	assert_int_equal(st & 0x09, 0);
 	uint8_t back[sizeof(data)];
-	file_read(r->path, back, sizeof(back), 100 * 512);
+	test_file_read(r->path, back, sizeof(back), 100 * 512);
 	assert_memory_equal(back, data, sizeof(data));
 }
 
@@ -442,7 +434,7 @@ static void test_dma_write(void **state)
 	lba48(r, 2000, 16, 0x35); /* the bus master already started: the transfer runs */
 	assert_int_equal(wait_not_busy(r) & 0x09, 0);
 	uint8_t back[8192];
-	file_read(r->path, back, sizeof(back), 2000 * 512);
+	test_file_read(r->path, back, sizeof(back), 2000 * 512);
 	assert_memory_equal(back, ram_low + 0x40000, 8192);
 	outb(r, BM_BASE, 0);
 }

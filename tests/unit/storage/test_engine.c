@@ -50,57 +50,6 @@ static struct engine_case engines[] = {
 
 /* ---- helpers: plain file access, the independent oracle ---- */
 
-static void file_read(const char *path, void *buf, size_t len, uint64_t off)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		fail_msg("open %s: %s", path, strerror(errno));
-	size_t done = 0;
-	while (done < len) {
-		ssize_t n = pread(fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
-		if (n <= 0)
-			fail_msg("pread %s at %llu: %s", path, (unsigned long long)(off + done),
-				 n < 0 ? strerror(errno) : "end of file");
-		done += (size_t)n;
-	}
-	close(fd);
-}
-
-static void *xmalloc(size_t len)
-{
-	void *p = malloc(len ? len : 1);
-	assert_non_null(p);
-	return p;
-}
-
-/* Aligned for any O_DIRECT; filled with junk so stale contents show. */
-static void *aligned_buf(size_t len)
-{
-	void *p = NULL;
-	assert_int_equal(posix_memalign(&p, 4096, len ? len : 1), 0);
-	memset(p, 0xA5, len);
-	return p;
-}
-
-static void expect_equal(const void *got, const void *want, size_t len, const char *what,
-			 uint64_t base)
-{
-	const uint8_t *g = got, *w = want;
-	for (size_t i = 0; i < len; i++)
-		if (g[i] != w[i])
-			fail_msg("%s: byte at offset %llu is 0x%02x, expected 0x%02x", what,
-				 (unsigned long long)(base + i), g[i], w[i]);
-}
-
-static void expect_pattern(const void *got, size_t len, uint64_t off, uint32_t seed,
-			   const char *what)
-{
-	uint8_t *want = xmalloc(len);
-	test_fill_pattern(want, len, off, seed);
-	expect_equal(got, want, len, what, off);
-	free(want);
-}
-
 static void expect_zero(const void *got, size_t len, uint64_t off, const char *what)
 {
 	const uint8_t *g = got;
@@ -116,15 +65,15 @@ static void expect_file(const char *path, const uint8_t *model, size_t size, con
 	struct stat st;
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_size, size);
-	uint8_t *buf = xmalloc(size);
-	file_read(path, buf, size, 0);
-	expect_equal(buf, model, size, what, 0);
+	uint8_t *buf = test_xmalloc(size);
+	test_file_read(path, buf, size, 0);
+	test_expect_equal(buf, model, size, what, 0);
 	free(buf);
 }
 
 static uint8_t *pattern_model(size_t size, uint32_t seed)
 {
-	uint8_t *m = xmalloc(size);
+	uint8_t *m = test_xmalloc(size);
 	test_fill_pattern(m, size, 0, seed);
 	return m;
 }
@@ -351,9 +300,9 @@ static void test_direct_aligned(void **state)
 	struct vdisk_queue *q = vdisk_queue(disk, 0);
 	assert_int_equal(vdisk_size(disk), 1 * MiB);
 
-	uint8_t *buf = aligned_buf(64 * KiB);
+	uint8_t *buf = test_aligned_buf(64 * KiB);
 	assert_int_equal(sync_read(disk, buf, 64 * KiB, 128 * KiB), 0);
-	expect_pattern(buf, 64 * KiB, 128 * KiB, 1, "aligned read");
+	test_expect_pattern(buf, 64 * KiB, 128 * KiB, 1, "aligned read");
 
 	test_fill_pattern(buf, 64 * KiB, 256 * KiB, 2);
 	test_fill_pattern(model + 256 * KiB, 64 * KiB, 256 * KiB, 2);
@@ -361,15 +310,15 @@ static void test_direct_aligned(void **state)
 	expect_file(path, model, 1 * MiB, "after aligned write");
 
 	/* The synchronous layer over the same engine. */
-	uint8_t *small = aligned_buf(8 * KiB);
+	uint8_t *small = test_aligned_buf(8 * KiB);
 	test_fill_pattern(small, 8 * KiB, 512 * KiB, 3);
 	test_fill_pattern(model + 512 * KiB, 8 * KiB, 512 * KiB, 3);
 	assert_int_equal(vdisk_pwrite(disk, small, 8 * KiB, 512 * KiB), 0);
 	memset(small, 0, 8 * KiB);
 	assert_int_equal(vdisk_pread(disk, small, 8 * KiB, 512 * KiB), 0);
-	expect_pattern(small, 8 * KiB, 512 * KiB, 3, "vdisk_pread");
+	test_expect_pattern(small, 8 * KiB, 512 * KiB, 3, "vdisk_pread");
 	assert_int_equal(vdisk_pread(disk, buf, 64 * KiB, 1 * MiB - 64 * KiB), 0);
-	expect_pattern(buf, 64 * KiB, 1 * MiB - 64 * KiB, 1, "last 64 KiB");
+	test_expect_pattern(buf, 64 * KiB, 1 * MiB - 64 * KiB, 1, "last 64 KiB");
 
 	struct req r;
 	assert_int_equal(do_flush(disk, q, &r), 0);
@@ -392,10 +341,10 @@ static void test_direct_unaligned_memory(void **state)
 	struct vdisk *disk = open_direct(ec, path);
 
 	/* One buffer at an odd address. */
-	uint8_t *raw = xmalloc(64 * KiB + 1), *buf = raw + 1;
+	uint8_t *raw = test_xmalloc(64 * KiB + 1), *buf = raw + 1;
 	memset(buf, 0x5A, 64 * KiB);
 	assert_int_equal(vdisk_pread(disk, buf, 32 * KiB, 64 * KiB), 0);
-	expect_pattern(buf, 32 * KiB, 64 * KiB, 1, "read into malloc+1");
+	test_expect_pattern(buf, 32 * KiB, 64 * KiB, 1, "read into malloc+1");
 	test_fill_pattern(buf, 32 * KiB, 96 * KiB, 4);
 	test_fill_pattern(model + 96 * KiB, 32 * KiB, 96 * KiB, 4);
 	assert_int_equal(vdisk_pwrite(disk, buf, 32 * KiB, 96 * KiB), 0);
@@ -404,7 +353,7 @@ static void test_direct_unaligned_memory(void **state)
 	/* Segments of odd lengths at odd addresses, 8 KiB in all at an aligned offset. */
 	static const size_t wlens[] = { 1, 1000, 3000, 4191 };
 	static const size_t rlens[] = { 4095, 1, 4096 };
-	uint8_t *seg = xmalloc(8 * KiB + 64);
+	uint8_t *seg = test_xmalloc(8 * KiB + 64);
 	uint8_t *src = pattern_model(8 * KiB, 0);
 	test_fill_pattern(src, 8 * KiB, 200 * KiB, 5);
 	memcpy(model + 200 * KiB, src, 8 * KiB);
@@ -429,14 +378,14 @@ static void test_direct_unaligned_memory(void **state)
 	}
 	assert_int_equal(sync_readv(disk, iov, 3, 200 * KiB), 0);
 	for (size_t i = 0; i < ARRAY_SIZE(rlens); i++) {
-		expect_equal(iov[i].iov_base, src + pos, rlens[i], "readv into odd segments",
+		test_expect_equal(iov[i].iov_base, src + pos, rlens[i], "readv into odd segments",
 			     200 * KiB + pos);
 		pos += rlens[i];
 	}
 
 	/* IOV_MAX segments of 8 bytes at odd addresses. */
-	uint8_t *many = xmalloc(IOV_MAX * 9 + 1);
-	struct iovec *miov = xmalloc(IOV_MAX * sizeof(*miov));
+	uint8_t *many = test_xmalloc(IOV_MAX * 9 + 1);
+	struct iovec *miov = test_xmalloc(IOV_MAX * sizeof(*miov));
 	test_fill_pattern(model + 300 * KiB, IOV_MAX * 8, 300 * KiB, 6);
 	for (int i = 0; i < IOV_MAX; i++) {
 		miov[i] = (struct iovec){ many + 1 + 9 * i, 8 };
@@ -447,7 +396,7 @@ static void test_direct_unaligned_memory(void **state)
 	memset(many, 0, IOV_MAX * 9 + 1);
 	assert_int_equal(sync_readv(disk, miov, IOV_MAX, 300 * KiB), 0);
 	for (int i = 0; i < IOV_MAX; i++)
-		expect_equal(miov[i].iov_base, model + 300 * KiB + 8 * i, 8,
+		test_expect_equal(miov[i].iov_base, model + 300 * KiB + 8 * i, 8,
 			     "readv of IOV_MAX segments", 300 * KiB + 8 * i);
 
 	end_test(disk);
@@ -469,31 +418,31 @@ static void test_direct_unaligned_range(void **state)
 	struct vdisk *disk = open_direct(ec, path);
 
 	/* 100 bytes at offset 7, from and to unaligned memory. */
-	uint8_t *raw = xmalloc(16 * KiB + 1), *buf = raw + 1;
+	uint8_t *raw = test_xmalloc(16 * KiB + 1), *buf = raw + 1;
 	test_fill_pattern(buf, 100, 7, 7);
 	test_fill_pattern(model + 7, 100, 7, 7);
 	assert_int_equal(vdisk_pwrite(disk, buf, 100, 7), 0);
 	expect_file(path, model, size, "100 bytes at 7");
 	memset(buf, 0, 100);
 	assert_int_equal(vdisk_pread(disk, buf, 100, 7), 0);
-	expect_pattern(buf, 100, 7, 7, "read 100 bytes at 7");
+	test_expect_pattern(buf, 100, 7, 7, "read 100 bytes at 7");
 
 	/* Across block boundaries, from aligned memory. */
-	uint8_t *abuf = aligned_buf(8 * KiB);
+	uint8_t *abuf = test_aligned_buf(8 * KiB);
 	test_fill_pattern(abuf, 5000, 4000, 8);
 	test_fill_pattern(model + 4000, 5000, 4000, 8);
 	assert_int_equal(vdisk_pwrite(disk, abuf, 5000, 4000), 0);
 	expect_file(path, model, size, "5000 bytes at 4000");
 	memset(abuf, 0, 8 * KiB);
 	assert_int_equal(vdisk_pread(disk, abuf, 513, 511), 0);
-	expect_equal(abuf, model + 511, 513, "513 bytes at 511", 511);
+	test_expect_equal(abuf, model + 511, 513, "513 bytes at 511", 511);
 	assert_int_equal(vdisk_pread(disk, abuf, 1, size - 1), 0);
-	expect_equal(abuf, model + size - 1, 1, "last byte", size - 1);
+	test_expect_equal(abuf, model + size - 1, 1, "last byte", size - 1);
 	/* An aligned length at an unaligned offset, and the reverse. */
 	assert_int_equal(vdisk_pread(disk, abuf, 4096, 3), 0);
-	expect_equal(abuf, model + 3, 4096, "4096 bytes at 3", 3);
+	test_expect_equal(abuf, model + 3, 4096, "4096 bytes at 3", 3);
 	assert_int_equal(vdisk_pread(disk, abuf, 4095, 4096), 0);
-	expect_equal(abuf, model + 4096, 4095, "4095 bytes at 4096", 4096);
+	test_expect_equal(abuf, model + 4096, 4095, "4095 bytes at 4096", 4096);
 
 	/* Three small segments at an odd offset. */
 	uint8_t a[10], b[20], c[30];
@@ -507,15 +456,15 @@ static void test_direct_unaligned_range(void **state)
 
 	/* Bytes written through the page cache are seen by an O_DIRECT read of the whole
 	 * image, and an O_DIRECT write is seen by a later unaligned read. */
-	uint8_t *all = aligned_buf(size);
+	uint8_t *all = test_aligned_buf(size);
 	assert_int_equal(vdisk_pread(disk, all, size, 0), 0);
-	expect_equal(all, model, size, "aligned read after unaligned writes", 0);
+	test_expect_equal(all, model, size, "aligned read after unaligned writes", 0);
 	assert_int_equal(vdisk_pread(disk, buf, 3000, 1000), 0); /* caches the page */
 	test_fill_pattern(abuf, 4096, 0, 10);
 	test_fill_pattern(model, 4096, 0, 10);
 	assert_int_equal(vdisk_pwrite(disk, abuf, 4096, 0), 0);
 	assert_int_equal(vdisk_pread(disk, buf, 3000, 1000), 0);
-	expect_equal(buf, model + 1000, 3000, "unaligned read after aligned write", 1000);
+	test_expect_equal(buf, model + 1000, 3000, "unaligned read after aligned write", 1000);
 	expect_file(path, model, size, "end");
 
 	end_test(disk);
@@ -543,7 +492,7 @@ static void test_multi_iovec(void **state)
 		struct iovec iov[5];
 		test_fill_pattern(model + 64 * KiB, 16 * KiB, 64 * KiB, 11);
 		for (int i = 0; i < 4; i++) {
-			seg[i] = aligned_buf(4 * KiB);
+			seg[i] = test_aligned_buf(4 * KiB);
 			memcpy(seg[i], model + 64 * KiB + 4 * KiB * i, 4 * KiB);
 			iov[i] = (struct iovec){ seg[i], 4 * KiB };
 		}
@@ -552,13 +501,13 @@ static void test_multi_iovec(void **state)
 
 		/* Read back into five segments of other sizes, aligned. */
 		static const size_t lens[] = { 4096, 4096, 2048, 2048, 4096 };
-		uint8_t *dst = aligned_buf(5 * 4096);
+		uint8_t *dst = test_aligned_buf(5 * 4096);
 		size_t pos = 0;
 		for (int i = 0; i < 5; i++)
 			iov[i] = (struct iovec){ dst + 4096 * i, lens[i] };
 		assert_int_equal(sync_readv(disk, iov, 5, 64 * KiB), 0);
 		for (int i = 0; i < 5; i++) {
-			expect_equal(iov[i].iov_base, model + 64 * KiB + pos, lens[i],
+			test_expect_equal(iov[i].iov_base, model + 64 * KiB + pos, lens[i],
 				     "readv of 5 segments", 64 * KiB + pos);
 			pos += lens[i];
 		}
@@ -568,8 +517,8 @@ static void test_multi_iovec(void **state)
 		iov[2] = (struct iovec){ dst + 8192, 512 };
 		memset(dst, 0, 3 * 4096);
 		assert_int_equal(sync_readv(disk, iov, 3, 4 * KiB), 0);
-		expect_equal(dst, model + 4 * KiB, 512, "segment before empty one", 4 * KiB);
-		expect_equal(dst + 8192, model + 4 * KiB + 512, 512, "segment after empty one",
+		test_expect_equal(dst, model + 4 * KiB, 512, "segment before empty one", 4 * KiB);
+		test_expect_equal(dst + 8192, model + 4 * KiB + 512, 512, "segment after empty one",
 			     4 * KiB + 512);
 
 		end_test(disk);
@@ -590,19 +539,19 @@ static void test_eof_short_read(void **state)
 	test_write_file(path, size, 8);
 	struct vdisk *disk = open_direct(ec, path);
 	assert_int_equal(vdisk_size(disk), size);
-	uint8_t *abuf = aligned_buf(size);
+	uint8_t *abuf = test_aligned_buf(size);
 	assert_int_equal(vdisk_pread(disk, abuf, size, 0), 0);
-	expect_pattern(abuf, size, 0, 8, "whole image, aligned");
-	uint8_t *raw = xmalloc(size + 1);
+	test_expect_pattern(abuf, size, 0, 8, "whole image, aligned");
+	uint8_t *raw = test_xmalloc(size + 1);
 	memset(raw, 0, size + 1);
 	assert_int_equal(vdisk_pread(disk, raw + 1, size, 0), 0);
-	expect_pattern(raw + 1, size, 0, 8, "whole image, malloc+1");
+	test_expect_pattern(raw + 1, size, 0, 8, "whole image, malloc+1");
 	memset(abuf, 0, size);
 	struct iovec iov[3] = { { abuf, 8192 }, { abuf + 8192, size - 8192 } };
 	assert_int_equal(sync_readv(disk, iov, 2, 0), 0);
-	expect_pattern(abuf, size, 0, 8, "whole image, 2 segments");
+	test_expect_pattern(abuf, size, 0, 8, "whole image, 2 segments");
 	assert_int_equal(vdisk_pread(disk, abuf, 512, size - 512), 0);
-	expect_pattern(abuf, 512, size - 512, 8, "last sector");
+	test_expect_pattern(abuf, 512, size - 512, 8, "last sector");
 	end_test(disk);
 
 	/* Not even a whole number of sectors. */
@@ -612,9 +561,9 @@ static void test_eof_short_read(void **state)
 	assert_int_equal(vdisk_size(disk), odd);
 	memset(abuf, 0, size);
 	assert_int_equal(vdisk_pread(disk, abuf, odd, 0), 0);
-	expect_pattern(abuf, odd, 0, 9, "whole odd image");
+	test_expect_pattern(abuf, odd, 0, 9, "whole odd image");
 	assert_int_equal(vdisk_pread(disk, abuf, 100, 4096 * 3), 0);
-	expect_pattern(abuf, 100, 4096 * 3, 9, "odd tail");
+	test_expect_pattern(abuf, 100, 4096 * 3, 9, "odd tail");
 	end_test(disk);
 	free(raw);
 	free(abuf);
@@ -628,22 +577,22 @@ static void test_eof_short_read(void **state)
 		disk = open_disk(ec, path, (struct open_args){ .cache = caches[c] });
 		assert_int_equal(truncate(path, cut), 0);
 
-		abuf = aligned_buf(full);
+		abuf = test_aligned_buf(full);
 		assert_int_equal(vdisk_pread(disk, abuf, full, 0), 0);
-		expect_pattern(abuf, cut, 0, 10, "before the cut, aligned");
+		test_expect_pattern(abuf, cut, 0, 10, "before the cut, aligned");
 		expect_zero(abuf + cut, full - cut, cut, "after the cut, aligned");
 
-		raw = xmalloc(full + 1);
+		raw = test_xmalloc(full + 1);
 		memset(raw, 0xEE, full + 1);
 		assert_int_equal(vdisk_pread(disk, raw + 1, full, 0), 0);
-		expect_pattern(raw + 1, cut, 0, 10, "before the cut, malloc+1");
+		test_expect_pattern(raw + 1, cut, 0, 10, "before the cut, malloc+1");
 		expect_zero(raw + 1 + cut, full - cut, cut, "after the cut, malloc+1");
 
 		memset(abuf, 0xEE, full);
 		struct iovec three[3] = { { abuf, 8192 }, { abuf + 8192, 8192 },
 					  { abuf + 16384, 8192 } };
 		assert_int_equal(sync_readv(disk, three, 3, 0), 0);
-		expect_pattern(abuf, cut, 0, 10, "before the cut, 3 segments");
+		test_expect_pattern(abuf, cut, 0, 10, "before the cut, 3 segments");
 		expect_zero(abuf + cut, full - cut, cut, "after the cut, 3 segments");
 
 		/* Entirely past the new end. */
@@ -708,7 +657,7 @@ static void test_many_concurrent(void **state)
 			p[i].offset += 1 + lcg(&seed) % 511;
 			p[i].len -= lcg(&seed) % 511;
 		}
-		p[i].raw = aligned_buf(p[i].len + 1);
+		p[i].raw = test_aligned_buf(p[i].len + 1);
 		p[i].buf = p[i].raw + odd;
 		p[i].iov = (struct iovec){ p[i].buf, p[i].len };
 		test_fill_pattern(p[i].buf, p[i].len, p[i].offset, 1000 + i);
@@ -745,7 +694,7 @@ static void test_many_concurrent(void **state)
 	for (unsigned i = 0; i < NREQ; i++) {
 		assert_int_equal(p[i].r.calls, 1);
 		assert_int_equal(p[i].r.result, 0);
-		expect_pattern(p[i].buf, p[i].len, p[i].offset, 1000 + i, "concurrent read");
+		test_expect_pattern(p[i].buf, p[i].len, p[i].offset, 1000 + i, "concurrent read");
 		free(p[i].raw);
 	}
 	end_test(disk);
@@ -779,7 +728,7 @@ static void test_callbacks_only_from_poll(void **state)
 	struct vdisk *disk = open_direct(ec, path);
 	struct vdisk_queue *q = vdisk_queue(disk, 0);
 
-	uint8_t *abuf = aligned_buf(8 * KiB);
+	uint8_t *abuf = test_aligned_buf(8 * KiB);
 	uint8_t ubuf[300], wbuf[300];
 	struct iovec a = { abuf, 8 * KiB }, u = { ubuf, sizeof(ubuf) }, w = { wbuf, sizeof(wbuf) };
 	memset(wbuf, 0x3C, sizeof(wbuf));
@@ -815,8 +764,8 @@ static void test_callbacks_only_from_poll(void **state)
 	for (int i = 0; i < 11; i++)
 		if (r[i].result != 0)
 			fail_msg("request %d: %s", i, strerror(-r[i].result));
-	expect_pattern(abuf, 8 * KiB, 0, 13, "chained read");
-	expect_pattern(chain_buf[0], 512, 4096, 13, "read submitted from a callback");
+	test_expect_pattern(abuf, 8 * KiB, 0, 13, "chained read");
+	test_expect_pattern(chain_buf[0], 512, 4096, 13, "read submitted from a callback");
 
 	end_test(disk);
 	free(abuf);
@@ -834,7 +783,7 @@ static void test_refusals(void **state)
 							   .read_only = true });
 	struct vdisk_queue *q = vdisk_queue(disk, 0);
 	assert_true(vdisk_read_only(disk));
-	uint8_t *buf = aligned_buf(8 * KiB);
+	uint8_t *buf = test_aligned_buf(8 * KiB);
 	struct iovec iov = { buf, 4096 };
 	struct req r;
 	memset(&r, 0, sizeof(r));
@@ -853,7 +802,7 @@ static void test_refusals(void **state)
 	 * works, and nothing changed on disk. */
 	assert_int_equal(vdisk_flush_sync(disk), 0);
 	assert_int_equal(vdisk_pread(disk, buf, 8 * KiB, 0), 0);
-	expect_pattern(buf, 8 * KiB, 0, 14, "read-only disk");
+	test_expect_pattern(buf, 8 * KiB, 0, 14, "read-only disk");
 
 	/* Out of range: past the end, overflowing. */
 	struct {
@@ -924,8 +873,8 @@ static void test_refusals(void **state)
 	assert_int_equal(run_one(q, &r), 0);
 	assert_int_equal(do_readv(disk, q, &iov, 0, size, &r), 0);
 	assert_int_equal(run_one(q, &r), 0);
-	uint8_t *all = xmalloc(size);
-	file_read(path, all, size, 0);
+	uint8_t *all = test_xmalloc(size);
+	test_file_read(path, all, size, 0);
 	expect_zero(all, size, 0, "write zeroes of the whole disk");
 	free(all);
 	end_test(disk);
@@ -982,7 +931,7 @@ static void test_enospc(void **state)
 		struct vdisk_queue *q = vdisk_queue(disk, 0);
 
 		/* One write of 2 MiB: the first part may fit, the rest cannot. */
-		uint8_t *buf = aligned_buf(2 * MiB);
+		uint8_t *buf = test_aligned_buf(2 * MiB);
 		test_fill_pattern(buf, 2 * MiB, 0, 15);
 		struct iovec iov = { buf, 2 * MiB };
 		struct req r;
@@ -1045,7 +994,7 @@ static void test_event_fd(void **state)
 		assert_false(fd_readable(fd, 0));
 
 		/* A read: readable once it is done, quiet again once it is collected. */
-		uint8_t *buf = aligned_buf(16 * KiB);
+		uint8_t *buf = test_aligned_buf(16 * KiB);
 		struct iovec iov = { buf, 16 * KiB };
 		struct req r;
 		for (int round = 0; round < 3; round++) {
@@ -1063,7 +1012,7 @@ static void test_event_fd(void **state)
 				}
 			}
 			assert_int_equal(r.result, 0);
-			expect_pattern(buf, 16 * KiB, 16 * KiB * round, 16, "event-driven read");
+			test_expect_pattern(buf, 16 * KiB, 16 * KiB * round, 16, "event-driven read");
 			assert_false(fd_readable(fd, 0));
 		}
 
@@ -1103,9 +1052,9 @@ static void test_event_fd(void **state)
 		end_test(disk);
 		free(buf);
 	}
-	uint8_t *check = xmalloc(16 * KiB);
-	file_read(path, check, 16 * KiB, 48 * KiB);
-	expect_pattern(check, 16 * KiB, 48 * KiB, 17, "event-driven writes");
+	uint8_t *check = test_xmalloc(16 * KiB);
+	test_file_read(path, check, 16 * KiB, 48 * KiB);
+	test_expect_pattern(check, 16 * KiB, 48 * KiB, 17, "event-driven writes");
 	free(check);
 }
 
@@ -1159,9 +1108,9 @@ static void check_zeroes_and_discard(const struct engine_case *ec, const char *p
 	memset(model, 0, 4096);
 	assert_int_equal(vdisk_flush_sync(disk), 0);
 	expect_file(path, model, size, "after the synchronous forms");
-	uint8_t *buf = aligned_buf(size);
+	uint8_t *buf = test_aligned_buf(size);
 	assert_int_equal(vdisk_pread(disk, buf, size, 0), 0);
-	expect_equal(buf, model, size, "read back through the disk", 0);
+	test_expect_equal(buf, model, size, "read back through the disk", 0);
 	end_test(disk);
 	free(buf);
 	free(model);
@@ -1220,7 +1169,7 @@ static void test_engine_auto(void **state)
 	}
 	uint8_t buf[4096];
 	assert_int_equal(vdisk_pread(disk, buf, 4096, 0), 0);
-	expect_pattern(buf, 4096, 0, 20, "auto engine");
+	test_expect_pattern(buf, 4096, 0, 20, "auto engine");
 	close_disk(disk);
 
 	/* An engine kind that does not exist is refused, not dereferenced. */

@@ -31,57 +31,14 @@
 
 /* ---- helpers ---- */
 
-static void *xmalloc(size_t len)
-{
-	void *p = malloc(len ? len : 1);
-	assert_non_null(p);
-	return p;
-}
-
-static void file_read(const char *path, void *buf, size_t len, uint64_t off)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		fail_msg("open %s: %s", path, strerror(errno));
-	size_t done = 0;
-	while (done < len) {
-		ssize_t n = pread(fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
-		if (n <= 0)
-			fail_msg("pread %s at %llu: %s", path, (unsigned long long)(off + done),
-				 n < 0 ? strerror(errno) : "end of file");
-		done += (size_t)n;
-	}
-	close(fd);
-}
-
-static void file_write(const char *path, const void *buf, size_t len, uint64_t off)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		fail_msg("open %s: %s", path, strerror(errno));
-	assert_int_equal(pwrite(fd, buf, len, (off_t)off), (ssize_t)len);
-	assert_int_equal(fsync(fd), 0);
-	close(fd);
-}
-
-static void expect_equal(const void *got, const void *want, size_t len, const char *what,
-			 uint64_t base)
-{
-	const uint8_t *g = got, *w = want;
-	for (size_t i = 0; i < len; i++)
-		if (g[i] != w[i])
-			fail_msg("%s: byte at offset %llu is 0x%02x, expected 0x%02x", what,
-				 (unsigned long long)(base + i), g[i], w[i]);
-}
-
 static void expect_file(const char *path, const uint8_t *model, size_t size, const char *what)
 {
 	struct stat st;
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_size, size);
-	uint8_t *buf = xmalloc(size);
-	file_read(path, buf, size, 0);
-	expect_equal(buf, model, size, what, 0);
+	uint8_t *buf = test_xmalloc(size);
+	test_file_read(path, buf, size, 0);
+	test_expect_equal(buf, model, size, what, 0);
 	free(buf);
 }
 
@@ -181,10 +138,10 @@ static void test_create_sparse(void **state)
 	assert_string_equal(vdisk_format_name(disk), "raw");
 	assert_string_equal(vdisk_path(disk), path);
 	assert_false(vdisk_read_only(disk));
-	uint8_t *buf = xmalloc(64 * KiB), *zero = calloc(1, 64 * KiB);
+	uint8_t *buf = test_xmalloc(64 * KiB), *zero = calloc(1, 64 * KiB);
 	memset(buf, 0xFF, 64 * KiB);
 	assert_int_equal(vdisk_pread(disk, buf, 64 * KiB, 8 * MiB - 64 * KiB), 0);
-	expect_equal(buf, zero, 64 * KiB, "sparse image", 8 * MiB - 64 * KiB);
+	test_expect_equal(buf, zero, 64 * KiB, "sparse image", 8 * MiB - 64 * KiB);
 	/* The whole image is one zero extent. */
 	struct vdisk_extent ext;
 	assert_int_equal(vdisk_block_status(disk, 0, 8 * MiB, &ext), 0);
@@ -214,9 +171,9 @@ static void test_create_allocated(void **state)
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_size, 8 * MiB);
 	assert_true(allocated_bytes(path) >= 8 * MiB);
-	uint8_t *buf = xmalloc(8 * MiB), *zero = calloc(1, 8 * MiB);
-	file_read(path, buf, 8 * MiB, 0);
-	expect_equal(buf, zero, 8 * MiB, "allocated image", 0);
+	uint8_t *buf = test_xmalloc(8 * MiB), *zero = calloc(1, 8 * MiB);
+	test_file_read(path, buf, 8 * MiB, 0);
+	test_expect_equal(buf, zero, 8 * MiB, "allocated image", 0);
 	free(zero);
 	free(buf);
 }
@@ -226,7 +183,7 @@ static void test_create_existing(void **state)
 	(void)state;
 	const char *path = test_path("existing.img");
 	test_write_file(path, 64 * KiB, 1);
-	uint8_t *model = xmalloc(64 * KiB);
+	uint8_t *model = test_xmalloc(64 * KiB);
 	test_fill_pattern(model, 64 * KiB, 0, 1);
 
 	char err[256] = "";
@@ -253,7 +210,7 @@ static void test_create_overwrite_in_use(void **state)
 	(void)state;
 	const char *path = test_path("in_use.img");
 	test_write_file(path, 64 * KiB, 13);
-	uint8_t *model = xmalloc(64 * KiB);
+	uint8_t *model = test_xmalloc(64 * KiB);
 	test_fill_pattern(model, 64 * KiB, 0, 13);
 	char err[256] = "";
 	struct vdisk_options rw = { .cache = VDISK_CACHE_WRITEBACK };
@@ -266,7 +223,7 @@ static void test_create_overwrite_in_use(void **state)
 		expect_file(path, model, 64 * KiB, "image in use not replaced");
 		uint8_t buf[4096];
 		assert_int_equal(vdisk_pread(disk, buf, sizeof(buf), 60 * KiB), 0);
-		expect_equal(buf, model + 60 * KiB, sizeof(buf), "image in use", 60 * KiB);
+		test_expect_equal(buf, model + 60 * KiB, sizeof(buf), "image in use", 60 * KiB);
 		close_disk(disk);
 	}
 	/* Closed: replaced. */
@@ -377,12 +334,12 @@ static void test_block_status(void **state)
 	assert_int_equal(create(path, 1 * MiB, true, false, err, sizeof(err)), 0);
 	/* Data at 128 KiB (written through the disk) and 512 KiB (written beside it). */
 	struct vdisk *disk = open_ok(path, NULL);
-	uint8_t *buf = xmalloc(64 * KiB);
+	uint8_t *buf = test_xmalloc(64 * KiB);
 	test_fill_pattern(buf, 64 * KiB, 128 * KiB, 2);
 	assert_int_equal(vdisk_pwrite(disk, buf, 64 * KiB, 128 * KiB), 0);
 	assert_int_equal(vdisk_flush_sync(disk), 0);
 	test_fill_pattern(buf, 64 * KiB, 512 * KiB, 3);
-	file_write(path, buf, 64 * KiB, 512 * KiB);
+	test_file_write(path, buf, 64 * KiB, 512 * KiB);
 
 	static const struct run want[] = {
 		{ 0, 128 * KiB, VDISK_EXTENT_ZERO },
@@ -428,7 +385,7 @@ static void test_block_status(void **state)
 
 	/* What the extents say matches what the image reads. */
 	for (size_t i = 0; i < n; i++) {
-		uint8_t *chunk = xmalloc(got[i].len);
+		uint8_t *chunk = test_xmalloc(got[i].len);
 		assert_int_equal(vdisk_pread(disk, chunk, got[i].len, got[i].off), 0);
 		if (got[i].flags == VDISK_EXTENT_ZERO) {
 			for (uint64_t k = 0; k < got[i].len; k++)
@@ -437,9 +394,9 @@ static void test_block_status(void **state)
 						 (unsigned long long)(got[i].off + k));
 		} else {
 			uint32_t seed = got[i].off == 128 * KiB ? 2 : 3;
-			uint8_t *expect = xmalloc(got[i].len);
+			uint8_t *expect = test_xmalloc(got[i].len);
 			test_fill_pattern(expect, got[i].len, got[i].off, seed);
-			expect_equal(chunk, expect, got[i].len, "data extent", got[i].off);
+			test_expect_equal(chunk, expect, got[i].len, "data extent", got[i].off);
 			free(expect);
 		}
 		free(chunk);
@@ -466,7 +423,7 @@ static void test_discard(void **state)
 	const size_t size = 1 * MiB;
 	for (size_t c = 0; c < ARRAY_SIZE(caches); c++) {
 		test_write_file(path, size, 5);
-		uint8_t *model = xmalloc(size);
+		uint8_t *model = test_xmalloc(size);
 		test_fill_pattern(model, size, 0, 5);
 		struct vdisk_options opts = { .cache = caches[c] };
 		struct vdisk *disk = open_ok(path, &opts);
@@ -496,9 +453,9 @@ static void test_discard(void **state)
 		memset(model + size - 3, 0, 3);
 		assert_int_equal(vdisk_discard_sync(disk, 5, 0), 0);
 		expect_file(path, model, size, "after unaligned discard");
-		uint8_t *buf = xmalloc(size);
+		uint8_t *buf = test_xmalloc(size);
 		assert_int_equal(vdisk_pread(disk, buf, size, 0), 0);
-		expect_equal(buf, model, size, "read through the disk", 0);
+		test_expect_equal(buf, model, size, "read through the disk", 0);
 		free(buf);
 		close_disk(disk);
 		free(model);
@@ -519,7 +476,7 @@ static void test_write_zeroes(void **state)
 	};
 	for (size_t c = 0; c < ARRAY_SIZE(caches); c++) {
 		test_write_file(path, size, 6);
-		uint8_t *model = xmalloc(size);
+		uint8_t *model = test_xmalloc(size);
 		test_fill_pattern(model, size, 0, 6);
 		struct vdisk_options opts = { .cache = caches[c] };
 		struct vdisk *disk = open_ok(path, &opts);
@@ -580,8 +537,8 @@ static void test_flush(void **state)
 			assert_int_equal(w[i].result, 0);
 		}
 		uint8_t got[1000];
-		file_read(path, got, sizeof(got), 3000);
-		expect_equal(got, buf, sizeof(buf), "flushed write", 3000);
+		test_file_read(path, got, sizeof(got), 3000);
+		test_expect_equal(got, buf, sizeof(buf), "flushed write", 3000);
 		close_disk(disk);
 	}
 }
@@ -672,7 +629,7 @@ static void test_open_refusals(void **state)
 	assert_int_equal(vdisk_pread(disk, buf, sizeof(buf), 512), 0);
 	uint8_t want[512];
 	test_fill_pattern(want, sizeof(want), 512, 10);
-	expect_equal(buf, want, sizeof(buf), "opened with defaults", 512);
+	test_expect_equal(buf, want, sizeof(buf), "opened with defaults", 512);
 	close_disk(disk);
 	struct vdisk *none = (struct vdisk *)0x1;
 	assert_int_equal(vdisk_open(test_path("missing.img"), NULL, &none, NULL, 0), -ENOENT);

@@ -41,55 +41,6 @@ static const struct {
 
 /* ---- helpers ---- */
 
-static void *xmalloc(size_t len)
-{
-	void *p = malloc(len ? len : 1);
-	assert_non_null(p);
-	return p;
-}
-
-static void *aligned_buf(size_t len)
-{
-	void *p = NULL;
-	assert_int_equal(posix_memalign(&p, 4096, len ? len : 1), 0);
-	memset(p, 0xA5, len);
-	return p;
-}
-
-static void file_read(const char *path, void *buf, size_t len, uint64_t off)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		fail_msg("open %s: %s", path, strerror(errno));
-	size_t done = 0;
-	while (done < len) {
-		ssize_t n = pread(fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
-		if (n <= 0)
-			fail_msg("pread %s: %s", path, n < 0 ? strerror(errno) : "end of file");
-		done += (size_t)n;
-	}
-	close(fd);
-}
-
-static void expect_equal(const void *got, const void *want, size_t len, const char *what,
-			 uint64_t base)
-{
-	const uint8_t *g = got, *w = want;
-	for (size_t i = 0; i < len; i++)
-		if (g[i] != w[i])
-			fail_msg("%s: byte at offset %llu is 0x%02x, expected 0x%02x", what,
-				 (unsigned long long)(base + i), g[i], w[i]);
-}
-
-static void expect_pattern(const void *got, size_t len, uint64_t off, uint32_t seed,
-			   const char *what)
-{
-	uint8_t *want = xmalloc(len);
-	test_fill_pattern(want, len, off, seed);
-	expect_equal(got, want, len, what, off);
-	free(want);
-}
-
 struct vdisk *test_open_disks[TEST_MAX_OPEN_DISKS];
 
 static void track(struct vdisk *disk)
@@ -450,10 +401,10 @@ static void test_threads_own_queues(void **state)
 		}
 		close_disk(disk);
 		/* What the file holds: each region has its thread's last round. */
-		uint8_t *buf = xmalloc(REGION);
+		uint8_t *buf = test_xmalloc(REGION);
 		for (unsigned i = 0; i < NTHREADS; i++) {
-			file_read(path, buf, REGION, (uint64_t)i * REGION);
-			expect_pattern(buf, REGION, (uint64_t)i * REGION, 100 + i * 10 + 2,
+			test_file_read(path, buf, REGION, (uint64_t)i * REGION);
+			test_expect_pattern(buf, REGION, (uint64_t)i * REGION, 100 + i * 10 + 2,
 				       "region written by its thread");
 		}
 		free(buf);
@@ -489,7 +440,7 @@ static void test_queue_accessors(void **state)
 	assert_int_equal(r.calls, 0);
 	wait_reqs(q2, &r, 1);
 	assert_int_equal(r.result, 0);
-	expect_pattern(buf, sizeof(buf), 1024, 2, "read on queue 2");
+	test_expect_pattern(buf, sizeof(buf), 1024, 2, "read on queue 2");
 	close_disk(disk);
 
 	/* queues = 0 means one. */
@@ -549,9 +500,9 @@ static void test_zero_length(void **state)
 		close_disk(disk);
 	}
 	/* Nothing was changed. */
-	uint8_t *all = xmalloc(64 * KiB);
-	file_read(path, all, 64 * KiB, 0);
-	expect_pattern(all, 64 * KiB, 0, 3, "after zero-length requests");
+	uint8_t *all = test_xmalloc(64 * KiB);
+	test_file_read(path, all, 64 * KiB, 0);
+	test_expect_pattern(all, 64 * KiB, 0, 3, "after zero-length requests");
 	free(all);
 	assert_int_equal(bad_context, 0);
 	skip_if_engine_missing();
@@ -591,7 +542,7 @@ static void test_deferred_completion(void **state)
 	struct vdisk *disk = open_ok(path, opts);
 	assert_string_equal(vdisk_format_name(disk), "mock");
 	struct vdisk_queue *q = vdisk_queue(disk, 0);
-	uint8_t *buf = aligned_buf(4096);
+	uint8_t *buf = test_aligned_buf(4096);
 	struct iovec iov = { buf, 4096 };
 	struct req r[4];
 
@@ -626,7 +577,7 @@ static void test_deferred_completion(void **state)
 	assert_int_equal(readv_req(disk, q, &iov, 1, 8192, &r[0]), 0);
 	wait_reqs(q, r, 1);
 	assert_int_equal(r[0].result, 0);
-	expect_pattern(buf, 4096, 8192, 4, "read through the mock driver");
+	test_expect_pattern(buf, 4096, 8192, 4, "read through the mock driver");
 
 	/* Submissions from inside a callback. */
 	nested_disk = disk;
@@ -661,10 +612,10 @@ static void test_beyond_depth(void **state)
 	const unsigned n = 100;
 	const char *path = test_path("depth.img");
 	test_write_file(path, n * 4096, 5);
-	uint8_t *model = xmalloc(n * 4096);
+	uint8_t *model = test_xmalloc(n * 4096);
 	test_fill_pattern(model, n * 4096, 0, 5);
 	struct req *rs = calloc(n, sizeof(*rs));
-	uint8_t *buf = aligned_buf(n * 4096);
+	uint8_t *buf = test_aligned_buf(n * 4096);
 	struct iovec *iov = calloc(n, sizeof(*iov));
 	assert_non_null(rs);
 	assert_non_null(iov);
@@ -700,7 +651,7 @@ static void test_beyond_depth(void **state)
 			assert_int_equal(rs[i].calls, 1);
 			assert_int_equal(rs[i].result, 0);
 		}
-		expect_equal(buf, model, n * 4096, "100 requests at depth 4", 0);
+		test_expect_equal(buf, model, n * 4096, "100 requests at depth 4", 0);
 
 		/* Again, collected one completion at a time. */
 		memset(buf, 0, n * 4096);
@@ -711,12 +662,12 @@ static void test_beyond_depth(void **state)
 		wait_reqs(q, rs, n);
 		for (unsigned i = 0; i < n; i++)
 			assert_int_equal(rs[i].result, 0);
-		expect_equal(buf, model, n * 4096, "100 reads at depth 4", 0);
+		test_expect_equal(buf, model, n * 4096, "100 reads at depth 4", 0);
 		close_disk(disk);
 
-		uint8_t *file = xmalloc(n * 4096);
-		file_read(path, file, n * 4096, 0);
-		expect_equal(file, model, n * 4096, "file after 100 requests", 0);
+		uint8_t *file = test_xmalloc(n * 4096);
+		test_file_read(path, file, n * 4096, 0);
+		test_expect_equal(file, model, n * 4096, "file after 100 requests", 0);
 		free(file);
 	}
 	free(iov);

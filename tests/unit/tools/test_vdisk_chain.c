@@ -617,11 +617,9 @@ static int teardown(void **state)
 
 int main(void)
 {
-	vdisk_bin = getenv("VDISK");
-	if (!vdisk_bin || access(vdisk_bin, X_OK) != 0) {
-		fprintf(stderr, "VDISK must name the vdisk binary\n");
+	vdisk_bin = test_vdisk_binary();
+	if (!vdisk_bin)
 		return TEST_SKIP;
-	}
 	if (vhd_register() || vhdx_register())
 		return 1;
 	shadow = malloc(DISK_SIZE);

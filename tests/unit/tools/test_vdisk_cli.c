@@ -415,20 +415,11 @@ static void test_vhdx_dirty_log(void **state)
 	}
 }
 
-static int teardown(void **state)
-{
-	(void)state;
-	test_tmpdir_remove();
-	return 0;
-}
-
 int main(void)
 {
-	vdisk = getenv("VDISK");
-	if (!vdisk || access(vdisk, X_OK) != 0) {
-		fprintf(stderr, "VDISK must name the vdisk binary\n");
+	vdisk = test_vdisk_binary();
+	if (!vdisk)
 		return TEST_SKIP;
-	}
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_help),
 		cmocka_unit_test(test_usage_errors),
@@ -446,5 +437,5 @@ int main(void)
 		cmocka_unit_test(test_vhdx_create_info),
 		cmocka_unit_test(test_vhdx_dirty_log),
 	};
-	return cmocka_run_group_tests(tests, NULL, teardown);
+	return cmocka_run_group_tests(tests, NULL, test_teardown_tmpdir);
 }

@@ -585,11 +585,9 @@ static int after_each(void **state)
 
 int main(void)
 {
-	vdisk_bin = getenv("VDISK");
-	if (!vdisk_bin || access(vdisk_bin, X_OK) != 0) {
-		fprintf(stderr, "VDISK must name the vdisk binary\n");
+	vdisk_bin = test_vdisk_binary();
+	if (!vdisk_bin)
 		return TEST_SKIP;
-	}
 	if (!test_have("qemu-img")) {
 		fprintf(stderr, "qemu-img is the oracle of these tests\n");
 		return TEST_SKIP;

@@ -539,20 +539,11 @@ static void test_map_like_qemu(void **state)
 	assert_contains(out, "         9437184          6291456  no    yes   0");
 }
 
-static int teardown(void **state)
-{
-	(void)state;
-	test_tmpdir_remove();
-	return 0;
-}
-
 int main(void)
 {
-	vdisk = getenv("VDISK");
-	if (!vdisk || access(vdisk, X_OK) != 0) {
-		fprintf(stderr, "VDISK must name the vdisk binary\n");
+	vdisk = test_vdisk_binary();
+	if (!vdisk)
 		return TEST_SKIP;
-	}
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_usage),
 		cmocka_unit_test(test_convert_all_formats),
@@ -565,5 +556,5 @@ int main(void)
 		cmocka_unit_test(test_compare_like_qemu),
 		cmocka_unit_test(test_map_like_qemu),
 	};
-	return cmocka_run_group_tests(tests, NULL, teardown);
+	return cmocka_run_group_tests(tests, NULL, test_teardown_tmpdir);
 }

@@ -677,21 +677,12 @@ static void test_convert_vhdx_4k(void **state)
 	assert_fat_intact(back, 256 * 4096, 20 * MIB, "k4.bin");
 }
 
-static int teardown(void **state)
-{
-	(void)state;
-	test_tmpdir_remove();
-	return 0;
-}
-
 int main(void)
 {
 	vhdx_register();
-	vdisk = getenv("VDISK");
-	if (!vdisk || access(vdisk, X_OK) != 0) {
-		fprintf(stderr, "VDISK must name the vdisk binary\n");
+	vdisk = test_vdisk_binary();
+	if (!vdisk)
 		return TEST_SKIP;
-	}
 	if (!have_tools()) {
 		fprintf(stderr, "needs sfdisk, fdisk, sgdisk, mkfs.vfat, fsck.vfat, mtools and "
 				"qemu-img (scripts/install-deps.sh)\n");
@@ -710,5 +701,5 @@ int main(void)
 		cmocka_unit_test(test_convert_vhd),
 		cmocka_unit_test(test_convert_vhdx_4k),
 	};
-	return cmocka_run_group_tests(tests, NULL, teardown);
+	return cmocka_run_group_tests(tests, NULL, test_teardown_tmpdir);
 }

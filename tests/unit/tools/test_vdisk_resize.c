@@ -415,11 +415,9 @@ static int teardown(void **state)
 
 int main(void)
 {
-	vdisk = getenv("VDISK");
-	if (!vdisk) {
-		fprintf(stderr, "VDISK is not set (run through ctest)\n");
+	vdisk = test_vdisk_binary();
+	if (!vdisk)
 		return TEST_SKIP;
-	}
 	vhd_register();
 	vhdx_register();
 	const struct CMUnitTest tests[] = {

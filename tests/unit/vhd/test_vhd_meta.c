@@ -38,28 +38,6 @@
 
 /* ---- files ---- */
 
-static void file_read(const char *path, void *buf, size_t len, uint64_t off)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		fail_msg("open %s: %s", path, strerror(errno));
-	ssize_t n = pread(fd, buf, len, (off_t)off);
-	if (n < 0 || (size_t)n != len)
-		fail_msg("pread %s at %llu: short", path, (unsigned long long)off);
-	close(fd);
-}
-
-static void file_write(const char *path, const void *buf, size_t len, uint64_t off)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		fail_msg("open %s: %s", path, strerror(errno));
-	ssize_t n = pwrite(fd, buf, len, (off_t)off);
-	if (n < 0 || (size_t)n != len)
-		fail_msg("pwrite %s at %llu: short", path, (unsigned long long)off);
-	close(fd);
-}
-
 static uint64_t file_size(const char *path)
 {
 	struct stat st;
@@ -91,11 +69,11 @@ static void patch_struct(const char *path, uint64_t at, size_t size, size_t csum
 			 const void *value, size_t len, bool fix_checksum)
 {
 	uint8_t buf[VHD_HEADER_SIZE];
-	file_read(path, buf, size, at);
+	test_file_read(path, buf, size, at);
 	memcpy(buf + field, value, len);
 	if (fix_checksum)
 		store_be32(buf + csum_off, vhd_checksum(buf, size, csum_off));
-	file_write(path, buf, size, at);
+	test_file_write(path, buf, size, at);
 }
 
 static uint64_t footer_at(const char *path)
@@ -127,9 +105,9 @@ static void patch_header64(const char *path, size_t field, uint64_t v)
 static void corrupt_byte(const char *path, uint64_t at)
 {
 	uint8_t b;
-	file_read(path, &b, 1, at);
+	test_file_read(path, &b, 1, at);
 	b ^= 0x5a;
-	file_write(path, &b, 1, at);
+	test_file_write(path, &b, 1, at);
 }
 
 /* BAT entry on disk (images made here: BAT at 1536). */
@@ -137,13 +115,13 @@ static void set_bat(const char *path, uint32_t index, uint32_t sector)
 {
 	uint8_t be[4];
 	store_be32(be, sector);
-	file_write(path, be, 4, 1536 + 4ull * index);
+	test_file_write(path, be, 4, 1536 + 4ull * index);
 }
 
 static uint32_t get_bat(const char *path, uint32_t index)
 {
 	uint8_t be[4];
-	file_read(path, be, 4, 1536 + 4ull * index);
+	test_file_read(path, be, 4, 1536 + 4ull * index);
 	return load_be32(be);
 }
 
@@ -157,13 +135,13 @@ static uint64_t append_block(const char *path, uint32_t index, uint32_t block_si
 	uint32_t bitmap_size = ((block_size / 512 / 8) + 511) & ~511u;
 	uint8_t *data = malloc(block_size);
 	assert_non_null(data);
-	file_read(path, footer, sizeof(footer), at);
+	test_file_read(path, footer, sizeof(footer), at);
 	memset(bitmap, 0xff, sizeof(bitmap));
 	for (uint32_t o = 0; o < bitmap_size; o += 512)
-		file_write(path, bitmap, 512, at + o);
+		test_file_write(path, bitmap, 512, at + o);
 	test_fill_pattern(data, block_size, 0, seed);
-	file_write(path, data, block_size, at + bitmap_size);
-	file_write(path, footer, sizeof(footer), at + bitmap_size + block_size);
+	test_file_write(path, data, block_size, at + bitmap_size);
+	test_file_write(path, footer, sizeof(footer), at + bitmap_size + block_size);
 	free(data);
 	set_bat(path, index, (uint32_t)(at / 512));
 	return at;
@@ -255,15 +233,7 @@ static void run_check(const char *path, bool repair, struct check_out *out)
 	memset(out, 0, sizeof(*out));
 	out->res.findings = json_array();
 	assert_int_equal(vhd_check(&im.disk, repair ? VDISK_CHECK_REPAIR : 0, &out->res), 0);
-	size_t i, used = 0;
-	json_t *f;
-	json_array_foreach (out->res.findings, i, f) {
-		int n = snprintf(out->text + used, sizeof(out->text) - used, "[%s] %s\n",
-				 json_string_value(json_object_get(f, "severity")),
-				 json_string_value(json_object_get(f, "message")));
-		if (n > 0 && used + (size_t)n < sizeof(out->text))
-			used += (size_t)n;
-	}
+	test_findings_text(out->res.findings, out->text, sizeof(out->text));
 	json_decref(out->res.findings);
 	image_close(&im);
 }
@@ -466,7 +436,7 @@ static void test_geometry_matches_qemu(void **state)
 		uint8_t raw[VHD_FOOTER_SIZE];
 		struct vhd_footer f;
 		char err[256];
-		file_read(path, raw, sizeof(raw), footer_at(path));
+		test_file_read(path, raw, sizeof(raw), footer_at(path));
 		assert_int_equal(vhd_footer_parse(raw, &f, err, sizeof(err)), 0);
 		uint16_t c;
 		uint8_t h, s;
@@ -754,7 +724,7 @@ static void test_create_fixed(void **state)
 	assert_true((uint64_t)st.st_blocks * 512 >= 16 * MiB); /* allocated */
 
 	uint8_t zero[512] = { 0 }, head[512];
-	file_read(path, head, sizeof(head), 0);
+	test_file_read(path, head, sizeof(head), 0);
 	assert_memory_equal(head, zero, sizeof(zero)); /* no copy: the data starts at 0 */
 
 	struct image im;
@@ -817,8 +787,8 @@ static void test_create_dynamic(void **state)
 	uint64_t bat_bytes = ((uint64_t)entries * 4 + 511) & ~511ull;
 	assert_int_equal(file_size(path), 1536 + bat_bytes + 512);
 	uint8_t a[512], b[512];
-	file_read(path, a, 512, 0);
-	file_read(path, b, 512, footer_at(path));
+	test_file_read(path, a, 512, 0);
+	test_file_read(path, b, 512, footer_at(path));
 	assert_memory_equal(a, b, 512); /* the copy at 0 is the footer */
 	for (uint32_t i = 0; i < bat_bytes / 4; i++)
 		assert_int_equal(get_bat(path, i), VHD_BAT_UNUSED);
@@ -885,7 +855,7 @@ static void test_dynamic_written_by_qemu(void **state)
 	for (int k = 0; k < 3; k++) {
 		assert_int_not_equal(im.vhd.bat[idx[k]], VHD_BAT_UNUSED);
 		uint8_t b[512];
-		file_read(path, b, sizeof(b),
+		test_file_read(path, b, sizeof(b),
 			  (uint64_t)im.vhd.bat[idx[k]] * 512 + im.vhd.bitmap_size + in_block[k]);
 		for (int j = 0; j < 512; j++)
 			assert_int_equal(b[j], want[k]);
@@ -1101,7 +1071,7 @@ static void test_load_bad_footer(void **state)
 	corrupt_byte(path, footer_at(path) + 40);
 	load_fails(path, -EINVAL, "checksum");
 	create_image(path, "fixed", 4 * MiB, 0, NULL);
-	file_write(path, "connectx", 8, footer_at(path));
+	test_file_write(path, "connectx", 8, footer_at(path));
 	load_fails(path, -EINVAL, "conectix");
 	create_image(path, "fixed", 4 * MiB, 0, NULL);
 	patch_footer32(path, footer_at(path), VHD_F_DISK_TYPE, 1);
@@ -1109,9 +1079,9 @@ static void test_load_bad_footer(void **state)
 	/* a fixed image one sector short of its size */
 	create_image(path, "fixed", 4 * MiB, 0, NULL);
 	uint8_t f[512];
-	file_read(path, f, 512, footer_at(path));
+	test_file_read(path, f, 512, footer_at(path));
 	file_truncate(path, 4 * MiB - 512);
-	file_write(path, f, 512, 4 * MiB - 1024);
+	test_file_write(path, f, 512, 4 * MiB - 1024);
 	load_fails(path, -EINVAL, "truncated");
 	file_truncate(path, 100);
 	load_fails(path, -EINVAL, "too small");
@@ -1132,8 +1102,8 @@ static void test_load_bad_footer(void **state)
 	load_fails(path, -EINVAL, "checksum");
 	/* a good copy of a fixed disk's footer at 0 is data, not a copy */
 	create_image(path, "fixed", 4 * MiB, 0, NULL);
-	file_read(path, f, 512, footer_at(path));
-	file_write(path, f, 512, 0);
+	test_file_read(path, f, 512, footer_at(path));
+	test_file_write(path, f, 512, 0);
 	corrupt_byte(path, footer_at(path) + 70);
 	load_fails(path, -EINVAL, "checksum");
 	(void)err;
@@ -1148,7 +1118,7 @@ static void test_load_bad_header(void **state)
 	corrupt_byte(path, 512 + 40);
 	load_fails(path, -EINVAL, "header checksum");
 	create_image(path, NULL, 64 * MiB, 0, NULL);
-	file_write(path, "cxsparsy", 8, 512);
+	test_file_write(path, "cxsparsy", 8, 512);
 	load_fails(path, -EINVAL, "cxsparse");
 	create_image(path, NULL, 64 * MiB, 0, NULL);
 	patch_header32(path, VHD_H_BLOCK_SIZE, 3 * MiB);
@@ -1233,7 +1203,7 @@ static void test_load_bad_locators(void **state)
 	load_ok(&im, child);
 	uint64_t off = im.vhd.header.locators[1].data_offset;
 	image_close(&im);
-	file_write(child, "\x00\xd8", 2, off);
+	test_file_write(child, "\x00\xd8", 2, off);
 	load_ok(&im, child);
 	assert_null(im.vhd.header.locators[1].path);
 	assert_non_null(im.vhd.parent_path);
@@ -1290,7 +1260,7 @@ static void test_parent_locator_forms(void **state)
 	uint8_t u16[128] = { 0 };
 	for (size_t i = 0; i < strlen(win); i++)
 		u16[2 * i] = (uint8_t)win[i];
-	file_write(child, u16, 2 * strlen(win), off0);
+	test_file_write(child, u16, 2 * strlen(win), off0);
 	patch_header32(child, VHD_H_LOCATORS + VHD_L_DATA_LENGTH, (uint32_t)(2 * strlen(win)));
 	patch_header32(child, VHD_H_LOCATORS + VHD_LOCATOR_SIZE + VHD_L_CODE, 0);
 	load_ok(&im, child);
@@ -1303,7 +1273,7 @@ static void test_parent_locator_forms(void **state)
 	w += sprintf(w, "file://localhost");
 	for (const char *p = abs; *p; p++)
 		w += *p == ' ' ? sprintf(w, "%%20") : sprintf(w, "%c", *p);
-	file_write(child, url, strlen(url), off1);
+	test_file_write(child, url, strlen(url), off1);
 	patch_header32(child, VHD_H_LOCATORS + VHD_LOCATOR_SIZE + VHD_L_CODE, VHD_PLATFORM_MACX);
 	patch_header32(child, VHD_H_LOCATORS + VHD_LOCATOR_SIZE + VHD_L_DATA_LENGTH,
 		       (uint32_t)strlen(url));
@@ -1358,26 +1328,26 @@ static void test_hyperv_layout(void **state)
 					      0xc000, NULL };
 	uint8_t raw[VHD_HEADER_SIZE], u16[64] = { 0 };
 	vhd_footer_build(&f, raw);
-	file_write(child, raw, 512, 0);
+	test_file_write(child, raw, 512, 0);
 	uint64_t end = 0x1ce00 + 512 + 2 * MiB;
-	file_write(child, raw, 512, end);
+	test_file_write(child, raw, 512, end);
 	vhd_header_build(&h, raw);
-	file_write(child, raw, sizeof(raw), 512);
+	test_file_write(child, raw, sizeof(raw), 512);
 	for (size_t i = 0; i < sizeof(w2ku) - 1; i++)
 		u16[2 * i] = (uint8_t)w2ku[i];
-	file_write(child, u16, 2 * (sizeof(w2ku) - 1), 0x1000);
+	test_file_write(child, u16, 2 * (sizeof(w2ku) - 1), 0x1000);
 	memset(u16, 0, sizeof(u16));
 	for (size_t i = 0; i < sizeof(w2ru) - 1; i++)
 		u16[2 * i] = (uint8_t)w2ru[i];
-	file_write(child, u16, 2 * (sizeof(w2ru) - 1), 0xc000);
+	test_file_write(child, u16, 2 * (sizeof(w2ru) - 1), 0xc000);
 	uint8_t *bat = malloc(10240 * 4);
 	memset(bat, 0xff, 10240 * 4);
 	store_be32(bat, 0xe7);
-	file_write(child, bat, 10240 * 4, 0x2000);
+	test_file_write(child, bat, 10240 * 4, 0x2000);
 	free(bat);
 	uint8_t bitmap[512];
 	memset(bitmap, 0xff, sizeof(bitmap));
-	file_write(child, bitmap, sizeof(bitmap), 0x1ce00);
+	test_file_write(child, bitmap, sizeof(bitmap), 0x1ce00);
 
 	struct image im;
 	load_ok(&im, child);
@@ -1408,7 +1378,7 @@ static void test_load_footer_511(void **state)
 	assert_int_equal(im.vhd.virtual_size, 4 * MiB);
 	image_close(&im);
 	uint8_t tail[512];
-	file_read(path, tail, 512, 4 * MiB - 1);
+	test_file_read(path, tail, 512, 4 * MiB - 1);
 	struct vdisk_probe p = { tail, 8, tail, 512, 4 * MiB + 511 };
 	p.head = (const uint8_t *)"\0\0\0\0\0\0\0\0";
 	assert_int_equal(vhd_probe(&p), 100);
@@ -1438,13 +1408,13 @@ static void test_load_random_damage(void **state)
 			if (rand() % 3 == 0)
 				at = size - 512 + (uint64_t)rand() % 512;
 			uint8_t b = (uint8_t)rand();
-			file_write(child, &b, 1, at);
+			test_file_write(child, &b, 1, at);
 		}
 		if (rand() % 2) { /* make header damage pass the checksum */
 			uint8_t h[VHD_HEADER_SIZE];
-			file_read(child, h, sizeof(h), 512);
+			test_file_read(child, h, sizeof(h), 512);
 			store_be32(h + VHD_H_CHECKSUM, vhd_checksum(h, sizeof(h), VHD_H_CHECKSUM));
-			file_write(child, h, sizeof(h), 512);
+			test_file_write(child, h, sizeof(h), 512);
 		}
 		struct image im;
 		bool repair = round % 2;
@@ -1508,8 +1478,8 @@ static void test_check_footers(void **state)
 	run_check(path, true, &c);
 	expect_clean(path);
 	uint8_t a[512], b[512];
-	file_read(path, a, 512, 0);
-	file_read(path, b, 512, footer_at(path));
+	test_file_read(path, a, 512, 0);
+	test_file_read(path, b, 512, footer_at(path));
 	assert_memory_equal(a, b, 512);
 
 	/* a torn end: the footer gone and the file cut short mid-sector */
@@ -1563,9 +1533,9 @@ static void test_check_repair_bat(void **state)
 	assert_int_equal((moved + 512) % 4096, 0); /* data on a 4 KiB boundary */
 	uint8_t *want = malloc(bs), *got = malloc(bs);
 	test_fill_pattern(want, bs, 0, 11);
-	file_read(path, got, bs, moved + 512);
+	test_file_read(path, got, bs, moved + 512);
 	assert_memory_equal(got, want, bs);
-	file_read(path, got, bs, b1 + 512);
+	test_file_read(path, got, bs, b1 + 512);
 	assert_memory_equal(got, want, bs);
 	free(want);
 	free(got);
@@ -1615,9 +1585,9 @@ static void test_check_leaks(void **state)
 	create_image(path, NULL, 16 * MiB, bs, NULL);
 	uint64_t at = footer_at(path); /* 2048 */
 	uint8_t footer[512];
-	file_read(path, footer, 512, at);
+	test_file_read(path, footer, 512, at);
 	uint64_t block = 4096 - 512; /* data at 4096 */
-	file_write(path, footer, 512, block + 512 + bs);
+	test_file_write(path, footer, 512, block + 512 + bs);
 	set_bat(path, 0, (uint32_t)(block / 512));
 	expect_clean(path);
 }

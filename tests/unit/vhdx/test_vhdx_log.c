@@ -1396,22 +1396,6 @@ static bool have_tool(const char *name)
 		}                                                                                  \
 	} while (0)
 
-static void file_read(const char *path, void *buf, size_t len, uint64_t off)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	assert_true(fd >= 0);
-	assert_int_equal(pread(fd, buf, len, (off_t)off), (ssize_t)len);
-	close(fd);
-}
-
-static void file_write(const char *path, const void *buf, size_t len, uint64_t off)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	assert_true(fd >= 0);
-	assert_int_equal(pwrite(fd, buf, len, (off_t)off), (ssize_t)len);
-	close(fd);
-}
-
 static uint64_t file_size(const char *path)
 {
 	struct stat st;
@@ -1424,7 +1408,7 @@ static uint8_t *file_slurp(const char *path, uint64_t *size)
 	*size = file_size(path);
 	uint8_t *buf = malloc(*size);
 	assert_non_null(buf);
-	file_read(path, buf, *size, 0);
+	test_file_read(path, buf, *size, 0);
 	return buf;
 }
 
@@ -1447,15 +1431,15 @@ static bool header_valid(const uint8_t *h)
 static void qimage_parse(const char *path, struct qimage *q)
 {
 	uint8_t h[2][SECTOR], rt[SECTOR];
-	file_read(path, h[0], SECTOR, 64 * KiB);
-	file_read(path, h[1], SECTOR, 128 * KiB);
+	test_file_read(path, h[0], SECTOR, 64 * KiB);
+	test_file_read(path, h[1], SECTOR, 128 * KiB);
 	bool v0 = header_valid(h[0]), v1 = header_valid(h[1]);
 	assert_true(v0 || v1);
 	const uint8_t *cur = !v1 || (v0 && load_le64(h[0] + 8) > load_le64(h[1] + 8)) ? h[0] : h[1];
 	memcpy(q->log_guid.bytes, cur + QEMU_LOG_GUID, 16);
 	q->log_length = load_le32(cur + 68);
 	q->log_offset = load_le64(cur + 72);
-	file_read(path, rt, SECTOR, 192 * KiB);
+	test_file_read(path, rt, SECTOR, 192 * KiB);
 	assert_memory_equal(rt, "regi", 4);
 	struct guid bat;
 	assert_int_equal(guid_parse("2DC27766-F623-4200-9D64-115E9BFD4A08", &bat), 0);
@@ -1471,18 +1455,18 @@ static void set_log_guid(const char *path, const struct guid *g)
 {
 	for (uint64_t off = 64 * KiB; off <= 128 * KiB; off += 64 * KiB) {
 		uint8_t h[SECTOR];
-		file_read(path, h, SECTOR, off);
+		test_file_read(path, h, SECTOR, off);
 		memcpy(h + QEMU_LOG_GUID, g->bytes, 16);
 		store_le32(h + 4, 0);
 		store_le32(h + 4, crc32c(0, h, SECTOR));
-		file_write(path, h, SECTOR, off);
+		test_file_write(path, h, SECTOR, off);
 	}
 }
 
 static uint64_t bat_entry(const char *path, const struct qimage *q, unsigned i)
 {
 	uint8_t e[8];
-	file_read(path, e, 8, q->bat_offset + 8 * i);
+	test_file_read(path, e, 8, q->bat_offset + 8 * i);
 	return load_le64(e);
 }
 
@@ -1571,7 +1555,7 @@ static void expect_guest_view(const char *x, const char *raw, const uint8_t *p2,
 	       out);
 	uint8_t *view = malloc(MiB);
 	assert_non_null(view);
-	file_read(raw, view, MiB, 0);
+	test_file_read(raw, view, MiB, 0);
 	assert_memory_equal(view + SECTOR, p2, SECTOR);
 	assert_memory_equal(view + 3 * SECTOR, p3, SECTOR);
 	for (size_t i = 0; i < SECTOR; i++) {
@@ -1621,9 +1605,9 @@ static void qemu_replays_ours(bool wrap)
 	qimage_parse(x, &after);
 	assert_true(guid_is_zero(&after.log_guid));
 	uint8_t got[SECTOR];
-	file_read(x, got, SECTOR, block0 + SECTOR);
+	test_file_read(x, got, SECTOR, block0 + SECTOR);
 	assert_memory_equal(got, p2, SECTOR);
-	file_read(x, got, SECTOR, block0 + 3 * SECTOR);
+	test_file_read(x, got, SECTOR, block0 + 3 * SECTOR);
 	assert_memory_equal(got, p3, SECTOR);
 	expect_guest_view(x, raw, p2, p3);
 

@@ -48,28 +48,6 @@
 
 /* ---- files ---- */
 
-static void file_read(const char *path, void *buf, size_t len, uint64_t off)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		fail_msg("open %s: %s", path, strerror(errno));
-	ssize_t n = pread(fd, buf, len, (off_t)off);
-	if (n < 0 || (size_t)n != len)
-		fail_msg("pread %s at %llu: short", path, (unsigned long long)off);
-	close(fd);
-}
-
-static void file_write(const char *path, const void *buf, size_t len, uint64_t off)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		fail_msg("open %s: %s", path, strerror(errno));
-	ssize_t n = pwrite(fd, buf, len, (off_t)off);
-	if (n < 0 || (size_t)n != len)
-		fail_msg("pwrite %s at %llu: short", path, (unsigned long long)off);
-	close(fd);
-}
-
 static uint64_t file_size(const char *path)
 {
 	struct stat st;
@@ -85,9 +63,9 @@ static void file_truncate(const char *path, uint64_t size)
 static void corrupt_byte(const char *path, uint64_t at)
 {
 	uint8_t b;
-	file_read(path, &b, 1, at);
+	test_file_read(path, &b, 1, at);
 	b ^= 0x5a;
-	file_write(path, &b, 1, at);
+	test_file_write(path, &b, 1, at);
 }
 
 static void copy_file(const char *from, const char *to)
@@ -117,7 +95,7 @@ static bool header_get(const char *path, int slot, struct vhdx_header *h)
 {
 	uint8_t raw[4096];
 	char why[200];
-	file_read(path, raw, sizeof(raw), header_at[slot]);
+	test_file_read(path, raw, sizeof(raw), header_at[slot]);
 	return vhdx_header_parse(raw, h, why, sizeof(why)) == 0;
 }
 
@@ -125,7 +103,7 @@ static void header_put(const char *path, int slot, const struct vhdx_header *h)
 {
 	uint8_t raw[4096];
 	vhdx_header_build(h, raw);
-	file_write(path, raw, sizeof(raw), header_at[slot]);
+	test_file_write(path, raw, sizeof(raw), header_at[slot]);
 }
 
 /* Both headers from the current one with a change applied, sequence numbers going on. */
@@ -151,14 +129,14 @@ static void set_log_guid(struct vhdx_header *h, void *arg)
 /* A region table, with its checksum recomputed when asked. */
 static void table_get(const char *path, int t, uint8_t *raw)
 {
-	file_read(path, raw, 64 * KiB, table_at[t]);
+	test_file_read(path, raw, 64 * KiB, table_at[t]);
 }
 
 static void table_put(const char *path, int t, uint8_t *raw, bool fix_checksum)
 {
 	if (fix_checksum)
 		store_le32(raw + VHDX_RT_CHECKSUM, vhdx_checksum(raw, 64 * KiB, VHDX_RT_CHECKSUM));
-	file_write(path, raw, 64 * KiB, table_at[t]);
+	test_file_write(path, raw, 64 * KiB, table_at[t]);
 }
 
 /* Applies a change to both region tables (checksums recomputed). */
@@ -189,7 +167,7 @@ static uint8_t *meta_entry(uint8_t *table, const struct guid *id)
 static uint64_t item_at(const char *path, const struct guid *id)
 {
 	uint8_t table[64 * KiB];
-	file_read(path, table, sizeof(table), METADATA_AT);
+	test_file_read(path, table, sizeof(table), METADATA_AT);
 	return METADATA_AT + load_le32(meta_entry(table, id) + VHDX_ME_OFFSET);
 }
 
@@ -197,14 +175,14 @@ static void item_write32(const char *path, const struct guid *id, uint32_t at, u
 {
 	uint8_t le[4];
 	store_le32(le, v);
-	file_write(path, le, 4, item_at(path, id) + at);
+	test_file_write(path, le, 4, item_at(path, id) + at);
 }
 
 static void item_write64(const char *path, const struct guid *id, uint64_t v)
 {
 	uint8_t le[8];
 	store_le64(le, v);
-	file_write(path, le, 8, item_at(path, id));
+	test_file_write(path, le, 8, item_at(path, id));
 }
 
 /* BAT entries (images made here: BAT at 3 MiB). */
@@ -212,13 +190,13 @@ static void set_bat(const char *path, uint64_t index, uint64_t value)
 {
 	uint8_t le[8];
 	store_le64(le, value);
-	file_write(path, le, 8, BAT_AT + 8 * index);
+	test_file_write(path, le, 8, BAT_AT + 8 * index);
 }
 
 static uint64_t get_bat(const char *path, uint64_t index)
 {
 	uint8_t le[8];
-	file_read(path, le, 8, BAT_AT + 8 * index);
+	test_file_read(path, le, 8, BAT_AT + 8 * index);
 	return load_le64(le);
 }
 
@@ -231,7 +209,7 @@ static uint64_t append_block(const char *path, uint64_t index, uint32_t len, uns
 	uint8_t *data = malloc(len);
 	assert_non_null(data);
 	test_fill_pattern(data, len, 0, seed);
-	file_write(path, data, len, at);
+	test_file_write(path, data, len, at);
 	free(data);
 	set_bat(path, index, vhdx_bat_entry(state, at));
 	return at;
@@ -314,20 +292,6 @@ struct check_out {
 	char text[8192];
 };
 
-static void findings_text(json_t *findings, char *text, size_t size)
-{
-	size_t i, used = 0;
-	json_t *f;
-	text[0] = 0;
-	json_array_foreach (findings, i, f) {
-		int n = snprintf(text + used, size - used, "[%s] %s\n",
-				 json_string_value(json_object_get(f, "severity")),
-				 json_string_value(json_object_get(f, "message")));
-		if (n > 0 && used + (size_t)n < size)
-			used += (size_t)n;
-	}
-}
-
 /* Loads for repair (read-write when repairing) and checks. */
 static void run_check(const char *path, bool repair, struct check_out *out)
 {
@@ -338,7 +302,7 @@ static void run_check(const char *path, bool repair, struct check_out *out)
 	memset(out, 0, sizeof(*out));
 	out->res.findings = json_array();
 	assert_int_equal(vhdx_check(&im.disk, repair ? VDISK_CHECK_REPAIR : 0, &out->res), 0);
-	findings_text(out->res.findings, out->text, sizeof(out->text));
+	test_findings_text(out->res.findings, out->text, sizeof(out->text));
 	json_decref(out->res.findings);
 	image_close(&im);
 }
@@ -526,7 +490,7 @@ static void test_checksum_and_header_roundtrip(void **state)
 		unlink(q);
 		assert_int_equal(test_run(NULL, 0, "qemu-img create -q -f vhdx '%s' 64M", q), 0);
 		for (int i = 0; i < 2; i++) {
-			file_read(q, raw, sizeof(raw), header_at[i]);
+			test_file_read(q, raw, sizeof(raw), header_at[i]);
 			assert_int_equal(vhdx_header_parse(raw, &g, why, sizeof(why)), 0);
 			uint8_t *rt = malloc(64 * KiB);
 			table_get(q, i, rt);
@@ -654,7 +618,7 @@ static void test_create_dynamic(void **state)
 	assert_int_equal(file_size(path), 4 * MiB); /* header section, log, metadata, BAT */
 
 	uint8_t id[24];
-	file_read(path, id, sizeof(id), 0);
+	test_file_read(path, id, sizeof(id), 0);
 	assert_memory_equal(id, "vhdxfile", 8);
 	assert_memory_equal(id + 8, "h\0v\0s\0t\0a\0c\0k\0\0", 16);
 
@@ -1055,7 +1019,7 @@ static void test_load_headers(void **state)
 
 	/* not a VHDX, too small */
 	copy_file(pristine, path);
-	file_write(path, "vhdxfilf", 8, 0);
+	test_file_write(path, "vhdxfilf", 8, 0);
 	load_fails(path, -EINVAL, "vhdxfile");
 	copy_file(pristine, path);
 	file_truncate(path, 1 * MiB - 1);
@@ -1273,51 +1237,51 @@ static void test_load_metadata(void **state)
 
 	/* the table */
 	copy_file(pristine, path);
-	file_read(path, table, sizeof(table), METADATA_AT);
+	test_file_read(path, table, sizeof(table), METADATA_AT);
 	uint8_t *fp = meta_entry(table, &VHDX_ITEM_FILE_PARAMETERS);
 	struct guid unknown;
 	assert_int_equal(guid_parse("{aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee}", &unknown), 0);
 	memcpy(fp, unknown.bytes, 16); /* an unknown item, not required... */
 	store_le32(fp + VHDX_ME_FLAGS, 0);
-	file_write(path, table, sizeof(table), METADATA_AT);
+	test_file_write(path, table, sizeof(table), METADATA_AT);
 	load_fails(path, -EINVAL, "no File Parameters item");
 	store_le32(fp + VHDX_ME_FLAGS, VHDX_ME_IS_REQUIRED); /* ...required */
-	file_write(path, table, sizeof(table), METADATA_AT);
+	test_file_write(path, table, sizeof(table), METADATA_AT);
 	load_fails(path, -ENOTSUP, "required metadata item aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee");
 	store_le32(fp + VHDX_ME_FLAGS, VHDX_ME_IS_REQUIRED | VHDX_ME_IS_USER);
-	file_write(path, table, sizeof(table), METADATA_AT);
+	test_file_write(path, table, sizeof(table), METADATA_AT);
 	load_fails(path, -ENOTSUP, "required user item");
 
 	copy_file(pristine, path);
-	file_read(path, table, sizeof(table), METADATA_AT);
+	test_file_read(path, table, sizeof(table), METADATA_AT);
 	fp = meta_entry(table, &VHDX_ITEM_FILE_PARAMETERS);
 	store_le32(fp + VHDX_ME_LENGTH, 4);
-	file_write(path, table, sizeof(table), METADATA_AT);
+	test_file_write(path, table, sizeof(table), METADATA_AT);
 	load_fails(path, -EINVAL, "the File Parameters item is 4 bytes; 8 are needed");
 	store_le32(fp + VHDX_ME_LENGTH, 2 * MiB);
-	file_write(path, table, sizeof(table), METADATA_AT);
+	test_file_write(path, table, sizeof(table), METADATA_AT);
 	load_fails(path, -EINVAL, "at most 1 MiB");
 	store_le32(fp + VHDX_ME_LENGTH, 8);
 	store_le32(fp + VHDX_ME_OFFSET, 1 * MiB - 4);
-	file_write(path, table, sizeof(table), METADATA_AT);
+	test_file_write(path, table, sizeof(table), METADATA_AT);
 	load_fails(path, -EINVAL, "extends past the metadata region");
 	store_le32(fp + VHDX_ME_OFFSET, 100);
-	file_write(path, table, sizeof(table), METADATA_AT);
+	test_file_write(path, table, sizeof(table), METADATA_AT);
 	load_fails(path, -EINVAL, "overlaps the metadata table");
 	store_le32(fp + VHDX_ME_OFFSET, 64 * KiB + 4); /* over the virtual size */
-	file_write(path, table, sizeof(table), METADATA_AT);
+	test_file_write(path, table, sizeof(table), METADATA_AT);
 	load_fails(path, -EINVAL, "overlap");
 	store_le32(fp + VHDX_ME_OFFSET, 64 * KiB);
 	memcpy(fp, VHDX_ITEM_VIRTUAL_DISK_SIZE.bytes, 16);
-	file_write(path, table, sizeof(table), METADATA_AT);
+	test_file_write(path, table, sizeof(table), METADATA_AT);
 	load_fails(path, -EINVAL, "listed twice");
 	copy_file(pristine, path);
-	file_read(path, table, sizeof(table), METADATA_AT);
+	test_file_read(path, table, sizeof(table), METADATA_AT);
 	store_le16(table + VHDX_MT_ENTRY_COUNT, 2048);
-	file_write(path, table, sizeof(table), METADATA_AT);
+	test_file_write(path, table, sizeof(table), METADATA_AT);
 	load_fails(path, -EINVAL, "2048 entries");
 	memcpy(table, "metadatX", 8);
-	file_write(path, table, sizeof(table), METADATA_AT);
+	test_file_write(path, table, sizeof(table), METADATA_AT);
 	load_fails(path, -EINVAL, "no metadata table signature");
 }
 
@@ -1414,7 +1378,7 @@ static void write_dirty_log(const char *path, uint64_t page_off, const uint8_t *
 	vhdx_log_writer_init(&w, LOG_AT, 1 * MiB, &lg, 1);
 	assert_int_equal(vhdx_log_entry_build(&w, &u, 1, size, size, &entry, &len, pieces, &np), 0);
 	for (unsigned i = 0; i < np; i++)
-		file_write(path, entry + pieces[i].buf_offset, pieces[i].length,
+		test_file_write(path, entry + pieces[i].buf_offset, pieces[i].length,
 			   pieces[i].file_offset);
 	free(entry);
 	headers_change(path, set_log_guid, &lg);
@@ -1430,7 +1394,7 @@ static void test_load_log(void **state)
 
 	/* a BAT page whose entry 1 was logged but not written in place */
 	uint8_t page[4096];
-	file_read(path, page, sizeof(page), BAT_AT);
+	test_file_read(path, page, sizeof(page), BAT_AT);
 	store_le64(page + 8, vhdx_bat_entry(VHDX_BLOCK_FULLY_PRESENT, b));
 	store_le64(page, 0);
 	write_dirty_log(path, BAT_AT, page);
@@ -1533,11 +1497,11 @@ static void locator_rewrite(const char *path, const char *const kv[][2], unsigne
 		at += (size_t)(kl + vl);
 	}
 	uint8_t table[64 * KiB];
-	file_read(path, table, sizeof(table), METADATA_AT);
+	test_file_read(path, table, sizeof(table), METADATA_AT);
 	uint8_t *ent = meta_entry(table, &VHDX_ITEM_PARENT_LOCATOR);
 	store_le32(ent + VHDX_ME_LENGTH, (uint32_t)at);
-	file_write(path, table, sizeof(table), METADATA_AT);
-	file_write(path, item, at, METADATA_AT + load_le32(ent + VHDX_ME_OFFSET));
+	test_file_write(path, table, sizeof(table), METADATA_AT);
+	test_file_write(path, item, at, METADATA_AT + load_le32(ent + VHDX_ME_OFFSET));
 }
 
 static void test_parent_locator(void **state)
@@ -1614,28 +1578,28 @@ static void test_parent_locator(void **state)
 	copy_file(pristine, child);
 	uint64_t loc = item_at(child, &VHDX_ITEM_PARENT_LOCATOR);
 	uint8_t e[12];
-	file_read(child, e, sizeof(e), loc + VHDX_PL_ENTRIES);
+	test_file_read(child, e, sizeof(e), loc + VHDX_PL_ENTRIES);
 	store_le16(e + VHDX_PLE_VALUE_LENGTH, 0xfffe);
-	file_write(child, e, sizeof(e), loc + VHDX_PL_ENTRIES);
+	test_file_write(child, e, sizeof(e), loc + VHDX_PL_ENTRIES);
 	load_fails(child, -EINVAL, "parent locator entry 0 points outside the locator");
 	store_le16(e + VHDX_PLE_VALUE_LENGTH, 2);
 	store_le32(e + VHDX_PLE_VALUE_OFFSET, 0xfffffff0u);
-	file_write(child, e, sizeof(e), loc + VHDX_PL_ENTRIES);
+	test_file_write(child, e, sizeof(e), loc + VHDX_PL_ENTRIES);
 	load_fails(child, -EINVAL, "points outside the locator");
 	store_le32(e + VHDX_PLE_VALUE_OFFSET, 100);
 	store_le16(e + VHDX_PLE_KEY_LENGTH, 0);
-	file_write(child, e, sizeof(e), loc + VHDX_PL_ENTRIES);
+	test_file_write(child, e, sizeof(e), loc + VHDX_PL_ENTRIES);
 	load_fails(child, -EINVAL, "empty key");
 	store_le16(e + VHDX_PLE_KEY_LENGTH, 3);
-	file_write(child, e, sizeof(e), loc + VHDX_PL_ENTRIES);
+	test_file_write(child, e, sizeof(e), loc + VHDX_PL_ENTRIES);
 	load_fails(child, -EINVAL, "not UTF-16");
 	copy_file(pristine, child);
 	uint8_t count[2];
 	store_le16(count, 0xffff);
-	file_write(child, count, 2, loc + VHDX_PL_KEY_VALUE_COUNT);
+	test_file_write(child, count, 2, loc + VHDX_PL_KEY_VALUE_COUNT);
 	load_fails(child, -EINVAL, "claims 65535 entries");
 	copy_file(pristine, child);
-	file_write(child, "\x01", 1, loc);
+	test_file_write(child, "\x01", 1, loc);
 	load_fails(child, -ENOTSUP, "the parent locator has type");
 
 	/* the parent gone: -ENOENT with its name and the paths tried */
@@ -1691,14 +1655,14 @@ static void test_load_random_damage(void **state)
 			int a = rand() % (int)(sizeof(areas) / sizeof(areas[0]));
 			uint64_t at = areas[a].at + (uint64_t)rand() % areas[a].len;
 			uint8_t b = (uint8_t)rand();
-			file_write(child, &b, 1, at);
+			test_file_write(child, &b, 1, at);
 		}
 		if (rand() % 2) { /* let header and region table damage pass the checksums */
 			for (int i = 0; i < 2; i++) {
 				uint8_t h[4096];
-				file_read(child, h, sizeof(h), header_at[i]);
+				test_file_read(child, h, sizeof(h), header_at[i]);
 				store_le32(h + 4, vhdx_checksum(h, sizeof(h), 4));
-				file_write(child, h, sizeof(h), header_at[i]);
+				test_file_write(child, h, sizeof(h), header_at[i]);
 				table_get(child, i, rt);
 				table_put(child, i, rt, true);
 			}
@@ -1712,7 +1676,7 @@ static void test_load_random_damage(void **state)
 		struct vdisk_check_result r = { .findings = json_array() };
 		assert_int_equal(vhdx_check(&im.disk, repair ? VDISK_CHECK_REPAIR : 0, &r), 0);
 		char text[8192];
-		findings_text(r.findings, text, sizeof(text));
+		test_findings_text(r.findings, text, sizeof(text));
 		json_decref(r.findings);
 		struct vdisk_info info;
 		assert_int_equal(vhdx_get_info(&im.disk, &info), 0);
@@ -1788,11 +1752,11 @@ static void test_check_headers_and_tables(void **state)
 
 	/* metadata entries load accepts but the specification does not */
 	uint8_t table[64 * KiB];
-	file_read(path, table, sizeof(table), METADATA_AT);
+	test_file_read(path, table, sizeof(table), METADATA_AT);
 	uint8_t *e = meta_entry(table, &VHDX_ITEM_PHYSICAL_SECTOR_SIZE);
 	store_le32(e + VHDX_ME_FLAGS, VHDX_ME_IS_VIRTUAL_DISK);
 	store_le32(e + VHDX_ME_LENGTH, 12);
-	file_write(path, table, sizeof(table), METADATA_AT);
+	test_file_write(path, table, sizeof(table), METADATA_AT);
 	run_check(path, false, &c);
 	assert_int_equal(c.res.errors, 2);
 	assert_non_null(strstr(c.text, "the Physical Sector Size item is 12 bytes"));
@@ -1844,9 +1808,9 @@ static void test_check_repair_bat(void **state)
 	assert_int_equal(moved, before);
 	uint8_t *want = malloc(MiB), *got = malloc(MiB);
 	test_fill_pattern(want, MiB, 0, 11);
-	file_read(path, got, MiB, moved);
+	test_file_read(path, got, MiB, moved);
 	assert_memory_equal(got, want, MiB);
-	file_read(path, got, MiB, b1);
+	test_file_read(path, got, MiB, b1);
 	assert_memory_equal(got, want, MiB);
 	expect_clean(path);
 
@@ -1893,7 +1857,7 @@ static void test_check_repair_bat(void **state)
 	run_check(path, true, &c);
 	assert_non_null(strstr(c.text, "extended the file by 524288 bytes"));
 	assert_int_equal(file_size(path), last + MiB);
-	file_read(path, got, MiB / 2, last);
+	test_file_read(path, got, MiB / 2, last);
 	assert_memory_equal(got, want, MiB / 2);
 	expect_clean(path);
 	free(want);
