@@ -40,7 +40,6 @@ while [ $# -gt 0 ]; do
 	--size) size=$2; shift ;;
 	--dir) dir=$2; shift ;;
 	--no-sync) sync_output=0 ;;
-	--sync) sync_output=1 ;;
 	-h|--help) sed -n '2,24p' "$0"; exit 0 ;;
 	*) echo "convert.sh: unknown option '$1' (see --help)" >&2; exit 3 ;;
 	esac

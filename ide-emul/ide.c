@@ -332,7 +332,7 @@ static void rw_command(struct ide_channel *ch, struct ide_drive *d, enum ide_xfe
 		break;
 	case XFER_DMA_IN:
 	case XFER_DMA_OUT:
-		ide_dma_command(ch, xfer == XFER_DMA_IN);
+		ide_dma_command(ch);
 		break;
 	default:
 		break;
@@ -791,11 +791,6 @@ int ide_attach_disk(struct ide_controller *c, unsigned channel, unsigned unit, s
 	}
 	pthread_mutex_unlock(&ch->lock);
 	return ret;
-}
-
-struct ide_channel *ide_get_channel(struct ide_controller *c, unsigned channel)
-{
-	return channel < 2 ? &c->channel[channel] : NULL;
 }
 
 int ide_register_legacy(struct ide_controller *c, struct dev_bus *bus, uint16_t bm_base)

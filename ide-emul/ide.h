@@ -36,8 +36,6 @@ void ide_destroy(struct ide_controller *c);
  * 512-byte logical sectors. Returns 0, -EINVAL (bad slot or sector size) or -EBUSY. */
 int ide_attach_disk(struct ide_controller *c, unsigned channel, unsigned unit, struct vdisk *disk);
 
-struct ide_channel *ide_get_channel(struct ide_controller *c, unsigned channel);
-
 /* Register handlers. */
 extern const struct dev_ops ide_command_ops;   /* opaque: struct ide_channel */
 extern const struct dev_ops ide_control_ops;   /* opaque: struct ide_channel */

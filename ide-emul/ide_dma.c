@@ -84,9 +84,8 @@ static void dma_start(struct ide_channel *ch)
 		ide_command_done(ch, ERR_ABRT);
 }
 
-void ide_dma_command(struct ide_channel *ch, bool to_memory)
+void ide_dma_command(struct ide_channel *ch)
 {
-	(void)to_memory; /* ch->xfer says it; the bus master's direction must agree */
 	ch->status = ST_BSY | ST_DRDY | ST_DSC;
 	ch->dma_waiting = true;
 	if (ch->bm_cmd & BM_CMD_START)

@@ -127,8 +127,9 @@ int ide_start_io(struct ide_channel *ch);
 void ide_raise_irq(struct ide_channel *ch);
 
 /* ---- ide_dma.c (channel locked) ---- */
-/* Prepares a DMA command of ch->remaining sectors at ch->lba: waits for the start bit. */
-void ide_dma_command(struct ide_channel *ch, bool to_memory);
+/* Prepares a DMA command of ch->remaining sectors at ch->lba in the direction of ch->xfer
+ * (the bus master's must agree): waits for the start bit. */
+void ide_dma_command(struct ide_channel *ch);
 /* The transfer's requests completed (result 0 or -errno). */
 void ide_dma_done(struct ide_channel *ch, int result);
 /* Drops a DMA transfer that waits for the start bit (reset). */

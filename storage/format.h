@@ -37,7 +37,7 @@ struct vdisk_req {
 	void *opaque;
 
 	unsigned pending; /* file operations in flight for this request, plus one while issuing */
-	int result;       /* first error seen */
+	int result;	  /* first error seen */
 	bool submitting;  /* inside the driver's submit call: completion must be deferred */
 	struct engine_io io; /* the first file operation needs no allocation */
 	bool io_busy;
@@ -92,13 +92,13 @@ struct vdisk {
 	uint32_t physical_sector_size;
 	bool read_only;
 	struct vdisk_options opts;
-	void *priv; /* the driver's */
+	void *priv;		     /* the driver's */
 	struct vdisk_queue **queues; /* of the top of the chain; owned only by the top */
 	unsigned nqueues;
-	struct vdisk *top;   /* the image the consumer opened; itself for the top */
-	struct vdisk *child; /* for a backing image: the image it backs */
+	struct vdisk *top;     /* the image the consumer opened; itself for the top */
+	struct vdisk *child;   /* for a backing image: the image it backs */
 	struct vdisk *backing; /* the image below (set by vdisk_open_backing), or NULL */
-	unsigned depth;      /* 0 for the top, 1 for its backing image, ... */
+	unsigned depth;	       /* 0 for the top, 1 for its backing image, ... */
 	/* Writes must cover whole units of this many bytes (1: any). The block layer turns
 	 * other writes into read-modify-write before the driver sees them. */
 	uint32_t write_granularity;
@@ -106,6 +106,13 @@ struct vdisk {
 	struct rmw *rmw_active; /* read-modify-writes in progress */
 	char engine_fallback[200];
 };
+
+/* The image types VHD and VHDX share, from create options: the type asked for (default:
+ * differencing with a parent, dynamic without), checked against the parent option.
+ * format names the format in the reason. 0 or -EINVAL. */
+enum vdisk_image_type { VDISK_TYPE_FIXED, VDISK_TYPE_DYNAMIC, VDISK_TYPE_DIFFERENCING };
+int vdisk_create_type(const struct vdisk_create_options *o, const char *format,
+		      enum vdisk_image_type *type, char *err, size_t err_size);
 
 /* Registry. Raw is built in; other drivers register before the first vdisk_open. */
 int vdisk_format_register(const struct vdisk_format *format);

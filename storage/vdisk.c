@@ -1189,6 +1189,31 @@ int vdisk_set_parent(struct vdisk *disk, const char *parent_path, unsigned flags
 	return disk->format->set_parent(disk, parent_path, flags, err, err_size);
 }
 
+int vdisk_create_type(const struct vdisk_create_options *o, const char *format,
+		      enum vdisk_image_type *type, char *err, size_t err_size)
+{
+	const char *t = o->type ? o->type : o->parent ? "differencing" : "dynamic";
+	if (!strcmp(t, "fixed"))
+		*type = VDISK_TYPE_FIXED;
+	else if (!strcmp(t, "dynamic"))
+		*type = VDISK_TYPE_DYNAMIC;
+	else if (!strcmp(t, "differencing"))
+		*type = VDISK_TYPE_DIFFERENCING;
+	else
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"%s images have no type '%s' (known: fixed, dynamic, differencing)", format,
+			t);
+	if (*type == VDISK_TYPE_DIFFERENCING && !o->parent)
+		return vdisk_errorf(err, err_size, -EINVAL,
+				    "a differencing image needs a parent image");
+	if (*type != VDISK_TYPE_DIFFERENCING && o->parent)
+		return vdisk_errorf(
+			err, err_size, -EINVAL,
+			"only differencing images have a parent (type '%s' was asked for)", t);
+	return 0;
+}
+
 int vdisk_create(const char *path, const struct vdisk_create_options *opts, char *err,
 		 size_t err_size)
 {

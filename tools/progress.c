@@ -38,7 +38,6 @@ void progress_update(struct progress *p, uint64_t done, uint64_t total)
 {
 	if (!p->enabled)
 		return;
-	p->total = total;
 	int permille = total ? (int)(done >= total ? 1000 : done * 1000 / total) : 1000;
 	if (permille == p->last_permille)
 		return;

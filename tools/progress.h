@@ -13,7 +13,6 @@
 struct progress {
 	const char *label;
 	bool enabled;
-	uint64_t total;
 	uint64_t last_draw_ns;
 	int last_permille;
 	bool drawn;

@@ -1089,25 +1089,14 @@ struct create_plan {
 static int plan_type(const struct vdisk_create_options *o, struct create_plan *p, char *err,
 		     size_t err_size)
 {
-	const char *t = o->type ? o->type : o->parent ? "differencing" : "dynamic";
-
-	if (!strcmp(t, "fixed"))
-		p->type = VHD_TYPE_FIXED;
-	else if (!strcmp(t, "dynamic"))
-		p->type = VHD_TYPE_DYNAMIC;
-	else if (!strcmp(t, "differencing"))
-		p->type = VHD_TYPE_DIFFERENCING;
-	else
-		return vdisk_errorf(
-			err, err_size, -EINVAL,
-			"VHD images have no type '%s' (known: fixed, dynamic, differencing)", t);
-	if (p->type == VHD_TYPE_DIFFERENCING && !o->parent)
-		return vdisk_errorf(err, err_size, -EINVAL,
-				    "a differencing image needs a parent image");
-	if (p->type != VHD_TYPE_DIFFERENCING && o->parent)
-		return vdisk_errorf(
-			err, err_size, -EINVAL,
-			"only differencing images have a parent (type '%s' was asked for)", t);
+	static const uint32_t codes[] = { [VDISK_TYPE_FIXED] = VHD_TYPE_FIXED,
+					  [VDISK_TYPE_DYNAMIC] = VHD_TYPE_DYNAMIC,
+					  [VDISK_TYPE_DIFFERENCING] = VHD_TYPE_DIFFERENCING };
+	enum vdisk_image_type t;
+	int ret = vdisk_create_type(o, "VHD", &t, err, err_size);
+	if (ret)
+		return ret;
+	p->type = codes[t];
 	return 0;
 }
 

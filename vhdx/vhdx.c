@@ -1257,14 +1257,6 @@ static int vhdx_check_disk(struct vdisk *disk, unsigned flags, struct vdisk_chec
 
 /* ---- offline maintenance: resize, compact and rebase (nothing in flight) ---- */
 
-void vhdx_mark_bat_dirty(struct vdisk *disk, uint64_t index)
-{
-	struct vhdx_io *io = io_of(disk);
-	pthread_mutex_lock(&io->lock);
-	mark_bat_entry_dirty(vhdx_of(disk), io, index);
-	pthread_mutex_unlock(&io->lock);
-}
-
 int vhdx_writeback(struct vdisk *disk)
 {
 	return writeback_sync(disk);

@@ -180,8 +180,6 @@ int vhdx_probe(const struct vdisk_probe *probe);
 /* ---- vhdx.c: what offline maintenance uses (the disk is open read-write, nothing is in
  * flight) ---- */
 
-/* Marks the BAT page holding entry index as changed (after changing vhdx->bat[index]). */
-void vhdx_mark_bat_dirty(struct vdisk *disk, uint64_t index);
 /* Writes every changed metadata page back through the log, synchronously. */
 int vhdx_writeback(struct vdisk *disk);
 /* One atomic change: writes back what is pending, flushes, then logs the updates as one

@@ -1641,25 +1641,14 @@ struct create_plan {
 static int plan_type(const struct vdisk_create_options *o, struct create_plan *p, char *err,
 		     size_t err_size)
 {
-	const char *t = o->type ? o->type : o->parent ? "differencing" : "dynamic";
-
-	if (!strcmp(t, "fixed"))
-		p->type = TYPE_FIXED;
-	else if (!strcmp(t, "dynamic"))
-		p->type = TYPE_DYNAMIC;
-	else if (!strcmp(t, "differencing"))
-		p->type = TYPE_DIFFERENCING;
-	else
-		return vdisk_errorf(
-			err, err_size, -EINVAL,
-			"VHDX images have no type '%s' (known: fixed, dynamic, differencing)", t);
-	if (p->type == TYPE_DIFFERENCING && !o->parent)
-		return vdisk_errorf(err, err_size, -EINVAL,
-				    "a differencing image needs a parent image");
-	if (p->type != TYPE_DIFFERENCING && o->parent)
-		return vdisk_errorf(
-			err, err_size, -EINVAL,
-			"only differencing images have a parent (type '%s' was asked for)", t);
+	static const uint32_t codes[] = { [VDISK_TYPE_FIXED] = TYPE_FIXED,
+					  [VDISK_TYPE_DYNAMIC] = TYPE_DYNAMIC,
+					  [VDISK_TYPE_DIFFERENCING] = TYPE_DIFFERENCING };
+	enum vdisk_image_type t;
+	int ret = vdisk_create_type(o, "VHDX", &t, err, err_size);
+	if (ret)
+		return ret;
+	p->type = codes[t];
 	if (p->type == TYPE_FIXED && o->sparse)
 		return vdisk_errorf(
 			err, err_size, -EINVAL,

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static char tmpdir[512];
@@ -73,6 +74,20 @@ uint64_t test_rnd(uint64_t *state)
 uint64_t test_rnd_below(uint64_t *state, uint64_t n)
 {
 	return n ? test_rnd(state) % n : 0;
+}
+
+uint64_t test_env_seed(const char *name)
+{
+	const char *env = getenv(name);
+	uint64_t seed;
+	if (env && *env) {
+		seed = strtoull(env, NULL, 0);
+	} else {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		seed = test_mix64((uint64_t)ts.tv_sec * 1000000007ULL + (uint64_t)ts.tv_nsec);
+	}
+	return seed ? seed : 1;
 }
 
 void test_fill_pattern(void *buf, size_t len, uint64_t off, uint32_t seed)

@@ -21,6 +21,10 @@ uint64_t test_rnd(uint64_t *state);
 /* Uniform enough below n (0 when n is 0). */
 uint64_t test_rnd_below(uint64_t *state, uint64_t n);
 
+/* A seed from the environment variable name (any strtoull base), or one from the clock
+ * when it is unset; never 0. Print it with any failure so the run can be repeated. */
+uint64_t test_env_seed(const char *name);
+
 /* Deterministic pattern: byte at absolute offset off of a stream seeded by seed. */
 void test_fill_pattern(void *buf, size_t len, uint64_t off, uint32_t seed);
 /* Writes size bytes of test_fill_pattern(seed) to path. */

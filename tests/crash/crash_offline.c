@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "crash_engine.h"
@@ -17,17 +16,9 @@
 static uint64_t master_seed(void)
 {
 	static uint64_t seed;
-	if (seed)
-		return seed;
-	const char *env = getenv("HVSTACK_CRASH_SEED");
-	if (env && *env) {
-		seed = strtoull(env, NULL, 0);
-	} else {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		seed = test_mix64((uint64_t)ts.tv_sec * 1000000007ULL + (uint64_t)ts.tv_nsec);
-	}
-	return seed ? seed : 1;
+	if (!seed)
+		seed = test_env_seed("HVSTACK_CRASH_SEED");
+	return seed;
 }
 
 static const char *base_name(const char *path)

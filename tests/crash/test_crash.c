@@ -397,7 +397,8 @@ static bool submit_one(struct recorder *r)
 	case W_WRITE:
 		if (kind == W_WRITE) {
 			s->buf = malloc(len);
-			test_fill_pattern(s->buf, len, off, (uint32_t)test_mix64(master_seed + m->nops));
+			test_fill_pattern(s->buf, len, off,
+					  (uint32_t)test_mix64(master_seed + m->nops));
 			memcpy(m->shadow + off, s->buf, len);
 			split_iov(r, s, len);
 		} else {
@@ -667,7 +668,8 @@ struct runner {
 
 static uint64_t cut_seed(const struct crash_case *c, unsigned index)
 {
-	return test_mix64(master_seed ^ test_mix64((uint64_t)(c - cases) + 1) ^ test_mix64(index + 0x1000));
+	return test_mix64(master_seed ^ test_mix64((uint64_t)(c - cases) + 1) ^
+			  test_mix64(index + 0x1000));
 }
 
 static void check_sectors(const struct model *m, struct vdisk *disk, const struct values *vals,
@@ -720,8 +722,8 @@ static void check_findings(struct vdisk *disk, struct outcome *o, enum failure_k
 static void recovery_writes(const struct crash_case *c, struct vdisk *disk, const char *path,
 			    uint64_t seed, uint64_t size, struct outcome *o)
 {
-	uint64_t offs[3] = { 64 * KiB + test_rnd_below(&seed, (size - 192 * KiB) / SECTOR) * SECTOR, 0,
-			     size - 64 * KiB };
+	uint64_t offs[3] = { 64 * KiB + test_rnd_below(&seed, (size - 192 * KiB) / SECTOR) * SECTOR,
+			     0, size - 64 * KiB };
 	uint8_t *want = malloc(3 * 32 * KiB), *got = malloc(32 * KiB);
 	for (int i = 0; i < 3; i++) {
 		test_fill_pattern(want + i * 32 * KiB, 32 * KiB, offs[i], (uint32_t)seed + i);
@@ -774,7 +776,8 @@ static uint64_t pick_cut(const struct runner *run, uint64_t *rng)
 		return test_rnd_below(rng, end + 1);
 	const struct crash_op *op =
 		crash_journal_op(run->j, run->special[test_rnd_below(rng, run->nspecial)]);
-	uint64_t at = test_rnd_below(rng, 2) && op->complete != CRASH_NEVER ? op->complete : op->submit;
+	uint64_t at =
+		test_rnd_below(rng, 2) && op->complete != CRASH_NEVER ? op->complete : op->submit;
 	at += test_rnd_below(rng, 3); /* just before it, or one or two events later */
 	return at > end ? end : at;
 }
@@ -795,7 +798,8 @@ static void check_cut(struct runner *run, unsigned index, uint8_t *file_buf, str
 	char path[700];
 	snprintf(path, sizeof(path), "%s/cut-w%u.%s", run->dir, worker, c->ext);
 	uint64_t size;
-	crash_journal_build(run->j, run->top, cut, test_rnd(&rng), policy, file_buf, &size, &o->stats);
+	crash_journal_build(run->j, run->top, cut, test_rnd(&rng), policy, file_buf, &size,
+			    &o->stats);
 	int ret = crash_write_file(path, file_buf, size);
 	if (ret < 0) {
 		failf(o, FAIL_OTHER, "writing %s: %s", path, strerror(-ret));
@@ -1104,14 +1108,7 @@ int main(void)
 #ifdef HV_CRASH_HAVE_VHDX
 	vhdx_register();
 #endif
-	const char *seed = getenv("HVSTACK_CRASH_SEED");
-	if (seed && *seed) {
-		master_seed = strtoull(seed, NULL, 0);
-	} else {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		master_seed = test_mix64((uint64_t)ts.tv_sec * 1000000007ULL + (uint64_t)ts.tv_nsec);
-	}
+	master_seed = test_env_seed("HVSTACK_CRASH_SEED");
 	total_points = env_unsigned("HVSTACK_CRASH_POINTS", 1000, 1);
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	jobs = env_unsigned("HVSTACK_CRASH_JOBS", cpus < 1 ? 1 : cpus > 4 ? 4 : (unsigned)cpus, 1);
