@@ -36,7 +36,7 @@ static void test_help(void **state)
 	assert_contains(out, "create");
 	assert_contains(out, "bench");
 	assert_contains(out, "Exit codes");
-	static const char *const cmds[] = {"create", "info", "check", "bench"};
+	static const char *const cmds[] = { "create", "info", "check", "bench" };
 	for (unsigned i = 0; i < 4; i++) {
 		assert_int_equal(run("%s --help", cmds[i]), 0);
 		char usage[64];
@@ -100,7 +100,8 @@ static void test_create_sizes(void **state)
 	assert_contains(out, "\"format\": \"raw\"");
 	if (test_have("qemu-img")) {
 		char q[4096];
-		assert_int_equal(test_run(q, sizeof(q), "qemu-img info --output=json '%s'", img), 0);
+		assert_int_equal(test_run(q, sizeof(q), "qemu-img info --output=json '%s'", img),
+				 0);
 		assert_contains(q, "\"virtual-size\": 10737418240");
 	}
 
@@ -147,11 +148,11 @@ static void test_bench_counts(void **state)
 	assert_contains(out, "\"ios\": 1000");
 	assert_contains(out, "\"rw\": \"randread\"");
 	assert_contains(out, "\"p99.9\"");
-	static const char *const engines[] = {"io_uring", "libaio", "sync"};
+	static const char *const engines[] = { "io_uring", "libaio", "sync" };
 	for (unsigned i = 0; i < 3; i++) {
-		assert_int_equal(run("bench --engine %s --ios 300 --iodepth 8 --json %s",
-				     engines[i], img),
-				 0);
+		assert_int_equal(
+			run("bench --engine %s --ios 300 --iodepth 8 --json %s", engines[i], img),
+			0);
 		char want[64];
 		snprintf(want, sizeof(want), "\"engine\": \"%s\"", engines[i]);
 		assert_contains(out, want);
@@ -202,12 +203,38 @@ static void test_locked_image(void **state)
 				  vdisk, img),
 			 2);
 	assert_contains(out, "in use");
-	assert_int_equal(test_run(out, sizeof(out),
-				  "flock -s '%s' -c \"'%s' info '%s'\"", img, vdisk, img),
+	assert_int_equal(
+		test_run(out, sizeof(out), "flock -s '%s' -c \"'%s' info '%s'\"", img, vdisk, img),
+		0);
+	assert_int_equal(test_run(out, sizeof(out), "flock -x '%s' -c \"'%s' info -U '%s'\"", img,
+				  vdisk, img),
 			 0);
-	assert_int_equal(test_run(out, sizeof(out),
-				  "flock -x '%s' -c \"'%s' info -U '%s'\"", img, vdisk, img),
-			 0);
+}
+
+/* create --force never replaces an image someone holds (a running VM): every format
+ * refuses, and the image keeps its bytes (cmp against a copy). */
+static void test_force_create_refuses_locked_image(void **state)
+{
+	(void)state;
+	if (!test_have("flock"))
+		skip();
+	static const char *const formats[] = { "raw", "vhd", "vhdx" };
+	for (unsigned i = 0; i < 3; i++) {
+		char img[600], copy[620];
+		snprintf(img, sizeof(img), "%s", test_path(formats[i]));
+		snprintf(copy, sizeof(copy), "%s.copy", img);
+		assert_int_equal(run("create -f %s --force '%s' 4M", formats[i], img), 0);
+		assert_int_equal(test_run(NULL, 0, "cp '%s' '%s'", img, copy), 0);
+		assert_int_equal(test_run(out, sizeof(out),
+					  "flock -s '%s' -c \"'%s' create -f %s --force '%s' 8M\"",
+					  img, vdisk, formats[i], img),
+				 2);
+		assert_contains(out, "in use");
+		assert_int_equal(test_run(NULL, 0, "cmp '%s' '%s'", img, copy), 0);
+		/* unheld, --force replaces it */
+		assert_int_equal(run("create -f %s --force '%s' 8M", formats[i], img), 0);
+		assert_int_not_equal(test_run(NULL, 0, "cmp -s '%s' '%s'", img, copy), 0);
+	}
 }
 
 /* Runs vdisk in a child where io_uring_setup fails with ENOSYS, as on a kernel without
@@ -220,14 +247,15 @@ static int run_without_io_uring(const char *args_path)
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
-	struct sock_fprog prog = {sizeof(filter) / sizeof(filter[0]), filter};
+	struct sock_fprog prog = { sizeof(filter) / sizeof(filter[0]), filter };
 	const char *log = test_path("no-uring.log");
 	pid_t pid = fork();
 	if (pid == 0) {
 		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 		dup2(fd, 1);
 		dup2(fd, 2);
-		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
+		    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
 			_exit(99);
 		execl(vdisk, vdisk, "bench", "--ios", "200", "--json", args_path, (char *)NULL);
 		_exit(98);
@@ -272,7 +300,8 @@ static void test_vhd_create_info(void **state)
 	assert_contains(out, "cli-base.vhd");
 	if (test_have("qemu-img")) {
 		char q[4096];
-		assert_int_equal(test_run(q, sizeof(q), "qemu-img info --output=json '%s'", base), 0);
+		assert_int_equal(test_run(q, sizeof(q), "qemu-img info --output=json '%s'", base),
+				 0);
 		assert_contains(q, "\"virtual-size\": 104857600");
 	}
 	if (test_have("vhdiinfo")) {
@@ -303,7 +332,8 @@ static void test_vhd_check_repair(void **state)
 	struct stat st;
 	assert_int_equal(stat(img, &st), 0);
 	/* flip a byte inside the end footer's checksummed area */
-	assert_int_equal(test_run(NULL, 0, "printf 'X' | dd of='%s' bs=1 seek=%lld conv=notrunc 2>/dev/null",
+	assert_int_equal(test_run(NULL, 0,
+				  "printf 'X' | dd of='%s' bs=1 seek=%lld conv=notrunc 2>/dev/null",
 				  img, (long long)st.st_size - 512 + 40),
 			 0);
 	assert_int_equal(run("check %s", img), 1);
@@ -366,7 +396,8 @@ static void test_vhdx_create_info(void **state)
 	assert_int_equal(run("check %s", dyn), 0);
 	if (test_have("qemu-img")) {
 		char q[4096];
-		assert_int_equal(test_run(q, sizeof(q), "qemu-img info --output=json '%s'", dyn), 0);
+		assert_int_equal(test_run(q, sizeof(q), "qemu-img info --output=json '%s'", dyn),
+				 0);
 		assert_contains(q, "\"virtual-size\": 1073741824");
 		assert_contains(q, "\"format\": \"vhdx\"");
 		assert_int_equal(test_run(q, sizeof(q), "qemu-img check '%s'", dyn), 0);
@@ -392,11 +423,12 @@ static void test_vhdx_dirty_log(void **state)
 	(void)state;
 	const char *img = test_path("killed.vhdx");
 	assert_int_equal(run("create -f vhdx --block-size 1M %s 256M", img), 0);
-	assert_int_equal(test_run(NULL, 0,
-				  "'%s' bench --rw randwrite --fsync 8 --runtime 30 '%s' >/dev/null & "
-				  "pid=$!; sleep 2; kill -9 $pid; wait $pid",
-				  vdisk, img),
-			 137);
+	assert_int_equal(
+		test_run(NULL, 0,
+			 "'%s' bench --rw randwrite --fsync 8 --runtime 30 '%s' >/dev/null & "
+			 "pid=$!; sleep 2; kill -9 $pid; wait $pid",
+			 vdisk, img),
+		137);
 	/* The killed process's io_uring lets go of the file (and its lock) asynchronously. */
 	int ret;
 	for (int tries = 0; (ret = run("info %s", img)) == 2 && strstr(out, "in use") && tries < 50;
@@ -430,6 +462,7 @@ int main(void)
 		cmocka_unit_test(test_bench_writes_data),
 		cmocka_unit_test(test_bench_bad_options),
 		cmocka_unit_test(test_locked_image),
+		cmocka_unit_test(test_force_create_refuses_locked_image),
 		cmocka_unit_test(test_engine_fallback),
 		cmocka_unit_test(test_vhd_create_info),
 		cmocka_unit_test(test_vhd_check_repair),
