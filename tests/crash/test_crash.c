@@ -166,10 +166,16 @@ static void model_free(struct model *m)
 
 /* ---- images ---- */
 
+/* Opens without the advisory lock: every cut is a private copy, and the worker threads
+ * start `qemu-img check`; a forked child holds duplicates of all of this process's
+ * descriptors (and so their flock) until it execs, which made a close-and-reopen in
+ * another worker fail now and then with "in use". */
 static struct vdisk *open_image(const char *path, bool read_only, enum vdisk_cache_mode cache,
 				char *err, size_t err_size)
 {
-	struct vdisk_options o = { .read_only = read_only, .cache = cache, .queue_depth = 64 };
+	struct vdisk_options o = {
+		.read_only = read_only, .cache = cache, .queue_depth = 64, .no_lock = true
+	};
 	struct vdisk *disk = NULL;
 	if (vdisk_open(path, &o, &disk, err, err_size) < 0)
 		return NULL;
