@@ -1,6 +1,6 @@
 /* The control socket: a real server on a temporary socket with fake VM operations that
  * record their calls, driven by raw socket clients (every command, ids, errors, hostile
- * input, many clients) and the client library. */
+ * input, many clients), the client library, and the `vmm ctl` binary end to end. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -991,6 +991,75 @@ static void test_format_text(void **state)
 		    "list:\n  - 1\n  - two\n  -\n    - 3\nratio: 0.5\n");
 }
 
+/* ---- `vmm ctl` end to end ---- */
+
+static char out[65536];
+
+#define vmm_ctl(...) test_run(out, sizeof(out), __VA_ARGS__)
+
+static void test_vmm_ctl(void **state)
+{
+	(void)state;
+	const char *vmm = getenv("VMM");
+	if (!vmm || access(vmm, X_OK) != 0)
+		fail_msg("VMM must name the vmm binary (run through ctest)");
+	assert_int_equal(vmm_ctl("'%s' ctl %s query-status", vmm, sock_path), 0);
+	assert_contains(out, "status: running\nrunning: true\n");
+
+	assert_int_equal(vmm_ctl("'%s' ctl --json %s query-status", vmm, sock_path), 0);
+	json_t *reply = json_loads(out, 0, NULL);
+	assert_non_null(reply);
+	assert_string_equal(json_string_value(json_object_get(expect_return(reply), "status")),
+			    "running");
+	assert_true(json_is_integer(json_object_get(reply, "id")));
+	json_decref(reply);
+
+	assert_int_equal(vmm_ctl("'%s' ctl %s pause", vmm, sock_path), 0);
+	assert_string_equal(out, "ok\n");
+	assert_int_equal(calls(OP_PAUSE), 1);
+	assert_int_equal(vmm_ctl("'%s' ctl --timeout 5 %s query-status", vmm, sock_path), 0);
+	assert_contains(out, "status: paused");
+
+	assert_int_equal(vmm_ctl("'%s' ctl %s query-block location=ide:1:0", vmm, sock_path), 0);
+	assert_contains(out, "- location: ide:1:0\n  kind: dvd\n");
+	assert_int_equal(vmm_ctl("'%s' ctl %s query-block location=ide:0:1", vmm, sock_path), 1);
+	assert_contains(out, "vmm: ctl: query-block: no drive at location 'ide:0:1' "
+			     "(DeviceNotFound)");
+	assert_int_equal(vmm_ctl("'%s' ctl --json %s query-block location=ide:0:1", vmm, sock_path),
+			 1);
+	assert_contains(out, "\"class\":\"DeviceNotFound\"");
+	fake_fail_next(-EBUSY, "the vCPUs are busy");
+	assert_int_equal(vmm_ctl("'%s' ctl %s resume", vmm, sock_path), 1);
+	assert_contains(out, "resume: the vCPUs are busy (CommandFailed)");
+
+	/* usage mistakes never reach the server */
+	unsigned before = all_calls();
+	assert_int_equal(vmm_ctl("'%s' ctl %s query-block bogus=1", vmm, sock_path), 3);
+	assert_contains(out, "query-block takes no argument 'bogus'");
+	assert_int_equal(vmm_ctl("'%s' ctl %s frob", vmm, sock_path), 3);
+	assert_contains(out, "unknown command 'frob'");
+	assert_contains(out, "Try 'vmm ctl --help'.");
+	assert_int_equal(vmm_ctl("'%s' ctl %s", vmm, sock_path), 3);
+	assert_contains(out, "missing COMMAND after SOCK");
+	assert_int_equal(all_calls(), before);
+
+	/* no answer */
+	assert_int_equal(vmm_ctl("'%s' ctl %s query-status", vmm, test_path("none.sock")), 2);
+	assert_contains(out, "no socket at");
+	const char *stale = test_path("stale-ctl.sock");
+	make_stale_socket(stale);
+	assert_int_equal(vmm_ctl("'%s' ctl %s query-status", vmm, stale), 2);
+	assert_contains(out, "refuses connections");
+	const char *silent = test_path("silent-ctl.sock");
+	int fd = peer_listen(silent);
+	assert_int_equal(vmm_ctl("'%s' ctl --timeout 1 %s query-status", vmm, silent), 2);
+	assert_contains(out, "did not reply in time");
+	close(fd);
+
+	assert_int_equal(vmm_ctl("'%s' ctl %s quit", vmm, sock_path), 0);
+	assert_int_equal(calls(OP_QUIT), 1);
+}
+
 static int group_setup(void **state)
 {
 	(void)state;
@@ -1031,6 +1100,7 @@ int main(void)
 		cmocka_unit_test_setup(test_check_arguments, setup),
 		cmocka_unit_test_setup(test_client_call, setup),
 		cmocka_unit_test_setup(test_format_text, setup),
+		cmocka_unit_test_setup(test_vmm_ctl, setup),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
