@@ -122,7 +122,9 @@ int control_socket_address(const char *path, struct sockaddr_un *addr, char *err
 int control_server_start(const char *path, const struct control_ops *ops, void *opaque,
 			 struct control_server **out, char *err, size_t err_size);
 /* Stops the thread, disconnects every client, removes the socket file, frees the server.
- * Replies already produced are sent first when the clients can take them at once. */
+ * Replies already produced are sent first when the clients can take them at once. Not to
+ * be called from a control_ops callback (it waits for the thread that runs them): a quit
+ * op only asks the VMM to stop, and the VMM stops the server afterwards. */
 void control_server_stop(struct control_server *srv);
 
 /* ---- the client ---- */
