@@ -8,13 +8,15 @@
 
 #include "size.h"
 
+const char *cli_program = "vdisk";
+
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	fprintf(stderr, "vdisk: %s: ", cmd);
+	fprintf(stderr, "%s: %s: ", cli_program, cmd);
 	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\nTry 'vdisk %s --help'.\n", cmd);
+	fprintf(stderr, "\nTry '%s %s --help'.\n", cli_program, cmd);
 	va_end(ap);
 	return CLI_EXIT_USAGE;
 }
@@ -64,7 +66,7 @@ int cli_fail(const char *cmd, const char *file, int err, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	fprintf(stderr, "vdisk: %s: ", cmd);
+	fprintf(stderr, "%s: %s: ", cli_program, cmd);
 	if (file)
 		fprintf(stderr, "'%s': ", file);
 	vfprintf(stderr, fmt, ap);
@@ -72,7 +74,7 @@ int cli_fail(const char *cmd, const char *file, int err, const char *fmt, ...)
 	va_end(ap);
 	const char *hint = hint_for(err < 0 ? -err : err);
 	if (hint)
-		fprintf(stderr, "vdisk: %s: hint: %s\n", cmd, hint);
+		fprintf(stderr, "%s: %s: hint: %s\n", cli_program, cmd, hint);
 	return CLI_EXIT_FAIL;
 }
 
@@ -80,7 +82,7 @@ void cli_note(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	fprintf(stderr, "vdisk: %s: note: ", cmd);
+	fprintf(stderr, "%s: %s: note: ", cli_program, cmd);
 	vfprintf(stderr, fmt, ap);
 	fputc('\n', stderr);
 	va_end(ap);
@@ -160,7 +162,7 @@ bool cli_parse_cache(const char *cmd, const char *text, enum vdisk_cache_mode *o
 int cli_print_json(json_t *value)
 {
 	if (!value) {
-		fprintf(stderr, "vdisk: out of memory\n");
+		fprintf(stderr, "%s: out of memory\n", cli_program);
 		return CLI_EXIT_FAIL;
 	}
 	int ret = json_dumpf(value, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);

@@ -27,6 +27,9 @@ extern const struct cli_command cmd_info, cmd_create, cmd_check, cmd_bench, cmd_
 	cmd_compare, cmd_map, cmd_resize, cmd_compact, cmd_merge, cmd_rebase, cmd_chain,
 	cmd_mbr2gpt;
 
+/* The program named in messages: "vdisk" unless the program's main sets another. */
+extern const char *cli_program;
+
 /* "vdisk: CMD: message" on stderr; returns CLI_EXIT_USAGE. Adds a pointer to --help. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The usage error for the option getopt_long just refused (argv[optind - 1]). */
