@@ -1,4 +1,5 @@
-/* The IDE taskfile, ATA command set and PIO transfers; DMA is in ide_dma.c. */
+/* The IDE taskfile, ATA command set and PIO transfers; DMA is in ide_dma.c, the packet
+ * device (ATAPI DVD drive) in ide_atapi.c. */
 #include "ide_internal.h"
 
 #include <errno.h>
@@ -43,6 +44,7 @@ void ide_command_done(struct ide_channel *ch, uint8_t error)
 /* ---- asynchronous I/O ---- */
 
 static void io_done(void *opaque, int result);
+static void try_finish_reset(struct ide_channel *ch);
 
 static void pio_io_done(struct ide_channel *ch, int result)
 {
@@ -87,9 +89,19 @@ static void io_finish(struct ide_channel *ch)
 	case XFER_FLUSH:
 		ide_command_done(ch, result < 0 ? ERR_ABRT : 0);
 		break;
+	case XFER_ATAPI_IN:
+		ide_atapi_pio_io_done(ch, result);
+		break;
 	case XFER_NONE:
+	case XFER_PACKET:
+	case XFER_DMA_BUF:
 		break;
 	}
+}
+
+static bool dma_xfer(enum ide_xfer xfer)
+{
+	return xfer == XFER_DMA_IN || xfer == XFER_DMA_OUT;
 }
 
 /* One request of the transfer; returns 0 or the error that refused it. */
@@ -99,6 +111,7 @@ static int submit_part(struct ide_channel *ch, struct vdisk *disk, struct vdisk_
 	switch (ch->xfer) {
 	case XFER_PIO_IN:
 	case XFER_DMA_IN:
+	case XFER_ATAPI_IN:
 		return vdisk_readv(disk, q, iov, iovcnt, offset, io_done, ch);
 	case XFER_PIO_OUT:
 	case XFER_DMA_OUT:
@@ -106,6 +119,8 @@ static int submit_part(struct ide_channel *ch, struct vdisk *disk, struct vdisk_
 	case XFER_FLUSH:
 		return vdisk_flush(disk, q, io_done, ch);
 	case XFER_NONE:
+	case XFER_PACKET:
+	case XFER_DMA_BUF:
 		break;
 	}
 	return -EINVAL;
@@ -118,16 +133,18 @@ static void io_submit(void *arg)
 	pthread_mutex_lock(&ch->lock);
 	struct vdisk *disk = ide_current(ch)->disk;
 	struct vdisk_queue *q = disk ? vdisk_queue(disk, 0) : NULL;
-	unsigned parts = ch->xfer == XFER_DMA_IN || ch->xfer == XFER_DMA_OUT ? ch->dma_nparts : 1;
+	unsigned parts = dma_xfer(ch->xfer) ? ch->dma_nparts : 1;
 	ch->io_pending--; /* the post's own reference */
 	if (ch->io_generation != ch->generation || !q) {
+		if (!ch->io_pending && ch->reset_pending)
+			try_finish_reset(ch);
 		pthread_mutex_unlock(&ch->lock);
 		return;
 	}
 	for (unsigned i = 0; i < parts; i++) {
 		int ret;
-		if (parts == 1 && ch->xfer != XFER_DMA_IN && ch->xfer != XFER_DMA_OUT)
-			ret = submit_part(ch, disk, q, &ch->pio_iov, 1, ch->lba * IDE_SECTOR);
+		if (!dma_xfer(ch->xfer))
+			ret = submit_part(ch, disk, q, &ch->pio_iov, 1, ch->io_offset);
 		else
 			ret = submit_part(ch, disk, q, ch->dma_iov + ch->dma_parts[i].first_iov,
 					  ch->dma_parts[i].iovcnt, ch->dma_parts[i].offset);
@@ -151,12 +168,16 @@ static void io_done(void *opaque, int result)
 		ch->io_result = result;
 	if (--ch->io_pending == 0 && ch->io_generation == ch->generation)
 		io_finish(ch);
+	else if (!ch->io_pending && ch->reset_pending)
+		try_finish_reset(ch);
 	pthread_mutex_unlock(&ch->lock);
 }
 
 int ide_start_io(struct ide_channel *ch)
 {
 	struct vdisk *disk = ide_current(ch)->disk;
+	if (!disk)
+		return -ENOMEDIUM; /* the host took the DVD drive's medium out */
 	ch->status = ST_BSY | ST_DRDY | ST_DSC;
 	ch->io_result = 0;
 	ch->io_generation = ch->generation;
@@ -233,7 +254,7 @@ static void set_command_lba(struct ide_channel *ch, uint64_t lba, bool lba48)
 
 /* ---- IDENTIFY DEVICE ---- */
 
-static void put_string(uint16_t *words, unsigned first, unsigned count, const char *s)
+void ide_put_string(uint16_t *words, unsigned first, unsigned count, const char *s)
 {
 	/* ATA strings: two characters per word, the first in the high byte, space padded */
 	for (unsigned i = 0; i < count * 2; i++) {
@@ -253,9 +274,9 @@ static void identify_device(const struct ide_drive *d, uint8_t *out)
 	w[1] = d->cylinders;
 	w[3] = d->heads;
 	w[6] = d->spt;
-	put_string(w, 10, 10, d->serial);
-	put_string(w, 23, 4, "1.0");
-	put_string(w, 27, 20, "hvstack Virtual Disk");
+	ide_put_string(w, 10, 10, d->serial);
+	ide_put_string(w, 23, 4, "1.0");
+	ide_put_string(w, 27, 20, "hvstack Virtual Disk");
 	w[47] = 0x8000 | IDE_MAX_MULTIPLE;
 	w[49] = 0x0F00; /* IORDY, IORDY can be disabled, LBA, DMA */
 	w[50] = 0x4000;
@@ -268,9 +289,7 @@ static void identify_device(const struct ide_drive *d, uint8_t *out)
 	w[59] = d->multiple ? 0x0100 | d->multiple : 0;
 	w[60] = (uint16_t)lba28;
 	w[61] = (uint16_t)(lba28 >> 16);
-	w[63] = 0x0007 | ((d->transfer_mode & 0xF8) == 0x20 ? 0x100 << (d->transfer_mode & 7) : 0);
-	w[64] = 0x0003; /* PIO 3 and 4 */
-	w[65] = w[66] = w[67] = w[68] = 120;
+	ide_identify_modes(w, d->transfer_mode);
 	w[80] = 0x00F0; /* ATA/ATAPI-4 to -7 */
 	w[82] = 0x4020; /* NOP, write cache */
 	w[83] = 0x7400; /* FLUSH CACHE EXT, FLUSH CACHE, 48-bit addresses */
@@ -278,10 +297,24 @@ static void identify_device(const struct ide_drive *d, uint8_t *out)
 	w[85] = 0x4000 | (d->write_cache ? 0x0020 : 0);
 	w[86] = 0x3400;
 	w[87] = 0x4000;
-	w[88] = 0x003F | ((d->transfer_mode & 0xF8) == 0x40 ? 0x100 << (d->transfer_mode & 7) : 0);
 	w[93] = 0x6001; /* 80-conductor cable detected, device 0 passed diagnostics */
 	for (unsigned i = 0; i < 4; i++)
 		w[100 + i] = (uint16_t)(d->sectors >> (16 * i));
+	ide_identify_finish(w, out);
+}
+
+/* Multiword DMA 0-2, PIO 3-4 and UDMA 0-5 supported, the mode SET FEATURES chose. */
+void ide_identify_modes(uint16_t *w, uint8_t transfer_mode)
+{
+	uint8_t kind = transfer_mode & 0xF8, mode = transfer_mode & 7;
+	w[63] = 0x0007 | (kind == 0x20 ? 0x100 << mode : 0);
+	w[64] = 0x0003;
+	w[65] = w[66] = w[67] = w[68] = 120;
+	w[88] = 0x003F | (kind == 0x40 ? 0x100 << mode : 0);
+}
+
+void ide_identify_finish(uint16_t *w, uint8_t *out)
+{
 	/* integrity word: signature A5h, then the checksum making all 512 bytes sum to 0 */
 	w[255] = 0x00A5;
 	uint8_t sum = 0;
@@ -297,11 +330,24 @@ static void identify_device(const struct ide_drive *d, uint8_t *out)
 
 /* ---- commands ---- */
 
+void ide_start_identify(struct ide_channel *ch)
+{
+	ch->xfer = XFER_PIO_IN;
+	ch->remaining = 1;
+	ch->block = 1;
+	ch->lba = 0;
+	ch->buf_pos = 0;
+	ch->buf_len = IDE_SECTOR;
+	ch->status = ST_DRDY | ST_DSC | ST_DRQ;
+	ide_raise_irq(ch);
+}
+
 static void start_pio_in(struct ide_channel *ch)
 {
 	uint32_t n = ch->remaining < ch->block ? ch->remaining : ch->block;
 	ch->buf_len = n * IDE_SECTOR;
 	ch->buf_pos = 0;
+	ch->io_offset = ch->lba * IDE_SECTOR;
 	ch->pio_iov = (struct iovec){ ch->buf, ch->buf_len };
 	if (ide_start_io(ch) < 0)
 		ide_command_done(ch, ERR_ABRT);
@@ -321,6 +367,8 @@ static void rw_command(struct ide_channel *ch, struct ide_drive *d, enum ide_xfe
 	ch->lba = lba;
 	ch->remaining = count;
 	ch->block = block;
+	ch->io_offset = lba * IDE_SECTOR;
+	ch->io_bytes = (uint64_t)count * IDE_SECTOR;
 	switch (xfer) {
 	case XFER_PIO_IN:
 		start_pio_in(ch);
@@ -339,7 +387,7 @@ static void rw_command(struct ide_channel *ch, struct ide_drive *d, enum ide_xfe
 	}
 }
 
-static void set_features(struct ide_channel *ch, struct ide_drive *d)
+void ide_set_features(struct ide_channel *ch, struct ide_drive *d)
 {
 	switch (ch->feature) {
 	case 0x02: /* enable write cache */
@@ -382,8 +430,6 @@ static void read_native_max(struct ide_channel *ch, const struct ide_drive *d, b
 static void ata_command(struct ide_channel *ch, struct ide_drive *d, uint8_t cmd)
 {
 	bool lba48 = lba48_command(cmd);
-	ch->ctrl->stats.commands++;
-	ch->command = cmd;
 	switch (cmd) {
 	case 0x20:
 	case 0x21:
@@ -432,17 +478,10 @@ static void ata_command(struct ide_channel *ch, struct ide_drive *d, uint8_t cmd
 		break;
 	case 0xEC:
 		identify_device(d, ch->buf);
-		ch->xfer = XFER_PIO_IN;
-		ch->remaining = 1;
-		ch->block = 1;
-		ch->lba = 0;
-		ch->buf_pos = 0;
-		ch->buf_len = IDE_SECTOR;
-		ch->status = ST_DRDY | ST_DSC | ST_DRQ;
-		ide_raise_irq(ch);
+		ide_start_identify(ch);
 		break;
 	case 0xEF:
-		set_features(ch, d);
+		ide_set_features(ch, d);
 		break;
 	case 0xC6: /* SET MULTIPLE MODE: 0 disables, else a power of two up to the maximum */
 		if (ch->nsect > IDE_MAX_MULTIPLE || (ch->nsect & (ch->nsect - 1))) {
@@ -451,11 +490,6 @@ static void ata_command(struct ide_channel *ch, struct ide_drive *d, uint8_t cmd
 			d->multiple = ch->nsect;
 			ide_command_done(ch, 0);
 		}
-		break;
-	case 0xE5:
-	case 0x98: /* CHECK POWER MODE: active or idle */
-		ch->nsect = 0xFF;
-		ide_command_done(ch, 0);
 		break;
 	case 0x91: /* INITIALIZE DEVICE PARAMETERS: the CHS translation to use */
 		if (ch->nsect == 0) {
@@ -471,14 +505,6 @@ static void ata_command(struct ide_channel *ch, struct ide_drive *d, uint8_t cmd
 		read_native_max(ch, d, lba48);
 		break;
 	case 0x70: /* SEEK */
-	case 0xE0:
-	case 0xE1:
-	case 0xE2:
-	case 0xE3: /* standby/idle (immediate) */
-	case 0x94:
-	case 0x95:
-	case 0x96:
-	case 0x97:
 		ide_command_done(ch, 0);
 		break;
 	default:
@@ -494,13 +520,25 @@ static void ata_command(struct ide_channel *ch, struct ide_drive *d, uint8_t cmd
 
 /* ---- signature and reset ---- */
 
-static void set_signature(struct ide_channel *ch)
+/* What a device's registers hold after a reset or EXECUTE DEVICE DIAGNOSTIC: the signature
+ * (LBA mid/high 14h/EBh for a packet device), diagnostics passed, and DRDY for an ATA
+ * device only (a packet device sets it once it executes a command). */
+void ide_load_signature(struct ide_channel *ch, const struct ide_drive *d)
 {
+	bool packet = d->kind == IDE_DEVICE_CDROM;
 	ch->nsect = 1;
 	ch->lbal = 1;
-	ch->lbam = 0;
-	ch->lbah = 0;
+	ch->lbam = packet ? 0x14 : 0;
+	ch->lbah = packet ? 0xEB : 0;
+	ch->error = 0x01;
+	ch->status = d->kind == IDE_DEVICE_DISK ? ST_DRDY | ST_DSC : 0;
+}
+
+void ide_show_signature(struct ide_channel *ch, const struct ide_drive *d)
+{
+	ide_load_signature(ch, d);
 	ch->select &= 0x10;
+	ch->signature_shown = true;
 }
 
 static void reset_drive_settings(struct ide_drive *d)
@@ -510,47 +548,77 @@ static void reset_drive_settings(struct ide_drive *d)
 	d->multiple = 0;
 }
 
-/* Software reset (SRST) asserted: every command ends; late completions are dropped. */
-static void channel_reset(struct ide_channel *ch)
+/* Cancels the command in progress: late completions are dropped, and the device stays busy
+ * until the requests still in flight are gone (try_finish_reset). */
+static void cancel_command(struct ide_channel *ch)
 {
 	ch->generation++;
 	ch->xfer = XFER_NONE;
 	ch->buf_pos = ch->buf_len = 0;
 	ide_dma_reset(ch);
-	for (unsigned i = 0; i < 2; i++)
-		if (ch->drive[i].disk)
-			reset_drive_settings(&ch->drive[i]);
-	ch->select = 0;
 	ch->status = ST_BSY;
 	ch->irq_pending = false;
 	update_irq(ch);
+	ch->reset_pending = true;
 }
 
-static void channel_reset_done(struct ide_channel *ch)
+/* The end of a reset: once SRST is released and no request of the cancelled command is in
+ * flight, the selected device shows its signature (no interrupt). */
+static void try_finish_reset(struct ide_channel *ch)
 {
-	set_signature(ch);
-	ch->error = 0x01; /* diagnostics passed */
-	ch->status = ch->drive[0].disk ? ST_DRDY | ST_DSC : 0;
+	if (ch->io_pending || (ch->control & CTL_SRST))
+		return;
+	ch->reset_pending = false;
+	ide_show_signature(ch, ide_current(ch));
+}
+
+/* Software reset (SRST) asserted: every command ends; late completions are dropped. */
+static void channel_reset(struct ide_channel *ch)
+{
+	cancel_command(ch);
+	for (unsigned i = 0; i < 2; i++) {
+		if (ch->drive[i].kind == IDE_DEVICE_DISK)
+			reset_drive_settings(&ch->drive[i]);
+		else if (ch->drive[i].kind == IDE_DEVICE_CDROM)
+			ide_atapi_reset(&ch->drive[i]);
+	}
+	ch->select = 0;
+}
+
+/* DEVICE RESET: the packet device's own reset, accepted even while it is busy. */
+static void device_reset(struct ide_channel *ch, struct ide_drive *d)
+{
+	cancel_command(ch);
+	ide_atapi_reset(d);
+	try_finish_reset(ch);
+}
+
+static void execute_diagnostic(struct ide_channel *ch)
+{
+	ide_show_signature(ch, ide_current(ch));
+	ide_raise_irq(ch);
 }
 
 /* ---- register access ---- */
 
 static bool channel_empty(const struct ide_channel *ch)
 {
-	return !ch->drive[0].disk && !ch->drive[1].disk;
+	return !ch->drive[0].kind && !ch->drive[1].kind;
 }
 
 static uint8_t read_status(struct ide_channel *ch)
 {
 	if (channel_empty(ch))
 		return 0xFF; /* floating bus: no device answers */
-	if (!ide_current(ch)->disk)
+	if (!ide_current(ch)->kind)
 		return 0;
 	return ch->status;
 }
 
 static uint32_t data_read(struct ide_channel *ch, unsigned size)
 {
+	if (ch->xfer == XFER_ATAPI_IN)
+		return ide_atapi_data_read(ch, size);
 	if (!(ch->status & ST_DRQ) || ch->xfer != XFER_PIO_IN || ch->buf_pos + size > ch->buf_len)
 		return 0xFFFFFFFF;
 	uint32_t v = 0;
@@ -560,7 +628,7 @@ static uint32_t data_read(struct ide_channel *ch, unsigned size)
 		return v;
 	/* the block was read out */
 	uint32_t n = ch->buf_len / IDE_SECTOR;
-	if (ch->command == 0xEC) {
+	if (ch->command == 0xEC || ch->command == 0xA1) { /* IDENTIFY (PACKET) DEVICE */
 		ide_command_done(ch, 0);
 		ch->irq_pending = false; /* no interrupt at the end of a PIO read */
 		update_irq(ch);
@@ -579,6 +647,10 @@ static uint32_t data_read(struct ide_channel *ch, unsigned size)
 
 static void data_write(struct ide_channel *ch, unsigned size, uint32_t v)
 {
+	if (ch->xfer == XFER_PACKET) {
+		ide_atapi_data_write(ch, size, v);
+		return;
+	}
 	if (!(ch->status & ST_DRQ) || ch->xfer != XFER_PIO_OUT || ch->buf_pos + size > ch->buf_len)
 		return;
 	memcpy(ch->buf + ch->buf_pos, &v, size);
@@ -586,6 +658,7 @@ static void data_write(struct ide_channel *ch, unsigned size, uint32_t v)
 	if (ch->buf_pos < ch->buf_len)
 		return;
 	ch->pio_iov = (struct iovec){ ch->buf, ch->buf_len };
+	ch->io_offset = ch->lba * IDE_SECTOR;
 	if (ide_start_io(ch) < 0)
 		ide_command_done(ch, ERR_ABRT);
 }
@@ -600,7 +673,7 @@ static uint64_t command_read(void *opaque, uint64_t offset, unsigned size)
 		v = data_read(ch, size == 4 ? 4 : 2);
 	} else if (channel_empty(ch)) {
 		v = 0xFF;
-	} else if (!ide_current(ch)->disk && offset != 6) {
+	} else if (!ide_current(ch)->kind && offset != 6) {
 		v = 0; /* an absent device next to a present one */
 	} else {
 		switch (offset) {
@@ -636,6 +709,8 @@ static uint64_t command_read(void *opaque, uint64_t offset, unsigned size)
 static void write_taskfile(struct ide_channel *ch, uint64_t offset, uint8_t v)
 {
 	ch->control &= (uint8_t)~CTL_HOB; /* a register write clears HOB */
+	if (offset != 6)
+		ch->signature_shown = false; /* the write reached both devices */
 	switch (offset) {
 	case 1:
 		ch->hob_feature = ch->feature;
@@ -657,28 +732,78 @@ static void write_taskfile(struct ide_channel *ch, uint64_t offset, uint8_t v)
 		ch->hob_lbah = ch->lbah;
 		ch->lbah = v;
 		break;
-	case 6:
+	case 6: {
+		bool other_unit = (ch->select ^ v) & 0x10;
 		ch->select = v & 0x5F;
+		if (other_unit && ch->signature_shown)
+			ide_load_signature(ch, ide_current(ch));
 		break;
 	}
+	}
+}
+
+/* Power management, the same for both kinds of device: always active. */
+static bool power_command(struct ide_channel *ch, uint8_t cmd)
+{
+	switch (cmd) {
+	case 0xE5:
+	case 0x98: /* CHECK POWER MODE: active or idle */
+		ch->nsect = 0xFF;
+		ide_command_done(ch, 0);
+		return true;
+	case 0xE0:
+	case 0xE1:
+	case 0xE2:
+	case 0xE3: /* standby/idle (immediate) */
+	case 0x94:
+	case 0x95:
+	case 0x96:
+	case 0x97:
+		ide_command_done(ch, 0);
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* A command register write to the selected device. */
+static void start_command(struct ide_channel *ch, struct ide_drive *d, uint8_t cmd)
+{
+	if (ch->xfer != XFER_NONE) /* a new command ends the one in progress */
+		ide_dma_reset(ch);
+	ch->signature_shown = false;
+	ch->irq_pending = false;
+	update_irq(ch);
+	ch->ctrl->stats.commands++;
+	ch->command = cmd;
+	if (cmd == 0x90)
+		execute_diagnostic(ch);
+	else if (power_command(ch, cmd))
+		return;
+	else if (cmd == 0x08 && d->kind == IDE_DEVICE_CDROM)
+		device_reset(ch, d);
+	else if (d->kind == IDE_DEVICE_CDROM)
+		ide_atapi_command(ch, d, cmd);
+	else
+		ata_command(ch, d, cmd);
 }
 
 static void command_write(void *opaque, uint64_t offset, unsigned size, uint64_t value)
 {
 	struct ide_channel *ch = opaque;
 	pthread_mutex_lock(&ch->lock);
+	struct ide_drive *d = ide_current(ch);
 	if (offset == 0) {
 		data_write(ch, size == 4 ? 4 : 2, (uint32_t)value);
 	} else if (ch->status & ST_BSY) {
-		/* registers are not writable while busy */
+		/* registers are not writable while busy; DEVICE RESET reaches a packet device */
+		if (offset == 7 && (uint8_t)value == 0x08 && d->kind == IDE_DEVICE_CDROM &&
+		    !(ch->control & CTL_SRST))
+			device_reset(ch, d);
 	} else if (offset < 7) {
 		write_taskfile(ch, offset, (uint8_t)value);
-	} else if (ide_current(ch)->disk) {
-		if (ch->xfer != XFER_NONE) /* a new command ends the one in progress */
-			ide_dma_reset(ch);
-		ch->irq_pending = false;
-		update_irq(ch);
-		ata_command(ch, ide_current(ch), (uint8_t)value);
+	} else if (d->kind) {
+		start_command(ch, d, (uint8_t)value);
 	}
 	pthread_mutex_unlock(&ch->lock);
 }
@@ -705,7 +830,7 @@ static void control_write(void *opaque, uint64_t offset, unsigned size, uint64_t
 	if ((value & CTL_SRST) && !(old & CTL_SRST))
 		channel_reset(ch);
 	else if (!(value & CTL_SRST) && (old & CTL_SRST))
-		channel_reset_done(ch);
+		try_finish_reset(ch);
 	update_irq(ch);
 	pthread_mutex_unlock(&ch->lock);
 }
@@ -733,8 +858,7 @@ int ide_create(const struct ide_config *cfg, struct ide_controller **out)
 			ide_destroy(c);
 			return -ENOMEM;
 		}
-		channel_reset_done(ch);
-		ch->status = 0;
+		ide_show_signature(ch, &ch->drive[0]);
 	}
 	*out = c;
 	return 0;
@@ -768,29 +892,39 @@ static void default_geometry(struct ide_drive *d)
 		d->cylinders = 1;
 }
 
-int ide_attach_disk(struct ide_controller *c, unsigned channel, unsigned unit, struct vdisk *disk)
+int ide_attach_drive(struct ide_controller *c, unsigned channel, unsigned unit,
+		     const struct ide_drive *init)
 {
-	if (channel > 1 || unit > 1 || !disk || vdisk_size(disk) < IDE_SECTOR)
+	if (channel > 1 || unit > 1)
 		return -EINVAL;
 	struct ide_channel *ch = &c->channel[channel];
 	pthread_mutex_lock(&ch->lock);
 	struct ide_drive *d = &ch->drive[unit];
 	int ret = 0;
-	if (d->disk) {
+	if (d->kind) {
 		ret = -EBUSY;
 	} else {
-		*d = (struct ide_drive){ .disk = disk,
-					 .sectors = vdisk_size(disk) / IDE_SECTOR,
-					 .write_cache = true,
-					 .transfer_mode = 0x08 };
-		default_geometry(d);
-		reset_drive_settings(d);
-		snprintf(d->serial, sizeof(d->serial), "HV%u%u%016llx", channel, unit,
-			 (unsigned long long)d->sectors);
-		channel_reset_done(ch);
+		*d = *init;
+		ide_show_signature(ch, ide_current(ch));
 	}
 	pthread_mutex_unlock(&ch->lock);
 	return ret;
+}
+
+int ide_attach_disk(struct ide_controller *c, unsigned channel, unsigned unit, struct vdisk *disk)
+{
+	if (!disk || vdisk_size(disk) < IDE_SECTOR)
+		return -EINVAL;
+	struct ide_drive d = { .kind = IDE_DEVICE_DISK,
+			       .disk = disk,
+			       .sectors = vdisk_size(disk) / IDE_SECTOR,
+			       .write_cache = true,
+			       .transfer_mode = 0x08 };
+	default_geometry(&d);
+	reset_drive_settings(&d);
+	snprintf(d.serial, sizeof(d.serial), "HV%u%u%016llx", channel, unit,
+		 (unsigned long long)d.sectors);
+	return ide_attach_drive(c, channel, unit, &d);
 }
 
 int ide_register_legacy(struct ide_controller *c, struct dev_bus *bus, uint16_t bm_base)
@@ -809,6 +943,23 @@ int ide_register_legacy(struct ide_controller *c, struct dev_bus *bus, uint16_t 
 		ret = dev_bus_register(bus, DEV_PIO, bm_base, 16, &ide_busmaster_ops, c,
 				       "ide-busmaster");
 	return ret;
+}
+
+int ide_query_device(struct ide_controller *c, unsigned channel, unsigned unit,
+		     struct ide_device_info *out)
+{
+	if (channel > 1 || unit > 1)
+		return -EINVAL;
+	struct ide_channel *ch = &c->channel[channel];
+	pthread_mutex_lock(&ch->lock);
+	const struct ide_drive *d = &ch->drive[unit];
+	*out = (struct ide_device_info){ .kind = d->kind,
+					 .disk = d->disk,
+					 .inserted = d->disk != NULL,
+					 .tray_open = d->atapi.tray_open,
+					 .locked = d->atapi.locked };
+	pthread_mutex_unlock(&ch->lock);
+	return 0;
 }
 
 void ide_get_stats(struct ide_controller *c, struct ide_stats *out)

@@ -1,5 +1,5 @@
-/* The PIIX IDE function: two channels with two devices each, ATA disks on the async block
- * layer, PIO and bus-master DMA.
+/* The PIIX IDE function: two channels with two devices each, ATA disks and ATAPI DVD
+ * drives on the async block layer, PIO and bus-master DMA.
  *
  * The model owns no thread. Guest register accesses arrive through the struct dev_ops
  * handlers below (on vCPU threads); disk I/O is started on the disk's queue 0 with
@@ -35,6 +35,40 @@ void ide_destroy(struct ide_controller *c);
 /* Attaches an ATA disk at channel 0..1, unit 0 (master) or 1 (slave). The disk must have
  * 512-byte logical sectors. Returns 0, -EINVAL (bad slot or sector size) or -EBUSY. */
 int ide_attach_disk(struct ide_controller *c, unsigned channel, unsigned unit, struct vdisk *disk);
+
+/* Attaches an ATAPI DVD-ROM drive with medium iso (a raw image the VMM opened read-only,
+ * read in 2048-byte sectors; a partial last sector is not seen) or, with NULL, an empty
+ * tray. Returns 0, -EINVAL (bad slot, image smaller than one sector) or -EBUSY. */
+int ide_attach_cdrom(struct ide_controller *c, unsigned channel, unsigned unit, struct vdisk *iso);
+
+/* Media changes from the host (the control socket). The guest sees a UNIT ATTENTION
+ * "medium may have changed" and a media event in GET EVENT STATUS NOTIFICATION.
+ *
+ * Eject opens the tray and takes the medium out (an empty drive just opens its tray). A
+ * tray the guest locked (PREVENT ALLOW MEDIUM REMOVAL) refuses with -EBUSY unless force.
+ * While a read from the medium is in flight it returns -EAGAIN: try again (reads are
+ * short). After 0 the model holds no reference to the medium and it may be closed.
+ * Insert loads iso and closes the tray; -EBUSY when a medium is already in.
+ * Both return -ENODEV when the slot holds no DVD drive and -EINVAL for a bad slot. */
+int ide_cdrom_eject(struct ide_controller *c, unsigned channel, unsigned unit, bool force);
+int ide_cdrom_insert(struct ide_controller *c, unsigned channel, unsigned unit, struct vdisk *iso);
+
+/* What a slot holds, for the control socket's query-block. */
+enum ide_device_kind {
+	IDE_DEVICE_NONE,
+	IDE_DEVICE_DISK,
+	IDE_DEVICE_CDROM,
+};
+struct ide_device_info {
+	enum ide_device_kind kind;
+	struct vdisk *disk; /* the disk or the medium; NULL for an empty drive */
+	bool inserted;	    /* a disk, or a medium in the drive (the tray may be open) */
+	bool tray_open;	    /* DVD drive only */
+	bool locked;	    /* DVD drive only: the guest prevents medium removal */
+};
+/* Returns 0 or -EINVAL (bad slot). */
+int ide_query_device(struct ide_controller *c, unsigned channel, unsigned unit,
+		     struct ide_device_info *out);
 
 /* Register handlers. */
 extern const struct dev_ops ide_command_ops;   /* opaque: struct ide_channel */

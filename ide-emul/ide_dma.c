@@ -14,20 +14,29 @@
 #include <string.h>
 
 #include "endian.h"
+#include "iov.h"
 #include "vdisk.h"
+
+static bool packet_device(struct ide_channel *ch)
+{
+	return ide_current(ch)->kind == IDE_DEVICE_CDROM;
+}
 
 /* The transfer could not be set up (bad PRD table, direction): the device aborts and the
  * bus master reports the error. */
 static void dma_fail(struct ide_channel *ch)
 {
 	ch->bm_status = (uint8_t)((ch->bm_status & ~BM_ST_ACTIVE) | BM_ST_ERROR);
-	ide_command_done(ch, ERR_ABRT);
+	if (packet_device(ch))
+		ide_atapi_dma_done(ch, -EFAULT);
+	else
+		ide_command_done(ch, ERR_ABRT);
 }
 
 /* Splits the iovecs into block-layer requests of at most IDE_IOV_PER_REQ iovecs. */
 static void split_parts(struct ide_channel *ch, int iovcnt)
 {
-	uint64_t offset = ch->lba * IDE_SECTOR;
+	uint64_t offset = ch->io_offset;
 	ch->dma_nparts = 0;
 	for (int first = 0; first < iovcnt; first += IDE_IOV_PER_REQ) {
 		int n = iovcnt - first < IDE_IOV_PER_REQ ? iovcnt - first : IDE_IOV_PER_REQ;
@@ -69,19 +78,25 @@ static int map_prd_table(struct ide_channel *ch, uint64_t bytes)
 static void dma_start(struct ide_channel *ch)
 {
 	ch->dma_waiting = false;
-	bool to_memory = ch->xfer == XFER_DMA_IN;
+	bool to_memory = ch->xfer != XFER_DMA_OUT;
 	if (!!(ch->bm_cmd & BM_CMD_TO_MEMORY) != to_memory) {
 		dma_fail(ch);
 		return;
 	}
-	int iovcnt = map_prd_table(ch, (uint64_t)ch->remaining * IDE_SECTOR);
+	int iovcnt = map_prd_table(ch, ch->io_bytes);
 	if (iovcnt <= 0) {
 		dma_fail(ch);
 		return;
 	}
+	if (ch->xfer == XFER_DMA_BUF) { /* a reply the device built: no disk involved */
+		iov_from_buf(ch->dma_iov, iovcnt, 0, ch->buf, ch->io_bytes);
+		ide_dma_done(ch, 0);
+		return;
+	}
 	split_parts(ch, iovcnt);
-	if (ide_start_io(ch) < 0)
-		ide_command_done(ch, ERR_ABRT);
+	int ret = ide_start_io(ch);
+	if (ret < 0)
+		ide_dma_done(ch, ret);
 }
 
 void ide_dma_command(struct ide_channel *ch)
@@ -95,10 +110,14 @@ void ide_dma_command(struct ide_channel *ch)
 void ide_dma_done(struct ide_channel *ch, int result)
 {
 	if (result == 0)
-		ch->ctrl->stats.dma_sectors += ch->remaining;
+		ch->ctrl->stats.dma_sectors += ch->io_bytes / IDE_SECTOR;
 	if (result < 0 || !ch->prd_longer)
 		ch->bm_status &= (uint8_t)~BM_ST_ACTIVE;
-	ide_command_done(ch, result < 0 ? (ch->xfer == XFER_DMA_IN ? ERR_UNC : 0) | ERR_ABRT : 0);
+	if (packet_device(ch))
+		ide_atapi_dma_done(ch, result);
+	else
+		ide_command_done(ch, result < 0 ? (ch->xfer == XFER_DMA_IN ? ERR_UNC : 0) | ERR_ABRT
+						: 0);
 }
 
 void ide_dma_reset(struct ide_channel *ch)

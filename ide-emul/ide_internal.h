@@ -1,5 +1,5 @@
-/* State of the IDE model shared by the taskfile/ATA code (ide.c) and the bus-master DMA
- * engine (ide_dma.c). */
+/* State of the IDE model shared by the taskfile/ATA code (ide.c), the ATAPI packet device
+ * (ide_atapi.c) and the bus-master DMA engine (ide_dma.c). */
 #ifndef HV_IDE_INTERNAL_H
 #define HV_IDE_INTERNAL_H
 
@@ -14,6 +14,9 @@
 #define IDE_MAX_MULTIPLE 16u   /* sectors per DRQ block for READ/WRITE MULTIPLE */
 #define IDE_PRD_MAX	 8192u /* a PRD table fits in 64 KiB */
 #define IDE_IOV_PER_REQ	 1024  /* iovecs per block-layer request (the kernel's limit) */
+#define IDE_BUF_SIZE	 (IDE_MAX_MULTIPLE * IDE_SECTOR) /* the channel's PIO buffer */
+#define CD_SECTOR	 2048u
+#define ATAPI_CDB_SIZE	 12u /* IDENTIFY PACKET DEVICE word 0 bits 1:0 = 00 */
 
 /* Status register */
 enum {
@@ -53,11 +56,24 @@ enum ide_xfer {
 	XFER_DMA_IN,  /* disk to guest memory */
 	XFER_DMA_OUT, /* guest memory to disk */
 	XFER_FLUSH,
+	XFER_PACKET,   /* ATAPI: the command packet comes in through the data port */
+	XFER_ATAPI_IN, /* ATAPI: PIO data-in, DRQ blocks of at most the byte count limit */
+	XFER_DMA_BUF,  /* ATAPI: a reply built in the channel's buffer, to guest memory */
+};
+
+/* The state of an ATAPI DVD drive beyond its medium. */
+struct ide_atapi {
+	bool tray_open;
+	bool locked;		      /* PREVENT ALLOW MEDIUM REMOVAL */
+	uint8_t sense_key, asc, ascq; /* of the last command, for REQUEST SENSE */
+	uint8_t ua_asc;		      /* pending UNIT ATTENTION: 0, 0x28 or 0x29 */
+	uint8_t media_event;	      /* pending GET EVENT STATUS media event code; 0 none */
 };
 
 struct ide_drive {
-	struct vdisk *disk; /* NULL: no device */
-	uint64_t sectors;
+	enum ide_device_kind kind;
+	struct vdisk *disk; /* the disk, or the DVD drive's medium (NULL: empty) */
+	uint64_t sectors;   /* 512-byte sectors of a disk, 2048-byte ones of a medium */
 	uint16_t cylinders; /* default CHS geometry */
 	uint8_t heads, spt;
 	uint8_t cur_heads, cur_spt; /* INITIALIZE DEVICE PARAMETERS */
@@ -65,6 +81,7 @@ struct ide_drive {
 	bool write_cache;
 	uint8_t transfer_mode; /* SET FEATURES 03h value: 0x08|pio, 0x20|mdma, 0x40|udma */
 	char serial[21];
+	struct ide_atapi atapi;
 };
 
 /* One block-layer request of a DMA transfer (the iovecs are split at IDE_IOV_PER_REQ). */
@@ -85,6 +102,13 @@ struct ide_channel {
 	uint8_t select; /* device register: bit 4 unit, bit 6 LBA */
 	uint8_t status, error, control;
 	bool irq_pending; /* INTRQ, before nIEN masking */
+	/* Each device has its own registers; this model keeps one set. They differ only in the
+	 * signatures a reset leaves, which hold until the host writes a register or a command:
+	 * until then, selecting the other device shows its signature. */
+	bool signature_shown;
+	/* A reset ended while requests of the command it cancelled were still in flight: the
+	 * devices stay busy until those complete (they still use the buffers). */
+	bool reset_pending;
 
 	/* the command in progress */
 	uint8_t command;
@@ -94,6 +118,16 @@ struct ide_channel {
 	uint32_t block;	    /* sectors per DRQ block (PIO) */
 	uint8_t *buf;	    /* PIO DRQ block, IDE_MAX_MULTIPLE sectors, also IDENTIFY */
 	uint32_t buf_pos, buf_len;
+	uint64_t io_offset; /* byte offset on the disk of the next request */
+	uint64_t io_bytes;  /* bytes of a DMA transfer */
+
+	/* ATAPI PIO data-in: the byte count limit of the PACKET command, the end of the DRQ
+	 * block the guest is reading, and the bytes of the command still to come after the
+	 * buffer (medium reads refill it) */
+	uint16_t byte_limit;
+	uint32_t drq_end;
+	uint64_t atapi_left;
+	bool packet_dma; /* the PACKET command asked for DMA (features bit 0) */
 
 	/* asynchronous I/O: requests carry the generation they started in; a reset moves it on
 	 * so that late completions are dropped */
@@ -118,17 +152,47 @@ struct ide_controller {
 	struct ide_stats stats; /* updated under the channels' locks, read racily */
 };
 
-/* ---- ide.c, for the DMA engine (channel locked) ---- */
+/* ---- ide.c, for the DMA engine and the ATAPI device (channel locked) ---- */
 struct ide_drive *ide_current(struct ide_channel *ch);
 /* Ends the command: status DRDY|DSC (| ERR with error), interrupt. */
 void ide_command_done(struct ide_channel *ch, uint8_t error);
 /* Starts the block-layer requests of the current transfer on the drive's queue. */
 int ide_start_io(struct ide_channel *ch);
 void ide_raise_irq(struct ide_channel *ch);
+/* A device's signature (ATA or packet) in the registers, as a reset leaves them;
+ * ide_show_signature also selects device 0's LBA/head bits as a reset does and lets a
+ * change of device show the other one's signature. */
+void ide_load_signature(struct ide_channel *ch, const struct ide_drive *d);
+void ide_show_signature(struct ide_channel *ch, const struct ide_drive *d);
+void ide_set_features(struct ide_channel *ch, struct ide_drive *d);
+/* IDENTIFY data: an ATA string at words [first, first + count); the transfer mode words
+ * (63, 64-68, 88); the integrity word plus the little-endian bytes of the 256 words. */
+void ide_put_string(uint16_t *words, unsigned first, unsigned count, const char *s);
+void ide_identify_modes(uint16_t *words, uint8_t transfer_mode);
+void ide_identify_finish(uint16_t *words, uint8_t *out);
+/* Puts a new device in an empty slot: 0, -EINVAL (bad slot) or -EBUSY. */
+int ide_attach_drive(struct ide_controller *c, unsigned channel, unsigned unit,
+		     const struct ide_drive *init);
+/* The IDENTIFY data in ch->buf goes to the host: one PIO block, interrupt. */
+void ide_start_identify(struct ide_channel *ch);
+
+/* ---- ide_atapi.c (channel locked) ---- */
+/* An ATA command written to a packet device. */
+void ide_atapi_command(struct ide_channel *ch, struct ide_drive *d, uint8_t cmd);
+/* Data port accesses during the packet and data-in phases. */
+uint32_t ide_atapi_data_read(struct ide_channel *ch, unsigned size);
+void ide_atapi_data_write(struct ide_channel *ch, unsigned size, uint32_t value);
+/* A medium read into the buffer completed (PIO). */
+void ide_atapi_pio_io_done(struct ide_channel *ch, int result);
+/* A DMA transfer ended: 0, -EIO style errors from the medium, or -EFAULT for a PRD table
+ * the bus master could not use. */
+void ide_atapi_dma_done(struct ide_channel *ch, int result);
+/* A reset (SRST, DEVICE RESET) reached the drive. */
+void ide_atapi_reset(struct ide_drive *d);
 
 /* ---- ide_dma.c (channel locked) ---- */
-/* Prepares a DMA command of ch->remaining sectors at ch->lba in the direction of ch->xfer
- * (the bus master's must agree): waits for the start bit. */
+/* Prepares a DMA command of ch->io_bytes at ch->io_offset (XFER_DMA_BUF: from ch->buf) in
+ * the direction of ch->xfer (the bus master's must agree): waits for the start bit. */
 void ide_dma_command(struct ide_channel *ch);
 /* The transfer's requests completed (result 0 or -errno). */
 void ide_dma_done(struct ide_channel *ch, int result);

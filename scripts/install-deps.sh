@@ -9,7 +9,7 @@ packages=(
 	# libraries the tree links against
 	liburing-dev libaio-dev libxxhash-dev libjansson-dev zlib1g-dev
 	# tests and benchmarks
-	libcmocka-dev fio qemu-utils libvhdi-utils gdisk fdisk dosfstools mtools
+	libcmocka-dev fio qemu-utils libvhdi-utils gdisk fdisk dosfstools mtools xorriso
 	# the VMM: firmware, the ACPI compiler for the DSDT, the nested guest rig
 	seabios ovmf acpica-tools qemu-system-x86 busybox-static cpio kmod xorriso
 )

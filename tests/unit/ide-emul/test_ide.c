@@ -8,78 +8,19 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <fcntl.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
 
-#include "dev.h"
 #include "geometry.h"
-#include "ide.h"
-#include "test_disk.h"
-#include "test_util.h"
-#include "vdisk.h"
+#include "ide_rig.h"
 
 struct vdisk *test_open_disks[TEST_MAX_OPEN_DISKS];
 
-#define RAM_LOW	  (4u << 20) /* guest RAM at 0 */
-#define RAM_HIGH  (1u << 20) /* and a second region at HIGH_GPA */
-#define HIGH_GPA  0x10000000u
-#define BM_BASE	  0xC000
 #define DISK_SIZE (64u << 20)
 #define SEED	  7
 
-static uint8_t *ram_low, *ram_high;
-
-struct rig {
-	struct guest_mem mem;
-	struct dev_bus bus;
-	struct ide_controller *ide;
-	struct vdisk *disk;
-	const char *path;
-	bool irq[16];
-	unsigned irq_raises[16];
-};
-
-static void irq_set(void *opaque, unsigned line, bool level)
-{
-	struct rig *r = opaque;
-	if (level && !r->irq[line])
-		r->irq_raises[line]++;
-	r->irq[line] = level;
-}
-
-static struct vdisk *open_raw(const char *path, uint64_t size, uint32_t seed)
-{
-	if (seed)
-		test_write_file(path, size, seed);
-	else {
-		int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
-		assert_true(fd >= 0);
-		assert_int_equal(ftruncate(fd, (off_t)size), 0);
-		close(fd);
-	}
-	struct vdisk_options o = { .cache = VDISK_CACHE_WRITEBACK };
-	struct vdisk *d;
-	assert_int_equal(vdisk_open(path, &o, &d, NULL, 0), 0);
-	assert_int_equal(test_track_disk(d), 0);
-	return d;
-}
-
 static int setup(void **state)
 {
-	struct rig *r = calloc(1, sizeof(*r));
-	memset(ram_low, 0, RAM_LOW);
-	memset(ram_high, 0, RAM_HIGH);
-	guest_mem_add(&r->mem, 0, RAM_LOW, ram_low);
-	guest_mem_add(&r->mem, HIGH_GPA, RAM_HIGH, ram_high);
-	dev_bus_init(&r->bus);
-	struct ide_config cfg = { .mem = &r->mem,
-				  .irq = { { irq_set, r, 14 }, { irq_set, r, 15 } } };
-	assert_int_equal(ide_create(&cfg, &r->ide), 0);
-	assert_int_equal(ide_register_legacy(r->ide, &r->bus, BM_BASE), 0);
-	r->path = strdup(test_path("disk.raw"));
-	r->disk = open_raw(r->path, DISK_SIZE, SEED);
+	struct rig *r = rig_new("disk.raw");
+	r->disk = rig_open_raw(r->path, DISK_SIZE, SEED, false);
 	assert_int_equal(ide_attach_disk(r->ide, 0, 0, r->disk), 0);
 	*state = r;
 	return 0;
@@ -87,59 +28,13 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	struct rig *r = *state;
-	ide_destroy(r->ide);
-	test_close_tracked();
-	dev_bus_destroy(&r->bus);
-	unlink(r->path);
-	free((void *)r->path);
-	free(r);
+	rig_free(*state);
 	return 0;
 }
 
-/* ---- port access ---- */
-
-static uint8_t inb(struct rig *r, uint16_t port)
-{
-	return (uint8_t)dev_bus_read(&r->bus, DEV_PIO, port, 1);
-}
-
-static uint16_t inw(struct rig *r, uint16_t port)
-{
-	return (uint16_t)dev_bus_read(&r->bus, DEV_PIO, port, 2);
-}
-
-static uint32_t inl(struct rig *r, uint16_t port)
-{
-	return (uint32_t)dev_bus_read(&r->bus, DEV_PIO, port, 4);
-}
-
-static void outb(struct rig *r, uint16_t port, uint8_t v)
-{
-	dev_bus_write(&r->bus, DEV_PIO, port, 1, v);
-}
-
-static void outw(struct rig *r, uint16_t port, uint16_t v)
-{
-	dev_bus_write(&r->bus, DEV_PIO, port, 2, v);
-}
-
-static void outl(struct rig *r, uint16_t port, uint32_t v)
-{
-	dev_bus_write(&r->bus, DEV_PIO, port, 4, v);
-}
-
-/* Runs the disk's completions until the device is no longer busy (the guest polling). */
 static uint8_t wait_not_busy(struct rig *r)
 {
-	for (int i = 0; i < 10000; i++) {
-		uint8_t st = inb(r, 0x3F6);
-		if (!(st & 0x80))
-			return st;
-		vdisk_queue_poll(vdisk_queue(r->disk, 0), 1);
-	}
-	fail_msg("the device stayed busy");
-	return 0;
+	return rig_wait_not_busy(r, 0x3F6);
 }
 
 static void lba28(struct rig *r, uint32_t lba, uint8_t count, uint8_t cmd)
@@ -372,19 +267,6 @@ static void test_chs(void **state)
 
 /* ---- DMA ---- */
 
-static void put_prd(uint32_t table, unsigned i, uint32_t addr, uint32_t count, bool last)
-{
-	uint8_t *p = ram_low + table + 8 * i;
-	p[0] = (uint8_t)addr;
-	p[1] = (uint8_t)(addr >> 8);
-	p[2] = (uint8_t)(addr >> 16);
-	p[3] = (uint8_t)(addr >> 24);
-	p[4] = (uint8_t)count;
-	p[5] = (uint8_t)(count >> 8);
-	p[6] = 0;
-	p[7] = last ? 0x80 : 0;
-}
-
 static void bm_start(struct rig *r, uint32_t table, bool to_memory)
 {
 	outl(r, BM_BASE + 4, table);
@@ -576,8 +458,7 @@ static void test_data_port_without_transfer(void **state)
 
 int main(void)
 {
-	ram_low = aligned_alloc(4096, RAM_LOW);
-	ram_high = aligned_alloc(4096, RAM_HIGH);
+	rig_ram_alloc();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_signature_and_absent_devices, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_identify, setup, teardown),
@@ -599,7 +480,6 @@ int main(void)
 	};
 	int ret = cmocka_run_group_tests(tests, NULL, NULL);
 	test_tmpdir_remove();
-	free(ram_low);
-	free(ram_high);
+	rig_ram_free();
 	return ret;
 }
