@@ -11,7 +11,7 @@ packages=(
 	# tests and benchmarks
 	libcmocka-dev fio qemu-utils libvhdi-utils gdisk fdisk dosfstools mtools xorriso
 	# the VMM: firmware, the ACPI compiler for the DSDT, the nested guest rig
-	seabios ovmf acpica-tools qemu-system-x86 busybox-static cpio kmod xorriso
+	seabios ovmf acpica-tools qemu-system-x86 busybox-static cpio kmod
 )
 
 missing=()
