@@ -100,8 +100,6 @@ int memory_create(struct vm *vm, char *err, size_t err_size)
 		ret = map_firmware(vm, err, err_size);
 	if (!ret)
 		ret = map_ram(vm, err, err_size);
-	if (!ret)
-		ret = -pthread_mutex_init(&vm->pam_lock, NULL);
 	return ret;
 }
 
@@ -113,7 +111,6 @@ void memory_destroy(struct vm *vm)
 		munmap(vm->fw, vm->fw_map_size);
 	if (vm->rom_view)
 		munmap(vm->rom_view, ROM_VIEW_SIZE);
-	pthread_mutex_destroy(&vm->pam_lock);
 }
 
 static int set_slot(struct vm *vm, unsigned slot, uint64_t gpa, uint64_t size, void *host,

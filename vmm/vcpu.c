@@ -27,15 +27,18 @@ bool vcpu_is_current_thread(void)
 /* MSRs KVM leaves at zero that a PC's firmware expects set at power-on. */
 static int set_reset_msrs(int fd)
 {
-	struct {
-		struct kvm_msrs hdr;
-		struct kvm_msr_entry e[1];
-	} m = { .hdr.nmsrs = 1 };
-	m.e[0].index = MSR_IA32_MISC_ENABLE;
-	m.e[0].data = MISC_ENABLE_FAST_STRING | MISC_ENABLE_PERF_MON | MISC_ENABLE_BTS_UNAVAIL |
-		      MISC_ENABLE_PEBS_UNAVAIL;
-	int n = ioctl(fd, KVM_SET_MSRS, &m);
-	return n < 0 ? -errno : n == 1 ? 0 : -EINVAL;
+	enum { NMSRS = 1 };
+	union {
+		struct kvm_msrs msrs;
+		uint8_t bytes[sizeof(struct kvm_msrs) + NMSRS * sizeof(struct kvm_msr_entry)];
+	} m;
+	memset(&m, 0, sizeof(m));
+	m.msrs.nmsrs = NMSRS;
+	m.msrs.entries[0].index = MSR_IA32_MISC_ENABLE;
+	m.msrs.entries[0].data = MISC_ENABLE_FAST_STRING | MISC_ENABLE_PERF_MON |
+				 MISC_ENABLE_BTS_UNAVAIL | MISC_ENABLE_PEBS_UNAVAIL;
+	int n = ioctl(fd, KVM_SET_MSRS, &m.msrs);
+	return n < 0 ? -errno : n == NMSRS ? 0 : -EINVAL;
 }
 
 /* The BSP starts at the reset vector F000:FFF0 with the CS base at FFFF0000 (KVM's reset

@@ -79,30 +79,31 @@ static int open_kvm(struct vm *vm, char *err, size_t err_size)
 static int set_gsi_routing(int vm_fd)
 {
 	enum { MAX_ROUTES = 16 + VM_NR_GSI };
-	struct {
-		struct kvm_irq_routing hdr;
-		struct kvm_irq_routing_entry e[MAX_ROUTES];
-	} r;
-	memset(&r, 0, sizeof(r));
+	struct kvm_irq_routing *r = calloc(1, sizeof(*r) + MAX_ROUTES * sizeof(r->entries[0]));
+	if (!r)
+		return -ENOMEM;
 	unsigned n = 0;
 	for (unsigned gsi = 0; gsi < 16; gsi++) {
 		if (gsi == 2)
 			continue;
-		r.e[n].gsi = gsi;
-		r.e[n].type = KVM_IRQ_ROUTING_IRQCHIP;
-		r.e[n].u.irqchip.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE;
-		r.e[n].u.irqchip.pin = gsi % 8;
+		r->entries[n].gsi = gsi;
+		r->entries[n].type = KVM_IRQ_ROUTING_IRQCHIP;
+		r->entries[n].u.irqchip.irqchip =
+			gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE;
+		r->entries[n].u.irqchip.pin = gsi % 8;
 		n++;
 	}
 	for (unsigned gsi = 0; gsi < VM_NR_GSI; gsi++) {
-		r.e[n].gsi = gsi;
-		r.e[n].type = KVM_IRQ_ROUTING_IRQCHIP;
-		r.e[n].u.irqchip.irqchip = KVM_IRQCHIP_IOAPIC;
-		r.e[n].u.irqchip.pin = gsi == 0 ? 2 : gsi;
+		r->entries[n].gsi = gsi;
+		r->entries[n].type = KVM_IRQ_ROUTING_IRQCHIP;
+		r->entries[n].u.irqchip.irqchip = KVM_IRQCHIP_IOAPIC;
+		r->entries[n].u.irqchip.pin = gsi == 0 ? 2 : gsi;
 		n++;
 	}
-	r.hdr.nr = n;
-	return ioctl(vm_fd, KVM_SET_GSI_ROUTING, &r) < 0 ? -errno : 0;
+	r->nr = n;
+	int ret = ioctl(vm_fd, KVM_SET_GSI_ROUTING, r) < 0 ? -errno : 0;
+	free(r);
+	return ret;
 }
 
 static int ioctl_error(char *err, size_t err_size, const char *what)
@@ -163,6 +164,7 @@ int vm_create(const struct vm_config *cfg, struct vm **out, char *err, size_t er
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 	pthread_rwlock_init(&vm->vm_fd_lock, NULL);
+	pthread_mutex_init(&vm->pam_lock, NULL);
 	dev_bus_init(&vm->bus);
 	struct sigaction sa = { .sa_handler = kick_handler };
 	sigemptyset(&sa.sa_mask);
@@ -190,6 +192,7 @@ void vm_destroy(struct vm *vm)
 		close(vm->kvm_fd);
 	free(vm->cpuid);
 	dev_bus_destroy(&vm->bus);
+	pthread_mutex_destroy(&vm->pam_lock);
 	pthread_rwlock_destroy(&vm->vm_fd_lock);
 	pthread_cond_destroy(&vm->cond);
 	pthread_mutex_destroy(&vm->lock);

@@ -53,7 +53,7 @@ struct vm;
 /* Opens /dev/kvm, checks the capabilities the platform needs, maps RAM and the firmware and
  * creates the vCPUs (not yet running). On failure returns -errno and a sentence in err. */
 int vm_create(const struct vm_config *cfg, struct vm **out, char *err, size_t err_size);
-/* Stops the VM if it runs, then frees everything. */
+/* Frees everything; only when vm_run is not running (it has returned or never ran). */
 void vm_destroy(struct vm *vm);
 
 struct dev_bus *vm_bus(struct vm *vm);		     /* devices register PIO/MMIO here */

@@ -652,7 +652,9 @@ static void *pause_driver(void *arg)
 static void test_pause_resume(void **state)
 {
 	(void)state;
-	rig_create_payload("spin", 1, false);
+	/* two vCPUs: the AP, never started, waits for SIPI inside KVM_RUN and must be
+	 * interrupted as promptly as the spinning BSP */
+	rig_create_payload("spin", 2, false);
 	assert_int_equal(vm_pause(rig.vm), 0);
 	struct pause_check c = { 0 };
 	pthread_t t;
