@@ -9,6 +9,7 @@
 
 #include "file.h"
 #include "geometry.h"
+#include "iov.h"
 #include "vdisk.h"
 
 /* ---- interrupts and command completion ---- */
@@ -126,6 +127,43 @@ static int submit_part(struct ide_channel *ch, struct vdisk *disk, struct vdisk_
 	return -EINVAL;
 }
 
+static void count_io(struct ide_drive *d, enum ide_xfer xfer, uint64_t bytes)
+{
+	switch (xfer) {
+	case XFER_PIO_IN:
+	case XFER_DMA_IN:
+	case XFER_ATAPI_IN:
+		d->stats.reads++;
+		d->stats.read_bytes += bytes;
+		break;
+	case XFER_PIO_OUT:
+	case XFER_DMA_OUT:
+		d->stats.writes++;
+		d->stats.write_bytes += bytes;
+		break;
+	case XFER_FLUSH:
+		d->stats.flushes++;
+		break;
+	case XFER_NONE:
+	case XFER_PACKET:
+	case XFER_DMA_BUF:
+		break;
+	}
+}
+
+static uint64_t request_bytes(const struct ide_channel *ch, unsigned parts)
+{
+	if (ch->xfer == XFER_FLUSH)
+		return 0;
+	if (!dma_xfer(ch->xfer))
+		return ch->pio_iov.iov_len;
+	uint64_t bytes = 0;
+	for (unsigned i = 0; i < parts; i++)
+		bytes +=
+			iov_size(ch->dma_iov + ch->dma_parts[i].first_iov, ch->dma_parts[i].iovcnt);
+	return bytes;
+}
+
 /* On the queue's thread: submits what ide_start_io prepared, unless a reset came first. */
 static void io_submit(void *arg)
 {
@@ -141,6 +179,7 @@ static void io_submit(void *arg)
 		pthread_mutex_unlock(&ch->lock);
 		return;
 	}
+	count_io(ide_current(ch), ch->xfer, request_bytes(ch, parts));
 	for (unsigned i = 0; i < parts; i++) {
 		int ret;
 		if (!dma_xfer(ch->xfer))
@@ -957,7 +996,8 @@ int ide_query_device(struct ide_controller *c, unsigned channel, unsigned unit,
 					 .disk = d->disk,
 					 .inserted = d->disk != NULL,
 					 .tray_open = d->atapi.tray_open,
-					 .locked = d->atapi.locked };
+					 .locked = d->atapi.locked,
+					 .stats = d->stats };
 	pthread_mutex_unlock(&ch->lock);
 	return 0;
 }

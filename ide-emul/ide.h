@@ -59,12 +59,19 @@ enum ide_device_kind {
 	IDE_DEVICE_DISK,
 	IDE_DEVICE_CDROM,
 };
+/* Guest requests that reached the block layer, per drive. */
+struct ide_io_stats {
+	uint64_t reads, writes, flushes;
+	uint64_t read_bytes, write_bytes;
+};
+
 struct ide_device_info {
 	enum ide_device_kind kind;
 	struct vdisk *disk; /* the disk or the medium; NULL for an empty drive */
 	bool inserted;	    /* a disk, or a medium in the drive (the tray may be open) */
 	bool tray_open;	    /* DVD drive only */
 	bool locked;	    /* DVD drive only: the guest prevents medium removal */
+	struct ide_io_stats stats;
 };
 /* Returns 0 or -EINVAL (bad slot). */
 int ide_query_device(struct ide_controller *c, unsigned channel, unsigned unit,

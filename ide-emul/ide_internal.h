@@ -82,6 +82,7 @@ struct ide_drive {
 	uint8_t transfer_mode; /* SET FEATURES 03h value: 0x08|pio, 0x20|mdma, 0x40|udma */
 	char serial[21];
 	struct ide_atapi atapi;
+	struct ide_io_stats stats;
 };
 
 /* One block-layer request of a DMA transfer (the iovecs are split at IDE_IOV_PER_REQ). */

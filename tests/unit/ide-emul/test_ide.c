@@ -303,6 +303,11 @@ static void test_dma_read_across_regions(void **state)
 	struct ide_stats s;
 	ide_get_stats(r->ide, &s);
 	assert_int_equal(s.dma_sectors, (1024 + 65536 + 3072) / 512);
+	struct ide_device_info info;
+	assert_int_equal(ide_query_device(r->ide, 0, 0, &info), 0);
+	assert_int_equal(info.stats.reads, 1);
+	assert_int_equal(info.stats.read_bytes, 1024 + 65536 + 3072);
+	assert_int_equal(info.stats.writes + info.stats.flushes, 0);
 }
 
 static void test_dma_write(void **state)
@@ -319,6 +324,10 @@ static void test_dma_write(void **state)
 	test_file_read(r->path, back, sizeof(back), 2000 * 512);
 	assert_memory_equal(back, ram_low + 0x40000, 8192);
 	outb(r, BM_BASE, 0);
+	struct ide_device_info info;
+	assert_int_equal(ide_query_device(r->ide, 0, 0, &info), 0);
+	assert_int_equal(info.stats.writes, 1);
+	assert_int_equal(info.stats.write_bytes, 8192);
 }
 
 /* More PRD entries than one block-layer request takes iovecs: split, same result. */
@@ -417,6 +426,9 @@ static void test_flush_features_power(void **state)
 	struct rig *r = *state;
 	outb(r, 0x1F7, 0xE7);
 	assert_int_equal(wait_not_busy(r) & 0x01, 0);
+	struct ide_device_info info;
+	assert_int_equal(ide_query_device(r->ide, 0, 0, &info), 0);
+	assert_int_equal(info.stats.flushes, 1);
 	outb(r, 0x1F1, 0x03); /* SET FEATURES: UDMA mode 5 */
 	outb(r, 0x1F2, 0x45);
 	outb(r, 0x1F7, 0xEF);
