@@ -12,6 +12,8 @@ packages=(
 	libcmocka-dev fio qemu-utils libvhdi-utils gdisk fdisk dosfstools mtools
 	# the VMM: firmware, the ACPI compiler for the DSDT, the nested guest rig
 	seabios ovmf acpica-tools qemu-system-x86 busybox-static cpio kmod
+	# the nested rig's DVD image (tests/guest/rig/build.sh)
+	xorriso
 )
 
 missing=()
