@@ -2,6 +2,7 @@
 # Builds the nested rig's images from Debian packages, without root and without installing
 # anything: the packages are fetched with `apt-get download` and unpacked with `dpkg-deb -x`.
 set -euo pipefail
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 usage() {

@@ -24,7 +24,10 @@ exec </dev/console >/dev/console 2>&1
 . /etc/rig/common.sh
 
 TEST_EXIT_PORT=1281 # 0x501, GEN1_TEST_EXIT_PORT
+# Bounds on each step's I/O, so a device that stops answering fails that step by name
+# (the rest of the plan still runs) instead of hanging the run.
 FIO_TIMEOUT=120
+IO_TIMEOUT=60
 
 step_modules() {
 	local bad
@@ -94,7 +97,7 @@ step_dvd() {
 		return
 	fi
 	size=$(blockdev --getsize64 /dev/sr0)
-	got=$(sha256sum </dev/sr0)
+	got=$(timeout $IO_TIMEOUT sha256sum /dev/sr0)
 	got=${got%% *}
 	if [ "$got" = "$want" ] && [ "$size" = "$bytes" ]; then
 		marker dvd ok "/dev/sr0 $size bytes, sha256 $got"
@@ -140,10 +143,10 @@ step_pattern() {
 		return
 	fi
 	yes "hvstack-rig $token" | head -c 1048576 >/tmp/pattern
-	if dd if=/tmp/pattern of="/dev/${disk}2" bs=1M seek="$mib" oflag=direct conv=notrunc,fsync \
-		status=none &&
-		dd if="/dev/${disk}2" of=/tmp/readback bs=1M skip="$mib" count=1 iflag=direct \
-			status=none && cmp -s /tmp/pattern /tmp/readback; then
+	if timeout $IO_TIMEOUT dd if=/tmp/pattern of="/dev/${disk}2" bs=1M seek="$mib" \
+		oflag=direct conv=notrunc,fsync status=none &&
+		timeout $IO_TIMEOUT dd if="/dev/${disk}2" of=/tmp/readback bs=1M skip="$mib" count=1 \
+			iflag=direct status=none && cmp -s /tmp/pattern /tmp/readback; then
 		marker pattern ok "1 MiB of 'hvstack-rig $token' at ${disk}2 + $mib MiB"
 	else
 		marker pattern fail "write or read-back at ${disk}2 + $mib MiB failed"

@@ -2,6 +2,7 @@
 # Runs the nested rig: builds the images (build.sh, cached), boots them under QEMU, parses
 # the marker lines of the serial log and checks the L2 disk on the host afterwards.
 set -euo pipefail
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 usage() {
@@ -22,6 +23,7 @@ Options:
   --l2-exit acpi|port how L2 ends: ACPI power-off (default for --l2-qemu) or a write to the
                       test-exit port 0x501 (default for --vmm; under --l2-qemu QEMU's
                       isa-debug-exit device stands in for it)
+  --format vhdx|vhd   the L2 disk's format (default vhdx), made by vdisk convert
   --work DIR          where the per-run disk, logs and copies go (default out/rig/MODE)
 Exit status: 0 every step passed; 1 a step failed, was missing, or the run timed out;
 2 the rig could not be built or started; 77 --vmm without a built vmm (skipped).
@@ -29,12 +31,13 @@ Environment: as build.sh (HVSTACK_RIG_CACHE, HVSTACK_BUILD, VDISK, VMM, KVM_PROB
 EOF
 }
 
-mode="" timeout=${HVSTACK_RIG_TIMEOUT:-} l2_exit="" work=""
+mode="" timeout=${HVSTACK_RIG_TIMEOUT:-} l2_exit="" work="" format=vhdx
 while [ $# -gt 0 ]; do
 	case $1 in
 	--probe | --l2-qemu | --vmm) mode=${1#--} ;;
 	--timeout) timeout=${2:?--timeout needs seconds} && shift ;;
 	--l2-exit) l2_exit=${2:?--l2-exit needs acpi or port} && shift ;;
+	--format) format=${2:?--format needs vhdx or vhd} && shift ;;
 	--work) work=${2:?--work needs a directory} && shift ;;
 	*) rig_help_or_usage_error "$1" ;;
 	esac
@@ -50,7 +53,13 @@ l2-qemu) : "${timeout:=420}" "${l2_exit:=acpi}" ;;
 vmm) : "${timeout:=1200}" "${l2_exit:=port}" ;;
 esac
 case ${l2_exit:-acpi} in acpi | port) ;; *) rig_die "--l2-exit takes acpi or port" ;; esac
-rig_need_tools qemu-system-x86_64 qemu-img timeout mcopy mke2fs debugfs cmp
+case $format in
+vhdx) qemu_format=vhdx ;;
+vhd) qemu_format=vpc ;;
+*) rig_die "--format takes vhdx or vhd" ;;
+esac
+disk_name=l2.$format
+rig_need_tools qemu-system-x86_64 qemu-img vhdiinfo timeout mcopy mke2fs debugfs cmp
 
 L1_QEMU=(qemu-system-x86_64 -accel tcg -cpu max -m 4G -smp 2 -nographic -no-reboot -nic none)
 # The markers each mode must see, in the order the guests print them.
@@ -116,17 +125,29 @@ check_markers() { # STEP...
 }
 
 # A fresh copy of the L2 disk for this run: the boot loader's config gets this run's token and
-# exit mode, then vdisk converts it to VHDX (the format the VM and QEMU are given).
+# exit mode, then vdisk converts it to the run's format (what the VM and QEMU are given).
 prepare_l2_disk() { # EXIT
 	cp --sparse=always "$images/l2-disk.raw" "$work/l2-disk.raw"
 	rig_set_l2_cmdline "$work/l2-disk.raw" "$1" "$token"
-	rig_vdisk convert -O vhdx "$work/l2-disk.raw" "$work/l2.vhdx" >/dev/null
+	rig_vdisk convert -O "$format" "$work/l2-disk.raw" "$work/$disk_name" >/dev/null
 	rm -f "$work/l2-disk.raw"
 }
 
-# The host's view of the disk after the guest: vdisk check and qemu-img check pass, and the
+# A second opinion on the image's structure: qemu-img check for VHDX; qemu-img cannot check
+# VHD, so libvhdi's vhdiinfo must at least parse it.
+structure_check() { # IMAGE
+	local tool=(qemu-img check -f vhdx) name=host-qemu-img-check
+	[ "$format" = vhdx ] || tool=(vhdiinfo) name=host-vhdiinfo
+	if "${tool[@]}" "$1" >"$work/$name.txt" 2>&1; then
+		record "$name" ok "$(grep -v -e '^$' -e '^vhdiinfo ' "$work/$name.txt" | head -n 1)"
+	else
+		record "$name" fail "$(tr '\n' ' ' <"$work/$name.txt")"
+	fi
+}
+
+# The host's view of the disk after the guest: vdisk check and a second checker pass, and the
 # guest's pattern is at its offset when read through vdisk and through qemu-img.
-host_check() { # VHDX
+host_check() { # IMAGE
 	local image=$1 mib=$((L2_DATA_START_MIB + L2_PATTERN_MIB)) reader
 	yes "hvstack-rig $token" | head -c 1048576 >"$work/pattern.want" || true
 	if rig_vdisk check "$image" >"$work/vdisk-check.txt" 2>&1; then
@@ -134,15 +155,11 @@ host_check() { # VHDX
 	else
 		record host-vdisk-check fail "$(tr '\n' ' ' <"$work/vdisk-check.txt")"
 	fi
-	if qemu-img check -f vhdx "$image" >"$work/qemu-img-check.txt" 2>&1; then
-		record host-qemu-img-check ok "$(head -n 1 "$work/qemu-img-check.txt")"
-	else
-		record host-qemu-img-check fail "$(tr '\n' ' ' <"$work/qemu-img-check.txt")"
-	fi
+	structure_check "$image"
 	# Each tool flattens the image to raw; the pattern is cut out of that. (qemu-img dd is not
 	# used: QEMU 7.2 counts its count= from the start of the image, not from skip=.)
 	rig_vdisk convert "$image" "$work/after.vdisk.raw" >/dev/null
-	qemu-img convert -f vhdx -O raw "$image" "$work/after.qemu-img.raw"
+	qemu-img convert -f "$qemu_format" -O raw "$image" "$work/after.qemu-img.raw"
 	for reader in vdisk qemu-img; do
 		dd if="$work/after.$reader.raw" of="$work/pattern.$reader" bs=1M skip="$mib" count=1 \
 			status=none
@@ -171,7 +188,7 @@ run_l2_qemu() {
 	[ "$l2_exit" = acpi ] || exit_dev=(-device isa-debug-exit,iobase=0x501,iosize=1)
 	boot qemu-system-x86_64 -accel tcg -machine pc -cpu max -m 1G -smp 2 -nographic \
 		-no-reboot -nic none "${exit_dev[@]}" \
-		-drive "file=$work/l2.vhdx,format=vhdx,if=ide,bus=0,unit=0,media=disk" \
+		-drive "file=$work/$disk_name,format=$qemu_format,if=ide,bus=0,unit=0,media=disk" \
 		-drive "file=$images/dvd.iso,format=raw,if=ide,bus=1,unit=0,media=cdrom,readonly=on"
 	check_markers "${L2_STEPS[@]}"
 	# Power-off ends QEMU with 0; the port with (0 << 1) | 1 when the guest's plan passed.
@@ -180,7 +197,7 @@ run_l2_qemu() {
 	else
 		record qemu-exit fail "QEMU exited $boot_status after a $l2_exit exit"
 	fi
-	host_check "$work/l2.vhdx"
+	host_check "$work/$disk_name"
 }
 
 # The L2 disk and DVD reach L1 on an ext4 image QEMU gives L1 as a virtio disk; L1 mounts
@@ -193,17 +210,17 @@ run_vmm() {
 	fi
 	prepare_l2_disk "$l2_exit"
 	mkdir -p "$work/share"
-	mv "$work/l2.vhdx" "$work/share/l2.vhdx"
+	mv "$work/$disk_name" "$work/share/$disk_name"
 	cp "$images/dvd.iso" "$work/share/dvd.iso"
 	mke2fs -q -t ext4 -L rigshare -d "$work/share" "$work/share.img" 1G
 	rm -rf "$work/share"
 	boot "${L1_QEMU[@]}" -kernel "$images/vmlinuz" -initrd "$images/l1-initrd.img" \
 		-drive "file=$work/share.img,format=raw,if=virtio" \
-		-append "console=ttyS0 panic=-1 quiet rig.mode=vmm rig.l2_memory=1G rig.l2_cpus=2 rig.l2_disk=l2.vhdx rig.l2_dvd=dvd.iso rig.vmm_timeout=$((timeout - 60))"
+		-append "console=ttyS0 panic=-1 quiet rig.mode=vmm rig.l2_memory=1G rig.l2_cpus=2 rig.l2_disk=$disk_name rig.l2_dvd=dvd.iso rig.vmm_timeout=$((timeout - 60))"
 	check_markers "${L1_STEPS[@]}" l1-share l1-vmm "${L2_STEPS[@]}"
-	debugfs -R "dump /l2.vhdx $work/l2.vhdx" "$work/share.img" >/dev/null 2>&1 ||
-		record host-extract fail "debugfs could not take l2.vhdx out of $work/share.img"
-	[ ! -e "$work/l2.vhdx" ] || host_check "$work/l2.vhdx"
+	debugfs -R "dump /$disk_name $work/$disk_name" "$work/share.img" >/dev/null 2>&1 ||
+		record host-extract fail "debugfs could not take $disk_name out of $work/share.img"
+	[ ! -e "$work/$disk_name" ] || host_check "$work/$disk_name"
 }
 
 start=$(date +%s)
