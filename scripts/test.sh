@@ -4,6 +4,8 @@
 # tiers. Switches (environment):
 #   HVSTACK_BENCH=full    the full engine and convert benchmarks instead of the CI slices
 #   HVSTACK_BENCH=off     skip the benchmark slice
+#   HVSTACK_RIG=off       skip the nested guest rig (default: its bounded probe and QEMU-oracle
+#                         modes; HVSTACK_RIG=all adds the vmm mode; see scripts/rig.sh)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -31,6 +33,16 @@ full) bench/engine.sh && bench/convert.sh ;;
    echo "== convert benchmark (CI slice: 512 MiB, one round)"
    bench/convert.sh --quick || failed+=("bench-convert") ;;
 esac
+
+HVSTACK_RIG=${HVSTACK_RIG:-on}
+if [ "$HVSTACK_RIG" != off ]; then
+	echo "== nested guest rig (HVSTACK_RIG=off skips it)"
+	if [ "$HVSTACK_RIG" = all ]; then
+		scripts/rig.sh probe l2-qemu vmm || failed+=("rig")
+	else
+		scripts/rig.sh probe l2-qemu || failed+=("rig")
+	fi
+fi
 
 if [ ${#failed[@]} -gt 0 ]; then
 	echo "FAILED: ${failed[*]}"

@@ -1,0 +1,181 @@
+#!/bin/busybox sh
+# shellcheck shell=dash source=guest-common.sh
+# /init of the L2 guest: the test plan of the nested rig. It runs on the generation 1
+# platform (PIIX IDE disk and DVD), under QEMU as the oracle or under our VMM, and prints one
+# marker line per step for run.sh to parse:
+#   RIG: step NAME ok|fail|skip DETAIL
+#   RIG: done ok|fail
+# then powers off through ACPI, or with rig.exit=port writes the result (0 pass, 1 fail) to
+# the test-exit port 0x501 first.
+#
+# Parameters (kernel command line, written by run.sh into the boot loader's config):
+#   rig.disk_sectors=N   size of the IDE disk in 512-byte sectors
+#   rig.data_sectors=N   size of partition 2 (the data area fio and the pattern use)
+#   rig.dvd_sha256=HEX   SHA-256 of the whole ISO in the DVD drive (rig.dvd_bytes its size)
+#   rig.token=WORD       this run's pattern word
+#   rig.pattern_mib=N    where the pattern goes in the data area (MiB); 1 MiB long
+#   rig.exit=acpi|port   how to end the run
+/bin/busybox mkdir -p /proc /sys /dev /tmp /usr/bin /usr/sbin /bin /sbin
+/bin/busybox --install -s
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+exec </dev/console >/dev/console 2>&1
+. /etc/rig/common.sh
+
+TEST_EXIT_PORT=1281 # 0x501, GEN1_TEST_EXIT_PORT
+# Bounds on each step's I/O, so a device that stops answering fails that step by name
+# (the rest of the plan still runs) instead of hanging the run.
+FIO_TIMEOUT=120
+IO_TIMEOUT=60
+
+step_modules() {
+	local bad
+	bad=$(load_modules /etc/rig/modules)
+	if [ -z "$bad" ]; then
+		marker modules ok "$(wc -l </etc/rig/modules) loaded"
+	else
+		marker modules fail "not loaded:$bad"
+	fi
+}
+
+# hv_vmbus refuses to load (ENODEV) on a platform that is not Hyper-V; generation 2 will
+# offer VMBus. Until then these are loaded where possible and never fail the run.
+step_hv_modules() {
+	local bad
+	bad=$(load_modules /etc/rig/modules-hv)
+	if [ -z "$bad" ]; then
+		marker hv-modules ok "$(wc -l </etc/rig/modules-hv) loaded"
+	else
+		marker hv-modules skip "not loaded (expected without Hyper-V):$bad"
+	fi
+}
+
+# The IDE disk: the first sd device whose PCI function is driven by ata_piix.
+find_ide_disk() {
+	local dev path
+	for dev in /sys/block/sd*; do
+		[ -e "$dev" ] || continue
+		path=$(readlink -f "$dev")
+		case $path in */ata[0-9]*) ;; *) continue ;; esac
+		if [ "$(basename "$(readlink "${path%%/ata[0-9]*}/driver")")" = ata_piix ]; then
+			echo "${dev##*/}"
+			return
+		fi
+	done
+}
+
+step_disk() {
+	local want want_data got got_data
+	want=$(param disk_sectors)
+	want_data=$(param data_sectors)
+	wait_for /sys/block/sda 30 || {
+		marker disk fail "no /sys/block/sda after 30 s"
+		return
+	}
+	disk=$(find_ide_disk)
+	if [ -z "$disk" ]; then
+		marker disk fail "no sd device behind ata_piix: $(ls /sys/block)"
+		return
+	fi
+	wait_for "/sys/block/$disk/${disk}2" 10
+	got=$(cat "/sys/block/$disk/size")
+	got_data=$(cat "/sys/block/$disk/${disk}2/size" 2>/dev/null || echo none)
+	if [ "$got" = "$want" ] && [ "$got_data" = "$want_data" ]; then
+		marker disk ok "/dev/$disk $got sectors, data partition ${disk}2 $got_data sectors"
+	else
+		marker disk fail "/dev/$disk has $got sectors (want $want), ${disk}2 $got_data (want $want_data)"
+	fi
+}
+
+step_dvd() {
+	local want bytes got size
+	want=$(param dvd_sha256)
+	bytes=$(param dvd_bytes)
+	if ! wait_for /dev/sr0 30; then
+		marker dvd fail "no /dev/sr0 after 30 s"
+		return
+	fi
+	size=$(blockdev --getsize64 /dev/sr0)
+	got=$(timeout $IO_TIMEOUT sha256sum /dev/sr0)
+	got=${got%% *}
+	if [ "$got" = "$want" ] && [ "$size" = "$bytes" ]; then
+		marker dvd ok "/dev/sr0 $size bytes, sha256 $got"
+	else
+		marker dvd fail "/dev/sr0 $size bytes (want $bytes), sha256 $got (want $want)"
+	fi
+}
+
+# fio on the data area: writes, then reads everything back and checks each block's crc32c.
+# Passes when fio succeeds and the verify pass read back as many KiB as were written.
+run_fio() { # STEP OFFSET SIZE fio-arguments...
+	local step=$1 offset=$2 size=$3 out summary
+	shift 3
+	if [ -z "${disk:-}" ]; then
+		marker "$step" fail "no disk"
+		return
+	fi
+	if ! out=$(timeout $FIO_TIMEOUT fio --name="$step" --filename="/dev/${disk}2" \
+		--offset="$offset" --size="$size" --ioengine=libaio --direct=1 \
+		--verify=crc32c --do_verify=1 --verify_fatal=1 --runtime=$FIO_TIMEOUT \
+		--output-format=terse --terse-version=3 "$@" 2>&1); then
+		marker "$step" fail "$(echo "$out" | grep -v '^$' | tail -n 3 | tr '\n' ' ')"
+		return
+	fi
+	# terse v3 fields: 5 error, 6 read KiB, 8 read IOPS, 47 write KiB, 49 write IOPS
+	summary=$(echo "$out" | tail -n 1 | awk -F';' '$5 == 0 && $6 == $47 && $47 > 0 {
+		printf "wrote %s KiB (%s IOPS), verified %s KiB", $47, $49, $6 }')
+	if [ -n "$summary" ]; then
+		marker "$step" ok "$summary"
+	else
+		marker "$step" fail "unexpected result: $(echo "$out" | tail -n 1 | cut -d';' -f1-8)"
+	fi
+}
+
+# The pattern the host checks after the guest is gone: "hvstack-rig TOKEN\n" repeated over
+# 1 MiB at rig.pattern_mib, written O_DIRECT and flushed, then read back O_DIRECT.
+step_pattern() {
+	local token mib
+	token=$(param token)
+	mib=$(param pattern_mib)
+	if [ -z "${disk:-}" ] || [ -z "$token" ] || [ -z "$mib" ]; then
+		marker pattern fail "no disk, rig.token or rig.pattern_mib"
+		return
+	fi
+	yes "hvstack-rig $token" | head -c 1048576 >/tmp/pattern
+	if timeout $IO_TIMEOUT dd if=/tmp/pattern of="/dev/${disk}2" bs=1M seek="$mib" \
+		oflag=direct conv=notrunc,fsync status=none &&
+		timeout $IO_TIMEOUT dd if="/dev/${disk}2" of=/tmp/readback bs=1M skip="$mib" count=1 \
+			iflag=direct status=none && cmp -s /tmp/pattern /tmp/readback; then
+		marker pattern ok "1 MiB of 'hvstack-rig $token' at ${disk}2 + $mib MiB"
+	else
+		marker pattern fail "write or read-back at ${disk}2 + $mib MiB failed"
+	fi
+}
+
+finish() {
+	sync
+	[ -z "${disk:-}" ] || blockdev --flushbufs "/dev/$disk" 2>/dev/null
+	if [ $failures -eq 0 ]; then
+		echo "RIG: done ok"
+	else
+		echo "RIG: done fail ($failures steps failed)"
+	fi
+	if [ "$(param exit acpi)" = port ]; then
+		printf '%b' "\\$([ $failures -eq 0 ] && echo 000 || echo 001)" |
+			dd of=/dev/port bs=1 seek=$TEST_EXIT_PORT count=1 conv=notrunc status=none
+		sleep 5 # still here: nothing listens on the port
+		echo "RIG: the test-exit port did not end the run; powering off"
+	fi
+	poweroff -f
+}
+
+echo "RIG: L2 init on $(uname -r)"
+step_modules
+step_hv_modules
+step_disk
+step_dvd
+run_fio fio-rand4k 0 8M --rw=randwrite --bs=4k --iodepth=32
+run_fio fio-seq1m 16M 16M --rw=write --bs=1M --iodepth=4
+step_pattern
+finish

@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# Runs the nested rig: builds the images (build.sh, cached), boots them under QEMU, parses
+# the marker lines of the serial log and checks the L2 disk on the host afterwards.
+set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+usage() {
+	cat <<EOF
+Usage: tests/guest/rig/run.sh --probe | --l2-qemu | --vmm [options]
+
+Modes:
+  --probe     L1 (Debian kernel under QEMU TCG, emulated AMD CPU with SVM) boots, loads
+              kvm/kvm-amd nested=1 and kvm_probe proves /dev/kvm (capabilities + a guest)
+  --l2-qemu   the oracle: QEMU itself (-machine pc: SeaBIOS, PIIX IDE) boots the L2 disk
+              made by vdisk (VHDX) with the DVD; the whole L2 test plan must pass, then the
+              host checks the disk with vdisk and qemu-img
+  --vmm       L1 runs our "vmm run --gen 1" on the L2 disk (VHDX) and DVD from a shared
+              ext4 disk; then the host takes the VHDX out of it and checks it the same way
+Options:
+  --timeout SECONDS   end QEMU after this long and fail (default: probe 180, l2-qemu 420,
+                      vmm 1200; HVSTACK_RIG_TIMEOUT also sets it)
+  --l2-exit acpi|port how L2 ends: ACPI power-off (default for --l2-qemu) or a write to the
+                      test-exit port 0x501 (default for --vmm; under --l2-qemu QEMU's
+                      isa-debug-exit device stands in for it)
+  --format vhdx|vhd   the L2 disk's format (default vhdx), made by vdisk convert
+  --work DIR          where the per-run disk, logs and copies go (default out/rig/MODE)
+Exit status: 0 every step passed; 1 a step failed, was missing, or the run timed out;
+2 the rig could not be built or started; 77 --vmm without a built vmm (skipped).
+Environment: as build.sh (HVSTACK_RIG_CACHE, HVSTACK_BUILD, VDISK, VMM, KVM_PROBE).
+EOF
+}
+
+mode="" timeout=${HVSTACK_RIG_TIMEOUT:-} l2_exit="" work="" format=vhdx
+while [ $# -gt 0 ]; do
+	case $1 in
+	--probe | --l2-qemu | --vmm) mode=${1#--} ;;
+	--timeout) timeout=${2:?--timeout needs seconds} && shift ;;
+	--l2-exit) l2_exit=${2:?--l2-exit needs acpi or port} && shift ;;
+	--format) format=${2:?--format needs vhdx or vhd} && shift ;;
+	--work) work=${2:?--work needs a directory} && shift ;;
+	*) rig_help_or_usage_error "$1" ;;
+	esac
+	shift
+done
+[ -n "$mode" ] || {
+	usage >&2
+	exit 3
+}
+case $mode in
+probe) : "${timeout:=180}" ;;
+l2-qemu) : "${timeout:=420}" "${l2_exit:=acpi}" ;;
+vmm) : "${timeout:=1200}" "${l2_exit:=port}" ;;
+esac
+case ${l2_exit:-acpi} in acpi | port) ;; *) rig_die "--l2-exit takes acpi or port" ;; esac
+case $format in
+vhdx) qemu_format=vhdx ;;
+vhd) qemu_format=vpc ;;
+*) rig_die "--format takes vhdx or vhd" ;;
+esac
+disk_name=l2.$format
+rig_need_tools qemu-system-x86_64 qemu-img vhdiinfo timeout mcopy mke2fs debugfs cmp
+
+L1_QEMU=(qemu-system-x86_64 -accel tcg -cpu max -m 4G -smp 2 -nographic -no-reboot -nic none)
+# The markers each mode must see, in the order the guests print them.
+L1_STEPS=(l1-kvm-modules l1-kvm-probe)
+L2_STEPS=(modules hv-modules disk dvd fio-rand4k fio-seq1m pattern)
+
+images=$("$rig_dir/build.sh" --print-dir) || rig_die "building the images failed"
+. "$images/l2.env"
+. "$images/l1.env"
+work=${work:-$rig_root/out/rig/$mode}
+# A work directory is emptied before a run only when a run made it.
+if [ -e "$work" ] && [ ! -e "$work/.rig-work" ] && [ -n "$(ls -A "$work")" ]; then
+	rig_die "$work is not empty and not a rig work directory; choose another --work"
+fi
+rm -rf "$work"
+mkdir -p "$work"
+touch "$work/.rig-work"
+log=$work/serial.log
+token=$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')
+results=()
+failed=0
+
+record() { # NAME ok|fail DETAIL: a host-side result, reported like the guests' markers
+	echo "RIG: step $1 $2 ${*:3}"
+	results+=("$*")
+	[ "$2" != fail ] || failed=1
+}
+
+# Runs COMMAND... with the serial output teed to the log; fails the run on timeout.
+# Sets boot_status to QEMU's exit status.
+boot() { # COMMAND...
+	local started=$SECONDS
+	boot_status=0
+	rig_log "booting (timeout ${timeout} s): $*"
+	timeout -k 10 "$timeout" "$@" </dev/null 2>&1 | tee "$log" || boot_status=${PIPESTATUS[0]}
+	boot_seconds=$((SECONDS - started))
+	if [ "$boot_status" -eq 124 ] || [ "$boot_status" -eq 137 ]; then
+		record qemu fail "timed out after $timeout s (log: $log)"
+	fi
+	return 0
+}
+
+# Every expected step must have printed ok or skip; any fail marker fails the run.
+check_markers() { # STEP...
+	local step line
+	for step in "$@"; do
+		line=$(tr -d '\r' <"$log" | grep -ao "RIG: step $step [a-z]*.*" | head -n 1 || true)
+		case $line in
+		"RIG: step $step ok"* | "RIG: step $step skip"*) results+=("$step ${line#"RIG: step $step "}") ;;
+		"")
+			results+=("$step missing")
+			failed=1
+			;;
+		*)
+			results+=("$step ${line#"RIG: step $step "}")
+			failed=1
+			;;
+		esac
+	done
+	if tr -d '\r' <"$log" | grep -aq 'RIG: step [^ ]* fail'; then
+		failed=1
+	fi
+}
+
+# A fresh copy of the L2 disk for this run: the boot loader's config gets this run's token and
+# exit mode, then vdisk converts it to the run's format (what the VM and QEMU are given).
+prepare_l2_disk() { # EXIT
+	cp --sparse=always "$images/l2-disk.raw" "$work/l2-disk.raw"
+	rig_set_l2_cmdline "$work/l2-disk.raw" "$1" "$token"
+	rig_vdisk convert -O "$format" "$work/l2-disk.raw" "$work/$disk_name" >/dev/null
+	rm -f "$work/l2-disk.raw"
+}
+
+# A second opinion on the image's structure: qemu-img check for VHDX; qemu-img cannot check
+# VHD, so libvhdi's vhdiinfo must at least parse it.
+structure_check() { # IMAGE
+	local tool=(qemu-img check -f vhdx) name=host-qemu-img-check
+	[ "$format" = vhdx ] || tool=(vhdiinfo) name=host-vhdiinfo
+	if "${tool[@]}" "$1" >"$work/$name.txt" 2>&1; then
+		record "$name" ok "$(grep -v -e '^$' -e '^vhdiinfo ' "$work/$name.txt" | head -n 1)"
+	else
+		record "$name" fail "$(tr '\n' ' ' <"$work/$name.txt")"
+	fi
+}
+
+# The host's view of the disk after the guest: vdisk check and a second checker pass, and the
+# guest's pattern is at its offset when read through vdisk and through qemu-img.
+host_check() { # IMAGE
+	local image=$1 mib=$((L2_DATA_START_MIB + L2_PATTERN_MIB)) reader
+	yes "hvstack-rig $token" | head -c 1048576 >"$work/pattern.want" || true
+	if rig_vdisk check "$image" >"$work/vdisk-check.txt" 2>&1; then
+		record host-vdisk-check ok "$(tail -n 1 "$work/vdisk-check.txt")"
+	else
+		record host-vdisk-check fail "$(tr '\n' ' ' <"$work/vdisk-check.txt")"
+	fi
+	structure_check "$image"
+	# Each tool flattens the image to raw; the pattern is cut out of that. (qemu-img dd is not
+	# used: QEMU 7.2 counts its count= from the start of the image, not from skip=.)
+	rig_vdisk convert "$image" "$work/after.vdisk.raw" >/dev/null
+	qemu-img convert -f "$qemu_format" -O raw "$image" "$work/after.qemu-img.raw"
+	for reader in vdisk qemu-img; do
+		dd if="$work/after.$reader.raw" of="$work/pattern.$reader" bs=1M skip="$mib" count=1 \
+			status=none
+		rm -f "$work/after.$reader.raw"
+	done
+	for reader in vdisk qemu-img; do
+		if cmp -s "$work/pattern.want" "$work/pattern.$reader"; then
+			record "host-pattern-$reader" ok "1 MiB of 'hvstack-rig $token' at $mib MiB"
+		else
+			record "host-pattern-$reader" fail "$(cmp "$work/pattern.want" "$work/pattern.$reader" 2>&1 | head -n 1)"
+		fi
+	done
+}
+
+run_probe() {
+	boot "${L1_QEMU[@]}" -kernel "$images/vmlinuz" -initrd "$images/l1-initrd.img" \
+		-append "console=ttyS0 panic=-1 quiet rig.mode=probe"
+	check_markers "${L1_STEPS[@]}"
+}
+
+run_l2_qemu() {
+	local exit_dev=()
+	prepare_l2_disk "$l2_exit"
+	# isa-debug-exit turns the guest's write of v into QEMU's exit status (v << 1) | 1.
+	# shellcheck disable=SC2054 # commas separate the device's properties
+	[ "$l2_exit" = acpi ] || exit_dev=(-device isa-debug-exit,iobase=0x501,iosize=1)
+	boot qemu-system-x86_64 -accel tcg -machine pc -cpu max -m 1G -smp 2 -nographic \
+		-no-reboot -nic none "${exit_dev[@]}" \
+		-drive "file=$work/$disk_name,format=$qemu_format,if=ide,bus=0,unit=0,media=disk" \
+		-drive "file=$images/dvd.iso,format=raw,if=ide,bus=1,unit=0,media=cdrom,readonly=on"
+	check_markers "${L2_STEPS[@]}"
+	# Power-off ends QEMU with 0; the port with (0 << 1) | 1 when the guest's plan passed.
+	if [ "$boot_status" -eq "$([ "$l2_exit" = acpi ] && echo 0 || echo 1)" ]; then
+		record qemu-exit ok "QEMU exited $boot_status after the guest's $l2_exit exit"
+	else
+		record qemu-exit fail "QEMU exited $boot_status after a $l2_exit exit"
+	fi
+	host_check "$work/$disk_name"
+}
+
+# The L2 disk and DVD reach L1 on an ext4 image QEMU gives L1 as a virtio disk; L1 mounts
+# it read-write and our VMM opens the VHDX in place. Afterwards the host takes the VHDX out
+# of the ext4 image with debugfs (no mount, no root) and checks it.
+run_vmm() {
+	if [ "$L1_HAS_VMM" != 1 ]; then
+		echo "rig: skipped: no vmm binary (${VMM:-$rig_build/vmm/vmm}) to put into L1" >&2
+		exit 77
+	fi
+	prepare_l2_disk "$l2_exit"
+	mkdir -p "$work/share"
+	mv "$work/$disk_name" "$work/share/$disk_name"
+	cp "$images/dvd.iso" "$work/share/dvd.iso"
+	mke2fs -q -t ext4 -L rigshare -d "$work/share" "$work/share.img" 1G
+	rm -rf "$work/share"
+	boot "${L1_QEMU[@]}" -kernel "$images/vmlinuz" -initrd "$images/l1-initrd.img" \
+		-drive "file=$work/share.img,format=raw,if=virtio" \
+		-append "console=ttyS0 panic=-1 quiet rig.mode=vmm rig.l2_memory=1G rig.l2_cpus=2 rig.l2_disk=$disk_name rig.l2_dvd=dvd.iso rig.vmm_timeout=$((timeout - 60))"
+	check_markers "${L1_STEPS[@]}" l1-share l1-vmm "${L2_STEPS[@]}"
+	debugfs -R "dump /$disk_name $work/$disk_name" "$work/share.img" >/dev/null 2>&1 ||
+		record host-extract fail "debugfs could not take $disk_name out of $work/share.img"
+	[ ! -e "$work/$disk_name" ] || host_check "$work/$disk_name"
+}
+
+start=$(date +%s)
+"run_${mode//-/_}"
+elapsed=$(($(date +%s) - start))
+
+echo "== rig --$mode: $elapsed s, of which QEMU ran ${boot_seconds:-0} s (serial log: $log)"
+printf '   %s\n' "${results[@]}"
+if [ $failed -ne 0 ]; then
+	echo "== rig --$mode: FAILED"
+	exit 1
+fi
+echo "== rig --$mode: passed"
