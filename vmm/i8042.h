@@ -31,7 +31,8 @@ struct i8042_config {
 	struct platform_hooks hooks; /* request_reset, set_irq */
 };
 
-/* Registers 0x60, 0x64 and 0x92. Returns 0, -EINVAL, -ENOMEM or the dev_bus error. */
+/* Registers 0x60, 0x64 and 0x92. Returns 0, -EINVAL, -ENOMEM or the dev_bus error (after
+ * which the bus may hold ranges of the discarded device: discard the bus too). */
 int i8042_create(const struct i8042_config *cfg, struct i8042 **out);
 /* After the VM stopped dispatching to the bus. */
 void i8042_destroy(struct i8042 *k);

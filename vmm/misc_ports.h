@@ -26,7 +26,8 @@ struct misc_ports_config {
 	bool test_exit;
 };
 
-/* Returns 0, -EINVAL, -ENOMEM or the dev_bus error. */
+/* Returns 0, -EINVAL, -ENOMEM or the dev_bus error (after which the bus may hold ranges of
+ * the discarded ports: discard the bus too). */
 int misc_ports_create(const struct misc_ports_config *cfg, struct misc_ports **out);
 /* After the VM stopped dispatching to the bus. */
 void misc_ports_destroy(struct misc_ports *m);

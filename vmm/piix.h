@@ -40,7 +40,8 @@ struct piix_config {
 };
 
 /* Builds the chipset and registers its ports. Returns 0 or -errno (-ENOMEM, or -EEXIST when
- * a port is taken). */
+ * a port is taken). A dev_bus range cannot be removed, so after a failure the bus may still
+ * hold ranges of the discarded chipset: discard the bus too. */
 int piix_create(const struct piix_config *cfg, struct piix **out);
 /* After the VM stopped dispatching to the bus, with every IDE request completed. */
 void piix_destroy(struct piix *p);

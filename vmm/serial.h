@@ -20,6 +20,7 @@
  *                closed at once while one is connected); input from and output to it;
  *                output waits in the ring while nobody is connected
  *   "none"       no backend (output discarded, no input)
+ * Terminal settings (raw mode for an interactive stdin) are the caller's business.
  */
 #ifndef HV_SERIAL_H
 #define HV_SERIAL_H
