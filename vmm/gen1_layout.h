@@ -55,6 +55,8 @@
 #define GEN1_RTC_IRQ	    8
 #define GEN1_I8042_DATA	    0x60
 #define GEN1_I8042_CMD	    0x64
+#define GEN1_KBD_IRQ	    1  /* i8042 keyboard port */
+#define GEN1_AUX_IRQ	    12 /* i8042 auxiliary (mouse) port */
 #define GEN1_PORT61	    0x61 /* served by KVM's PIT (KVM_PIT_SPEAKER_DUMMY) */
 #define GEN1_PORT92	    0x92 /* fast A20 and reset */
 #define GEN1_RESET_CONTROL  0xCF9
