@@ -233,7 +233,8 @@ ssize_t fw_cfg_read_file(struct fw_cfg *fw, const char *name, void *buf, size_t 
 	struct item *it = find_file(fw, name);
 	ssize_t ret = -ENOENT;
 	if (it) {
-		memcpy(buf, it->data, min_u64(len, it->len));
+		if (len && it->len)
+			memcpy(buf, it->data, min_u64(len, it->len));
 		ret = (ssize_t)it->len;
 	}
 	pthread_mutex_unlock(&fw->lock);
