@@ -36,6 +36,10 @@
  * IRQs (SeaBIOS and OVMF both use 10, 10, 11, 11); the DSDT offers the same choices. */
 #define GEN1_PIRQ_DEFAULT \
 	{ 10, 10, 11, 11 }
+/* The ISA IRQs a link may be routed to: level-triggered, active high (MADT overrides), the
+ * choices each link's _PRS offers. */
+#define GEN1_PCI_IRQS \
+	{ 5, 9, 10, 11 }
 
 /* ---- ACPI / PM (PIIX4 function 3) ---- */
 /* SeaBIOS programs PMBA to 0x600 when a table loader exists; the FADT says the same. */
