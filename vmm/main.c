@@ -7,6 +7,8 @@
 #include "cli.h"
 #include "control.h"
 #include "run_args.h"
+#include "vhd.h"
+#include "vhdx.h"
 
 #define CTL_DEFAULT_TIMEOUT 10 /* seconds */
 #define CTL_MAX_TIMEOUT	    3600
@@ -195,6 +197,8 @@ static int cmd_ctl(int argc, char **argv)
 int main(int argc, char **argv)
 {
 	cli_program = "vmm";
+	vhd_register();
+	vhdx_register();
 	if (argc < 2) {
 		usage(stderr);
 		return CLI_EXIT_USAGE;

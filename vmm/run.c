@@ -1,0 +1,614 @@
+/* `vmm run`: builds the generation 1 VM from a parsed configuration and runs it.
+ *
+ * Threads: one per vCPU (vm.c), the event loop (disk queue completions: every drive's
+ * queue 0 belongs to it), the serial backend's thread, the control server's thread, and
+ * the main thread, which waits in vm_run and tears everything down afterwards.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "cmos.h"
+#include "control.h"
+#include "fw_cfg.h"
+#include "gen1_firmware.h"
+#include "gen1_layout.h"
+#include "i8042.h"
+#include "ide.h"
+#include "loop.h"
+#include "misc_ports.h"
+#include "piix.h"
+#include "run_args.h"
+#include "serial.h"
+#include "vdisk.h"
+#include "vm.h"
+
+#define BOOT_FAIL_WAIT_MS 5000 /* SeaBIOS's wait before it reboots when nothing boots */
+
+struct run_drive {
+	const struct vmm_drive *cfg;
+	struct vdisk *disk; /* NULL: a DVD drive with no medium */
+	struct vdisk_queue *queue;
+	bool polled; /* its queue's event fd is on the loop */
+};
+
+struct vmm {
+	const struct vmm_run_config *cfg;
+	uint8_t *firmware;
+	size_t firmware_size;
+	struct vm *vm;
+	struct irq_line gsi[VM_NR_GSI];
+	struct event_loop *loop;
+	struct run_drive drives[VMM_MAX_DRIVES];
+	unsigned ndrives;
+	struct piix *piix;
+	struct cmos *cmos;
+	struct i8042 *kbd;
+	struct serial_backend *serial_backend, *debugcon_backend;
+	struct serial *serial;
+	struct misc_ports *misc;
+	struct fw_cfg *fw;
+	struct control_server *control;
+	bool stopping; /* powerdown or quit asked for */
+};
+
+static int fail(const char *what, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int fail(const char *what, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return cli_fail("run", what, 0, "%s", msg);
+}
+
+/* ---- firmware and drives ---- */
+
+static int load_firmware(struct vmm *v)
+{
+	const char *path = v->cfg->firmware;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		int e = errno;
+		if (fd >= 0)
+			close(fd);
+		return fail(path,
+			    "cannot read the firmware: %s (install the seabios package or "
+			    "give --firmware)",
+			    strerror(e));
+	}
+	if (st.st_size <= 0 || (uint64_t)st.st_size > VM_MAX_FIRMWARE || st.st_size % 512) {
+		close(fd);
+		return fail(path,
+			    "is not a firmware image: %lld bytes (want a multiple of 512 up "
+			    "to %u MiB)",
+			    (long long)st.st_size, VM_MAX_FIRMWARE >> 20);
+	}
+	v->firmware_size = (size_t)st.st_size;
+	v->firmware = malloc(v->firmware_size);
+	ssize_t got = v->firmware ? pread(fd, v->firmware, v->firmware_size, 0) : -1;
+	close(fd);
+	if (got != (ssize_t)v->firmware_size)
+		return fail(path, "cannot read the firmware");
+	return 0;
+}
+
+static int open_drive(struct run_drive *d)
+{
+	if (!d->cfg->path)
+		return 0;
+	struct vdisk_options o = { .read_only = d->cfg->read_only, .cache = d->cfg->cache };
+	if (d->cfg->kind == VMM_DRIVE_DVD)
+		o.format = "raw"; /* an ISO is a plain file of 2048-byte sectors */
+	char err[256];
+	int ret = vdisk_open(d->cfg->path, &o, &d->disk, err, sizeof(err));
+	if (ret < 0)
+		return fail(d->cfg->path, "%s", err);
+	d->queue = vdisk_queue(d->disk, 0);
+	return 0;
+}
+
+static void poll_drive(void *opaque)
+{
+	struct run_drive *d = opaque;
+	vdisk_queue_poll(d->queue, 0);
+}
+
+static int open_drives(struct vmm *v)
+{
+	for (unsigned i = 0; i < v->cfg->ndrives; i++) {
+		struct run_drive *d = &v->drives[v->ndrives++];
+		d->cfg = &v->cfg->drives[i];
+		int ret = open_drive(d);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int poll_drives(struct vmm *v)
+{
+	for (unsigned i = 0; i < v->ndrives; i++) {
+		struct run_drive *d = &v->drives[i];
+		if (!d->disk)
+			continue;
+		int ret = event_loop_add_fd(v->loop, vdisk_queue_event_fd(d->queue), poll_drive, d);
+		if (ret < 0)
+			return fail(d->cfg->path, "cannot watch its I/O queue: %s", strerror(-ret));
+		d->polled = true;
+	}
+	return 0;
+}
+
+/* Completes what the guest left in flight, on this thread once the loop has stopped. */
+static void drain_drives(struct vmm *v)
+{
+	for (unsigned i = 0; i < v->ndrives; i++) {
+		struct run_drive *d = &v->drives[i];
+		while (d->disk && vdisk_queue_inflight(d->queue) > 0)
+			vdisk_queue_poll(d->queue, 1);
+	}
+}
+
+/* ---- the platform ---- */
+
+static void hook_set_pam(void *opaque, uint64_t base, uint64_t len, unsigned mode)
+{
+	struct vmm *v = opaque;
+	vm_set_pam(v->vm, base, len, mode);
+}
+
+static void hook_reset(void *opaque)
+{
+	struct vmm *v = opaque;
+	vm_request_reset(v->vm);
+}
+
+static void hook_poweroff(void *opaque)
+{
+	struct vmm *v = opaque;
+	vm_request_stop(v->vm, VM_STOP_POWEROFF, 0);
+}
+
+static void hook_test_exit(void *opaque, unsigned value)
+{
+	struct vmm *v = opaque;
+	vm_request_stop(v->vm, VM_STOP_TEST_EXIT, value);
+}
+
+static void hook_set_irq(void *opaque, unsigned gsi, bool level)
+{
+	struct vmm *v = opaque;
+	if (gsi < VM_NR_GSI)
+		irq_line_set(&v->gsi[gsi], level);
+}
+
+static struct platform_hooks platform_hooks(struct vmm *v)
+{
+	return (struct platform_hooks){ .opaque = v,
+					.set_pam = hook_set_pam,
+					.request_reset = hook_reset,
+					.request_poweroff = hook_poweroff,
+					.test_exit = hook_test_exit,
+					.set_irq = hook_set_irq };
+}
+
+static int attach_ide_drives(struct vmm *v)
+{
+	struct ide_controller *ide = piix_ide(v->piix);
+	for (unsigned i = 0; i < v->ndrives; i++) {
+		struct run_drive *d = &v->drives[i];
+		const struct vmm_location *loc = &d->cfg->loc;
+		int ret = d->cfg->kind == VMM_DRIVE_DVD
+				  ? ide_attach_cdrom(ide, loc->controller, loc->lun, d->disk)
+				  : ide_attach_disk(ide, loc->controller, loc->lun, d->disk);
+		if (ret < 0) {
+			char where[VMM_LOCATION_TEXT_MAX];
+			vmm_location_format(loc, where, sizeof(where));
+			return fail(d->cfg->path ? d->cfg->path : where,
+				    "cannot attach it at %s: %s", where,
+				    ret == -EINVAL ? "the IDE disk model needs 512-byte sectors"
+						   : strerror(-ret));
+		}
+	}
+	return 0;
+}
+
+/* The CMOS boot order SeaBIOS falls back on, and the fw_cfg "bootorder" it prefers: the
+ * --boot list, or disks first then DVDs. */
+static void boot_kinds(const struct vmm_run_config *cfg, enum vmm_drive_kind kinds[2], unsigned *n)
+{
+	*n = 0;
+	if (cfg->nboot) {
+		for (unsigned i = 0; i < cfg->nboot; i++)
+			kinds[(*n)++] =
+				cfg->boot[i] == VMM_BOOT_DVD ? VMM_DRIVE_DVD : VMM_DRIVE_DISK;
+		return;
+	}
+	kinds[(*n)++] = VMM_DRIVE_DISK;
+	kinds[(*n)++] = VMM_DRIVE_DVD;
+}
+
+static int create_cmos(struct vmm *v)
+{
+	struct cmos_config c = { .bus = vm_bus(v->vm),
+				 .ram_bytes = v->cfg->memory_bytes,
+				 .cpus = v->cfg->cpus };
+	enum vmm_drive_kind kinds[2];
+	unsigned n;
+	boot_kinds(v->cfg, kinds, &n);
+	for (unsigned i = 0; i < n && i < CMOS_BOOT_SLOTS; i++)
+		c.boot_order[i] = kinds[i] == VMM_DRIVE_DVD ? CMOS_BOOT_CDROM : CMOS_BOOT_DISK;
+	int ret = cmos_create(&c, &v->cmos);
+	return ret < 0 ? fail(NULL, "cannot create the CMOS/RTC: %s", strerror(-ret)) : 0;
+}
+
+static int open_serial(struct vmm *v)
+{
+	char spec[600];
+	switch (v->cfg->serial) {
+	case VMM_SERIAL_NONE:
+		return 0;
+	case VMM_SERIAL_STDIO:
+		snprintf(spec, sizeof(spec), "stdio");
+		break;
+	case VMM_SERIAL_FILE:
+		snprintf(spec, sizeof(spec), "file:%s", v->cfg->serial_path);
+		break;
+	case VMM_SERIAL_UNIX:
+		snprintf(spec, sizeof(spec), "unix:%s", v->cfg->serial_path);
+		break;
+	}
+	int ret = serial_backend_open(spec, &v->serial_backend);
+	if (ret < 0)
+		return fail(v->cfg->serial_path, "cannot open the serial port's backend: %s",
+			    strerror(-ret));
+	return 0;
+}
+
+static int create_legacy_devices(struct vmm *v)
+{
+	struct dev_bus *bus = vm_bus(v->vm);
+	struct i8042_config k = { .bus = bus, .hooks = platform_hooks(v) };
+	int ret = i8042_create(&k, &v->kbd);
+	if (ret < 0)
+		return fail(NULL, "cannot create the i8042: %s", strerror(-ret));
+	ret = open_serial(v);
+	if (ret)
+		return ret;
+	struct serial_config s = { .bus = bus,
+				   .base = GEN1_COM1_BASE,
+				   .irq = v->gsi[GEN1_COM1_IRQ],
+				   .backend = v->serial_backend };
+	ret = serial_create(&s, &v->serial);
+	if (ret < 0)
+		return fail(NULL, "cannot create COM1: %s", strerror(-ret));
+	if (v->cfg->debugcon) {
+		char spec[600];
+		snprintf(spec, sizeof(spec), "file:%s", v->cfg->debugcon);
+		ret = serial_backend_open(spec, &v->debugcon_backend);
+		if (ret < 0)
+			return fail(v->cfg->debugcon, "cannot open it for the debug console: %s",
+				    strerror(-ret));
+	}
+	struct misc_ports_config m = { .bus = bus,
+				       .hooks = platform_hooks(v),
+				       .post = true,
+				       .debugcon = v->cfg->debugcon != NULL,
+				       .debugcon_output = v->debugcon_backend,
+				       .test_exit = v->cfg->test_exit };
+	ret = misc_ports_create(&m, &v->misc);
+	return ret < 0 ? fail(NULL, "cannot create the POST/debug ports: %s", strerror(-ret)) : 0;
+}
+
+static int setup_firmware_config(struct vmm *v)
+{
+	int ret = fw_cfg_create(vm_guest_mem(v->vm), &v->fw);
+	if (ret == 0)
+		ret = fw_cfg_register(v->fw, vm_bus(v->vm), GEN1_FW_CFG_PORT);
+	if (ret < 0)
+		return fail(NULL, "cannot create fw_cfg: %s", strerror(-ret));
+
+	char paths[VMM_MAX_DRIVES][GEN1_FW_PATH_SIZE];
+	const char *order[VMM_MAX_DRIVES];
+	unsigned n = 0, nkinds;
+	enum vmm_drive_kind kinds[2];
+	boot_kinds(v->cfg, kinds, &nkinds);
+	for (unsigned k = 0; k < nkinds; k++)
+		for (unsigned i = 0; i < v->ndrives; i++) {
+			const struct vmm_drive *d = v->drives[i].cfg;
+			if (d->kind != kinds[k] || d->loc.bus != VMM_BUS_IDE)
+				continue;
+			gen1_firmware_ide_path(paths[n], sizeof(paths[n]), d->loc.controller,
+					       d->loc.lun);
+			order[n] = paths[n];
+			n++;
+		}
+	struct gen1_firmware_params p = { .ram_size = v->cfg->memory_bytes,
+					  .ncpus = v->cfg->cpus,
+					  .boot_order = order,
+					  .nboot = n,
+					  .boot_strict = v->cfg->nboot > 0,
+					  .serial_console = v->cfg->serial != VMM_SERIAL_NONE,
+					  .boot_fail_wait_ms = BOOT_FAIL_WAIT_MS };
+	ret = gen1_firmware_setup(v->fw, &p);
+	return ret < 0 ? fail(NULL, "cannot fill fw_cfg for the firmware: %s", strerror(-ret)) : 0;
+}
+
+static void reset_piix(void *opaque)
+{
+	piix_reset(opaque);
+}
+
+static void reset_cmos(void *opaque)
+{
+	cmos_reset(opaque);
+}
+
+static void reset_i8042(void *opaque)
+{
+	i8042_reset(opaque);
+}
+
+static void reset_serial(void *opaque)
+{
+	serial_reset(opaque);
+}
+
+static void reset_fw_cfg(void *opaque)
+{
+	fw_cfg_reset(opaque);
+}
+
+static int add_reset_hooks(struct vmm *v)
+{
+	int ret = vm_add_reset_hook(v->vm, reset_piix, v->piix);
+	if (!ret)
+		ret = vm_add_reset_hook(v->vm, reset_cmos, v->cmos);
+	if (!ret)
+		ret = vm_add_reset_hook(v->vm, reset_i8042, v->kbd);
+	if (!ret)
+		ret = vm_add_reset_hook(v->vm, reset_serial, v->serial);
+	if (!ret)
+		ret = vm_add_reset_hook(v->vm, reset_fw_cfg, v->fw);
+	return ret < 0 ? fail(NULL, "cannot register reset hooks: %s", strerror(-ret)) : 0;
+}
+
+static int build_platform(struct vmm *v)
+{
+	for (unsigned i = 0; i < VM_NR_GSI; i++)
+		v->gsi[i] = vm_gsi_line(v->vm, i);
+	struct piix_config pc = { .bus = vm_bus(v->vm),
+				  .mem = vm_guest_mem(v->vm),
+				  .hooks = platform_hooks(v) };
+	int ret = piix_create(&pc, &v->piix);
+	if (ret < 0)
+		return fail(NULL, "cannot create the i440FX/PIIX chipset: %s", strerror(-ret));
+	ret = attach_ide_drives(v);
+	if (!ret)
+		ret = create_cmos(v);
+	if (!ret)
+		ret = create_legacy_devices(v);
+	if (!ret)
+		ret = setup_firmware_config(v);
+	if (!ret)
+		ret = add_reset_hooks(v);
+	return ret;
+}
+
+/* ---- the control socket ---- */
+
+static int ctl_query_status(void *opaque, enum control_run_state *state, char *err, size_t err_size)
+{
+	(void)err, (void)err_size;
+	struct vmm *v = opaque;
+	*state = v->stopping	       ? CONTROL_SHUTTING_DOWN
+		 : vm_is_paused(v->vm) ? CONTROL_PAUSED
+				       : CONTROL_RUNNING;
+	return 0;
+}
+
+static int ctl_query_block(void *opaque, json_t *drives, char *err, size_t err_size)
+{
+	(void)err, (void)err_size;
+	struct vmm *v = opaque;
+	struct ide_controller *ide = piix_ide(v->piix);
+	for (unsigned i = 0; i < v->ndrives; i++) {
+		const struct vmm_drive *cfg = v->drives[i].cfg;
+		struct ide_device_info dev;
+		if (ide_query_device(ide, cfg->loc.controller, cfg->loc.lun, &dev) < 0)
+			continue;
+		char where[VMM_LOCATION_TEXT_MAX];
+		vmm_location_format(&cfg->loc, where, sizeof(where));
+		struct control_block_info info = {
+			.location = where,
+			.dvd = cfg->kind == VMM_DRIVE_DVD,
+			.format = dev.disk ? vdisk_format_name(dev.disk) : NULL,
+			.file = dev.disk ? cfg->path : NULL,
+			.size = dev.disk ? vdisk_size(dev.disk) : 0,
+			.read_only = cfg->read_only,
+			.inserted = dev.inserted,
+			.rd_bytes = dev.stats.read_bytes,
+			.wr_bytes = dev.stats.write_bytes,
+			.rd_operations = dev.stats.reads,
+			.wr_operations = dev.stats.writes,
+			.flush_operations = dev.stats.flushes,
+		};
+		if (control_block_append(drives, &info) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static int ctl_pause(void *opaque, char *err, size_t err_size)
+{
+	(void)err, (void)err_size;
+	struct vmm *v = opaque;
+	return vm_pause(v->vm);
+}
+
+static int ctl_resume(void *opaque, char *err, size_t err_size)
+{
+	(void)err, (void)err_size;
+	struct vmm *v = opaque;
+	return vm_resume(v->vm);
+}
+
+static int ctl_powerdown(void *opaque, char *err, size_t err_size)
+{
+	struct vmm *v = opaque;
+	if (vm_is_paused(v->vm)) {
+		snprintf(err, err_size, "the VM is paused: resume it first");
+		return -EBUSY;
+	}
+	v->stopping = true;
+	piix_power_button(v->piix);
+	return 0;
+}
+
+static int ctl_quit(void *opaque, char *err, size_t err_size)
+{
+	(void)err, (void)err_size;
+	struct vmm *v = opaque;
+	v->stopping = true;
+	vm_request_stop(v->vm, VM_STOP_QUIT, 0);
+	return 0;
+}
+
+static const struct control_ops control_ops = {
+	.query_status = ctl_query_status,
+	.query_block = ctl_query_block,
+	.pause = ctl_pause,
+	.resume = ctl_resume,
+	.powerdown = ctl_powerdown,
+	.quit = ctl_quit,
+};
+
+static int start_control(struct vmm *v)
+{
+	if (!v->cfg->control)
+		return 0;
+	char err[256];
+	int ret = control_server_start(v->cfg->control, &control_ops, v, &v->control, err,
+				       sizeof(err));
+	return ret < 0 ? fail(v->cfg->control, "cannot open the control socket: %s", err) : 0;
+}
+
+/* ---- running ---- */
+
+static int exit_status(const struct vm_exit_status *st)
+{
+	switch (st->reason) {
+	case VM_STOP_POWEROFF:
+	case VM_STOP_QUIT:
+		return CLI_EXIT_OK;
+	case VM_STOP_RESET:
+		return VMM_EXIT_RESET;
+	case VM_STOP_TEST_EXIT:
+		return VMM_EXIT_TEST_BASE + (int)(st->test_exit_value & 63);
+	case VM_STOP_ERROR:
+		break;
+	}
+	return fail(NULL, "the VM stopped: %s", st->message);
+}
+
+static int run_vm(struct vmm *v)
+{
+	int ret = event_loop_start(v->loop);
+	if (ret < 0)
+		return fail(NULL, "cannot start the I/O thread: %s", strerror(-ret));
+	struct vm_exit_status st = { 0 };
+	ret = vm_run(v->vm, &st);
+	event_loop_stop(v->loop);
+	if (ret < 0)
+		return fail(NULL, "cannot run the VM: %s", strerror(-ret));
+	return exit_status(&st);
+}
+
+static int build(struct vmm *v)
+{
+	int ret = load_firmware(v);
+	if (!ret)
+		ret = open_drives(v);
+	if (ret)
+		return ret;
+	struct vm_config vc = { .ram_bytes = v->cfg->memory_bytes,
+				.cpus = v->cfg->cpus,
+				.firmware = v->firmware,
+				.firmware_size = v->firmware_size,
+				.hugepages = v->cfg->hugepages,
+				.no_reboot = v->cfg->no_reboot };
+	char err[256];
+	ret = vm_create(&vc, &v->vm, err, sizeof(err));
+	if (ret < 0)
+		return fail("/dev/kvm", "%s", err);
+	ret = event_loop_create(&v->loop);
+	if (ret < 0)
+		return fail(NULL, "cannot create the I/O thread: %s", strerror(-ret));
+	ret = poll_drives(v);
+	if (!ret)
+		ret = build_platform(v);
+	if (!ret)
+		ret = start_control(v);
+	return ret;
+}
+
+static void teardown(struct vmm *v)
+{
+	if (v->control)
+		control_server_stop(v->control);
+	for (unsigned i = 0; i < v->ndrives; i++)
+		if (v->drives[i].polled)
+			event_loop_remove_fd(v->loop, vdisk_queue_event_fd(v->drives[i].queue));
+	drain_drives(v);
+	if (v->fw)
+		fw_cfg_destroy(v->fw);
+	if (v->misc)
+		misc_ports_destroy(v->misc);
+	if (v->serial)
+		serial_destroy(v->serial);
+	if (v->serial_backend)
+		serial_backend_close(v->serial_backend);
+	if (v->debugcon_backend)
+		serial_backend_close(v->debugcon_backend);
+	if (v->kbd)
+		i8042_destroy(v->kbd);
+	if (v->cmos)
+		cmos_destroy(v->cmos);
+	if (v->piix)
+		piix_destroy(v->piix);
+	if (v->loop)
+		event_loop_destroy(v->loop);
+	if (v->vm)
+		vm_destroy(v->vm);
+	for (unsigned i = 0; i < v->ndrives; i++)
+		if (v->drives[i].disk)
+			vdisk_close(v->drives[i].disk);
+	free(v->firmware);
+}
+
+int vmm_run(const struct vmm_run_config *cfg)
+{
+	if (cfg->gen != 1)
+		return fail(NULL, "generation %u VMs are not available yet; use --gen 1", cfg->gen);
+	struct vmm *v = calloc(1, sizeof(*v));
+	if (!v)
+		return fail(NULL, "out of memory");
+	v->cfg = cfg;
+	int status = build(v);
+	if (!status)
+		status = run_vm(v);
+	teardown(v);
+	free(v);
+	return status;
+}
