@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -522,6 +523,39 @@ static int exit_status(const struct vm_exit_status *st)
 	return fail(NULL, "the VM stopped: %s", st->message);
 }
 
+/* --stats: one JSON line on stderr, for benchmarks and tests that count exits per I/O. */
+static void print_stats(struct vmm *v)
+{
+	struct vm_stats vs;
+	vm_get_stats(v->vm, &vs);
+	json_t *drives = json_array();
+	for (unsigned i = 0; i < v->ndrives; i++) {
+		const struct vmm_drive *cfg = v->drives[i].cfg;
+		struct ide_device_info dev;
+		if (ide_query_device(piix_ide(v->piix), cfg->loc.controller, cfg->loc.lun, &dev) <
+		    0)
+			continue;
+		char where[VMM_LOCATION_TEXT_MAX];
+		vmm_location_format(&cfg->loc, where, sizeof(where));
+		json_array_append_new(drives,
+				      json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "location", where,
+						"reads", (json_int_t)dev.stats.reads, "read_bytes",
+						(json_int_t)dev.stats.read_bytes, "writes",
+						(json_int_t)dev.stats.writes, "write_bytes",
+						(json_int_t)dev.stats.write_bytes, "flushes",
+						(json_int_t)dev.stats.flushes));
+	}
+	json_t *all =
+		json_pack("{s:I, s:I, s:I, s:I, s:o}", "exits", (json_int_t)vs.exits, "io_exits",
+			  (json_int_t)vs.io_exits, "mmio_exits", (json_int_t)vs.mmio_exits,
+			  "resets", (json_int_t)vs.resets, "drives", drives);
+	char *text = all ? json_dumps(all, JSON_COMPACT) : NULL;
+	if (text)
+		fprintf(stderr, "%s\n", text);
+	free(text);
+	json_decref(all);
+}
+
 static int run_vm(struct vmm *v)
 {
 	int ret = event_loop_start(v->loop);
@@ -532,6 +566,8 @@ static int run_vm(struct vmm *v)
 	event_loop_stop(v->loop);
 	if (ret < 0)
 		return fail(NULL, "cannot run the VM: %s", strerror(-ret));
+	if (v->cfg->stats)
+		print_stats(v);
 	return exit_status(&st);
 }
 
@@ -601,6 +637,9 @@ int vmm_run(const struct vmm_run_config *cfg)
 {
 	if (cfg->gen != 1)
 		return fail(NULL, "generation %u VMs are not available yet; use --gen 1", cfg->gen);
+	if (cfg->kernel)
+		return fail(cfg->kernel, "--kernel (direct Linux boot) is not available yet; boot "
+					 "the guest from a disk or DVD");
 	struct vmm *v = calloc(1, sizeof(*v));
 	if (!v)
 		return fail(NULL, "out of memory");

@@ -60,6 +60,8 @@ static const char help_text[] =
 	"  --no-reboot          end the run (status 1) when the guest resets\n"
 	"  --test-exit          let the guest end the run by writing a byte V to "
 	"port " TEST_EXIT_PORT "\n"
+	"  --stats              at the end, print VM exits and each drive's I/O counters as\n"
+	"                       one JSON line on stderr\n"
 	"  -h, --help           show this help\n"
 	"\n"
 	"Exit statuses:\n"
@@ -461,6 +463,7 @@ static const struct run_option options[] = {
 	{ "no-reboot", NULL, opt_flag, FIELD(no_reboot), false },
 	{ "test-exit", NULL, opt_flag, FIELD(test_exit), false },
 	{ "hugepages", NULL, opt_flag, FIELD(hugepages), false },
+	{ "stats", NULL, opt_flag, FIELD(stats), false },
 };
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
 _Static_assert(NOPTIONS <= 32, "the seen mask has 32 bits");

@@ -72,6 +72,7 @@ struct vmm_run_config {
 	enum vmm_boot_device boot[VMM_BOOT_MAX]; /* firmware boot order; nboot 0: default */
 	unsigned nboot;
 	bool no_reboot, test_exit, hugepages;
+	bool stats; /* print exit and I/O counters as one JSON line on stderr at the end */
 };
 
 /* What this host can give a VM: the bound for --memory. */
