@@ -698,6 +698,11 @@ int vdisk_queue_poll(struct vdisk_queue *q, unsigned min_complete)
 		}
 	}
 	q->in_poll = false;
+	/* Posted work and deferred completions run after the last reap may have queued
+	 * requests: send them now. A caller that polls only when the event fd fires (an event
+	 * loop, min_complete 0) would otherwise leave them waiting for a kick nobody makes. */
+	if (ret >= 0)
+		ret = engine_kick(q->engine);
 	if (ret < 0)
 		return ret;
 	return (int)(q->completed - start);
