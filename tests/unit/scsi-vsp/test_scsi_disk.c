@@ -452,6 +452,7 @@ static void check_vpd_pages(struct rig *r, uint64_t unmap_granularity, bool thin
 
 	n = vpd(r, 0xB0, p);
 	assert_int_equal(n, 0x40);
+	assert_int_equal(p[4] & 0x01, 0x01); /* WSNZ: WRITE SAME of 0 blocks is refused */
 	uint32_t bs = 0;
 	uint8_t rc[32];
 	assert_good(read_capacity_16(r, rc));
@@ -578,10 +579,14 @@ static void check_report_luns(void)
 
 	/* an allocation length that cuts an entry: exactly that much moves */
 	store_be32(cdb + 6, 20);
+	memset(b.data, 0xA5, 64);
 	c.done_calls = 0;
 	scsi_report_luns_execute(&c.req, luns, 3);
 	assert_int_equal(c.req.status, SCSI_STATUS_GOOD);
 	assert_int_equal(c.req.transferred, 20);
+	assert_int_equal(b.data[17], 3); /* the second LUN, cut after 4 of its 8 bytes */
+	for (int i = 20; i < 64; i++)
+		assert_int_equal(b.data[i], 0xA5);
 	/* below 16 bytes is refused (SPC-4) */
 	store_be32(cdb + 6, 15);
 	c.done_calls = 0;
