@@ -10,6 +10,8 @@ packages=(
 	liburing-dev libaio-dev libxxhash-dev libjansson-dev zlib1g-dev
 	# tests and benchmarks
 	libcmocka-dev fio qemu-utils libvhdi-utils gdisk fdisk dosfstools mtools xorriso
+	# the SCSI target tests decode INQUIRY, VPD pages and sense data with it
+	sg3-utils
 	# the VMM: firmware, the ACPI compiler for the DSDT, the nested guest rig
 	seabios ovmf acpica-tools qemu-system-x86 busybox-static cpio kmod
 )
