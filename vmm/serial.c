@@ -391,6 +391,21 @@ int serial_backend_open(const char *spec, struct serial_backend **out)
 	return -EINVAL;
 }
 
+/* At close, what the guest wrote last (often the line saying how it ended) still goes out:
+ * a reader gets up to a second to take it, then the rest is dropped. Runs after the thread
+ * stopped. */
+static void drain_output(struct serial_backend *b)
+{
+	for (int waited_ms = 0; b->ring_len && output_fd(b) >= 0 && waited_ms < 1000;) {
+		struct pollfd p = { .fd = output_fd(b), .events = POLLOUT };
+		if (poll(&p, 1, 100) <= 0) {
+			waited_ms += 100;
+			continue;
+		}
+		write_output(b, p.fd);
+	}
+}
+
 void serial_backend_close(struct serial_backend *b)
 {
 	if (!b)
@@ -401,6 +416,7 @@ void serial_backend_close(struct serial_backend *b)
 		pthread_mutex_unlock(&b->lock);
 		wake(b);
 		pthread_join(b->thread, NULL);
+		drain_output(b);
 	}
 	if (b->own_out_fd)
 		close(b->out_fd);

@@ -397,6 +397,27 @@ static void test_backend_descriptions(void **state)
 	assert_memory_equal(back, "boot\n", 5);
 }
 
+/* The last line a guest prints before the VM ends (how the run ended, often) is written
+ * out by the close, not lost with the ring. */
+static void test_close_writes_what_is_buffered(void **state)
+{
+	(void)state;
+	const char *path = test_path("last-words.log");
+	char spec[300];
+	snprintf(spec, sizeof(spec), "file:%s", path);
+	for (int round = 0; round < 50; round++) {
+		struct serial_backend *b;
+		assert_int_equal(serial_backend_open(spec, &b), 0);
+		char line[64];
+		int len = snprintf(line, sizeof(line), "round %d: the run ended\n", round);
+		assert_int_equal(serial_backend_write(b, line, (size_t)len), (size_t)len);
+		serial_backend_close(b); /* at once: the thread may not have written yet */
+		char back[64] = { 0 };
+		test_file_read(path, back, (size_t)len, 0);
+		assert_memory_equal(back, line, (size_t)len);
+	}
+}
+
 static int connect_unix(const char *path)
 {
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
@@ -498,6 +519,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fifo_levels_and_overflow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_slow_reader_never_blocks, setup, teardown),
 		cmocka_unit_test(test_backend_descriptions),
+		cmocka_unit_test(test_close_writes_what_is_buffered),
 		cmocka_unit_test(test_unix_socket_end_to_end),
 		cmocka_unit_test_setup_teardown(test_garbage_on_every_port, setup, teardown),
 	};
