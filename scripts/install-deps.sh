@@ -14,6 +14,8 @@ packages=(
 	sg3-utils
 	# the VMM: firmware, the ACPI compiler for the DSDT, the nested guest rig
 	seabios ovmf acpica-tools qemu-system-x86 busybox-static cpio kmod
+	# vmm run --kernel: the Linux loader option ROM SeaBIOS runs (linuxboot_dma.bin)
+	qemu-system-data
 )
 
 missing=()

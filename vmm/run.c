@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "arith.h"
 #include "cli.h"
 #include "cmos.h"
 #include "control.h"
@@ -23,6 +24,7 @@
 #include "gen1_layout.h"
 #include "i8042.h"
 #include "ide.h"
+#include "linux_boot.h"
 #include "loop.h"
 #include "misc_ports.h"
 #include "piix.h"
@@ -40,10 +42,19 @@ struct run_drive {
 	bool polled; /* its queue's event fd is on the loop */
 };
 
+/* --kernel: the files as read, and where the boot puts them. */
+struct run_kernel {
+	uint8_t *kernel, *initrd, *rom;
+	size_t kernel_size, initrd_size, rom_size;
+	struct linux_boot_header hdr;
+	struct linux_boot_layout layout;
+};
+
 struct vmm {
 	const struct vmm_run_config *cfg;
 	uint8_t *firmware;
 	size_t firmware_size;
+	struct run_kernel kernel;
 	struct vm *vm;
 	struct irq_line gsi[VM_NR_GSI];
 	struct event_loop *loop;
@@ -159,6 +170,79 @@ static void drain_drives(struct vmm *v)
 		while (d->disk && vdisk_queue_inflight(d->queue) > 0)
 			vdisk_queue_poll(d->queue, 1);
 	}
+}
+
+/* ---- direct kernel boot ---- */
+
+static int read_boot_file(const char *path, const char *what, const char *hint, size_t max,
+			  uint8_t **buf, size_t *len)
+{
+	int ret = linux_boot_read_file(path, max, buf, len);
+	if (ret == -EFBIG)
+		return fail(path, "the %s is %zu MiB; at most %zu MiB is read", what, *len >> 20,
+			    max >> 20);
+	if (ret == -EINVAL)
+		return fail(path, "the %s is not a regular file", what);
+	if (ret < 0)
+		return fail(path, "cannot read the %s: %s%s", what, strerror(-ret), hint);
+	return 0;
+}
+
+/* Reads the kernel, initrd and loader ROM and decides where they go, so that whatever
+ * refuses the boot does it before a VM exists. */
+static int load_kernel(struct vmm *v)
+{
+	const struct vmm_run_config *cfg = v->cfg;
+	struct run_kernel *k = &v->kernel;
+	char err[512];
+	int ret = read_boot_file(cfg->kernel, "kernel", "", LINUX_BOOT_MAX_KERNEL_FILE, &k->kernel,
+				 &k->kernel_size);
+	if (ret)
+		return ret;
+	if (linux_boot_parse(k->kernel, k->kernel_size, &k->hdr, err, sizeof(err)) < 0)
+		return fail(cfg->kernel, "%s; --kernel takes a bzImage", err);
+	if (cfg->initrd) {
+		ret = read_boot_file(cfg->initrd, "initrd", "", LINUX_BOOT_MAX_INITRD_FILE,
+				     &k->initrd, &k->initrd_size);
+		if (ret)
+			return ret;
+	}
+	ret = read_boot_file(LINUX_BOOT_DEFAULT_ROM, "Linux loader option ROM",
+			     " (install the qemu-system-data package)", LINUX_BOOT_MAX_ROM_FILE,
+			     &k->rom, &k->rom_size);
+	if (ret)
+		return ret;
+	if (linux_boot_check_rom(k->rom, k->rom_size, err, sizeof(err)) < 0)
+		return fail(LINUX_BOOT_DEFAULT_ROM, "%s", err);
+	uint64_t low_ram_end = min_u64(cfg->memory_bytes, GEN1_PCI_HOLE_START);
+	size_t cmdline_chars = cfg->append ? strlen(cfg->append) : 0;
+	if (linux_boot_plan(&k->hdr, low_ram_end, cmdline_chars, k->initrd_size, &k->layout, err,
+			    sizeof(err)) < 0)
+		return fail(cfg->initrd ? cfg->initrd : cfg->kernel, "%s", err);
+	return 0;
+}
+
+static int publish_kernel(struct vmm *v)
+{
+	struct run_kernel *k = &v->kernel;
+	struct linux_boot_input in = { .kernel = k->kernel,
+				       .kernel_size = k->kernel_size,
+				       .initrd = k->initrd,
+				       .initrd_size = k->initrd_size,
+				       .cmdline = v->cfg->append,
+				       .rom = k->rom,
+				       .rom_size = k->rom_size };
+	int ret = linux_boot_publish(v->fw, &in, &k->hdr, &k->layout);
+	return ret < 0 ? fail(v->cfg->kernel, "cannot hand the kernel to the firmware: %s",
+			      strerror(-ret))
+		       : 0;
+}
+
+static void free_kernel(struct run_kernel *k)
+{
+	free(k->kernel);
+	free(k->initrd);
+	free(k->rom);
 }
 
 /* ---- the platform ---- */
@@ -320,11 +404,17 @@ static int setup_firmware_config(struct vmm *v)
 	if (ret < 0)
 		return fail(NULL, "cannot create fw_cfg: %s", strerror(-ret));
 
-	char paths[VMM_MAX_DRIVES][GEN1_FW_PATH_SIZE];
-	const char *order[VMM_MAX_DRIVES];
+	char paths[VMM_MAX_DRIVES + 1][GEN1_FW_PATH_SIZE];
+	const char *order[VMM_MAX_DRIVES + 1];
 	unsigned n = 0, nkinds;
 	enum vmm_drive_kind kinds[2];
 	boot_kinds(v->cfg, kinds, &nkinds);
+	if (v->cfg->kernel) {
+		ret = publish_kernel(v);
+		if (ret)
+			return ret;
+		order[n++] = LINUX_BOOT_ROM_PATH; /* SeaBIOS runs the loader ROM first */
+	}
 	for (unsigned k = 0; k < nkinds; k++)
 		for (unsigned i = 0; i < v->ndrives; i++) {
 			const struct vmm_drive *d = v->drives[i].cfg;
@@ -574,6 +664,8 @@ static int run_vm(struct vmm *v)
 static int build(struct vmm *v)
 {
 	int ret = load_firmware(v);
+	if (!ret && v->cfg->kernel)
+		ret = load_kernel(v);
 	if (!ret)
 		ret = open_drives(v);
 	if (ret)
@@ -631,15 +723,13 @@ static void teardown(struct vmm *v)
 		if (v->drives[i].disk)
 			vdisk_close(v->drives[i].disk);
 	free(v->firmware);
+	free_kernel(&v->kernel);
 }
 
 int vmm_run(const struct vmm_run_config *cfg)
 {
 	if (cfg->gen != 1)
 		return fail(NULL, "generation %u VMs are not available yet; use --gen 1", cfg->gen);
-	if (cfg->kernel)
-		return fail(cfg->kernel, "--kernel (direct Linux boot) is not available yet; boot "
-					 "the guest from a disk or DVD");
 	struct vmm *v = calloc(1, sizeof(*v));
 	if (!v)
 		return fail(NULL, "out of memory");

@@ -132,7 +132,7 @@ read_done:
 
 done:
 	movb $0, %al
-	jmp finish
+	jmp test_exit
 
 fail:
 	pushw %ax
@@ -145,50 +145,9 @@ fail:
 	movw $msg_crlf, %si
 	call puts
 	movb $1, %al
-finish:
-	movw $TEST_EXIT, %dx
-	outb %al, %dx
-	cli
-halt:	hlt
-	jmp halt
+	jmp test_exit
 
-/* puts: prints the NUL-terminated string at %si on COM1 */
-puts:
-	lodsb
-	testb %al, %al
-	jz 1f
-	call putc
-	jmp puts
-1:	ret
-
-/* putc: %al to COM1, waiting for THRE */
-putc:
-	pushw %dx
-	pushw %ax
-	movw $COM1 + 5, %dx
-1:	inb %dx, %al
-	testb $0x20, %al
-	jz 1b
-	popw %ax
-	movw $COM1, %dx
-	outb %al, %dx
-	popw %dx
-	ret
-
-/* puthex: %eax as 8 hex digits */
-puthex:
-	movw $8, %cx
-1:	roll $4, %eax
-	pushl %eax
-	andb $0x0F, %al
-	addb $'0', %al
-	cmpb $'9', %al
-	jbe 2f
-	addb $'A' - '9' - 1, %al
-2:	call putc
-	popl %eax
-	loop 1b
-	ret
+#include "payload16.inc"
 
 msg_start:   .asciz "hvboot: start\r\n"
 msg_sum:     .asciz "hvboot: sum "
