@@ -168,6 +168,20 @@ int fw_cfg_add_item(struct fw_cfg *fw, uint16_t key, const void *data, size_t le
 	return ret;
 }
 
+int fw_cfg_add_u16(struct fw_cfg *fw, uint16_t key, uint16_t v)
+{
+	uint8_t b[2];
+	store_le16(b, v);
+	return fw_cfg_add_item(fw, key, b, sizeof(b));
+}
+
+int fw_cfg_add_u32(struct fw_cfg *fw, uint16_t key, uint32_t v)
+{
+	uint8_t b[4];
+	store_le32(b, v);
+	return fw_cfg_add_item(fw, key, b, sizeof(b));
+}
+
 static int insert_file(struct fw_cfg *fw, const char *name, const void *data, size_t len,
 		       bool writable)
 {

@@ -70,6 +70,9 @@ int fw_cfg_register(struct fw_cfg *fw, struct dev_bus *bus, uint16_t base);
  * (signature, ID, directory, file keys) or data NULL with len > 0, -EEXIST, -EFBIG when len
  * does not fit 32 bits, -ENOMEM. */
 int fw_cfg_add_item(struct fw_cfg *fw, uint16_t key, const void *data, size_t len);
+/* Numeric items are little-endian integers: fw_cfg_add_item of their bytes. */
+int fw_cfg_add_u16(struct fw_cfg *fw, uint16_t key, uint16_t v);
+int fw_cfg_add_u32(struct fw_cfg *fw, uint16_t key, uint32_t v);
 
 /* Adds a named file (a copy of data); the guest may only read it. Returns 0, -EINVAL for a
  * name that is empty or not shorter than FW_CFG_NAME_SIZE, -EEXIST, -ENOSPC when

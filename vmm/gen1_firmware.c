@@ -86,20 +86,6 @@ static int add_bootorder(struct fw_cfg *fw, const struct gen1_firmware_params *p
 	return ret;
 }
 
-static int add_u16(struct fw_cfg *fw, uint16_t key, uint16_t v)
-{
-	uint8_t b[2];
-	store_le16(b, v);
-	return fw_cfg_add_item(fw, key, b, sizeof(b));
-}
-
-static int add_u32(struct fw_cfg *fw, uint16_t key, uint32_t v)
-{
-	uint8_t b[4];
-	store_le32(b, v);
-	return fw_cfg_add_item(fw, key, b, sizeof(b));
-}
-
 static int add_file_u16(struct fw_cfg *fw, const char *name, uint16_t v)
 {
 	uint8_t b[2];
@@ -128,15 +114,15 @@ int gen1_firmware_setup(struct fw_cfg *fw, const struct gen1_firmware_params *p)
 		return -EINVAL;
 	uint8_t e820[E820_MAX * GEN1_FW_E820_ENTRY];
 	size_t e820_len = build_e820(p->ram_size, e820);
-	int ret = add_u16(fw, FW_CFG_NB_CPUS, (uint16_t)p->ncpus);
+	int ret = fw_cfg_add_u16(fw, FW_CFG_NB_CPUS, (uint16_t)p->ncpus);
 	if (ret == 0)
-		ret = add_u16(fw, FW_CFG_MAX_CPUS, (uint16_t)p->ncpus);
+		ret = fw_cfg_add_u16(fw, FW_CFG_MAX_CPUS, (uint16_t)p->ncpus);
 	if (ret == 0)
-		ret = add_u16(fw, FW_CFG_NOGRAPHIC, p->serial_console);
+		ret = fw_cfg_add_u16(fw, FW_CFG_NOGRAPHIC, p->serial_console);
 	if (ret == 0)
-		ret = add_u16(fw, FW_CFG_BOOT_MENU, 0); /* no menu, no wait for a key */
+		ret = fw_cfg_add_u16(fw, FW_CFG_BOOT_MENU, 0); /* no menu, no wait for a key */
 	if (ret == 0)
-		ret = add_u32(fw, FW_CFG_IRQ0_OVERRIDE, IRQ0_OVERRIDE);
+		ret = fw_cfg_add_u32(fw, FW_CFG_IRQ0_OVERRIDE, IRQ0_OVERRIDE);
 	if (ret == 0)
 		ret = fw_cfg_add_file(fw, "etc/e820", e820, e820_len);
 	if (ret == 0)

@@ -224,20 +224,13 @@ int linux_boot_check_rom(const void *rom, size_t size, char *err, size_t err_siz
 
 /* ---- fw_cfg ---- */
 
-static int add_u32(struct fw_cfg *fw, uint16_t key, uint32_t v)
-{
-	uint8_t b[4];
-	store_le32(b, v);
-	return fw_cfg_add_item(fw, key, b, sizeof(b));
-}
-
 /* An address, a size and the data, as the ROM reads them. */
 static int add_blob(struct fw_cfg *fw, uint16_t addr_key, uint16_t size_key, uint16_t data_key,
 		    uint32_t addr, const void *data, uint32_t len)
 {
-	int ret = add_u32(fw, addr_key, addr);
+	int ret = fw_cfg_add_u32(fw, addr_key, addr);
 	if (ret == 0)
-		ret = add_u32(fw, size_key, len);
+		ret = fw_cfg_add_u32(fw, size_key, len);
 	if (ret == 0)
 		ret = fw_cfg_add_item(fw, data_key, data, len);
 	return ret;

@@ -85,33 +85,33 @@ static int fail(const char *what, const char *fmt, ...)
 
 /* ---- firmware and drives ---- */
 
+/* Reads a whole file the VM needs (firmware, kernel, initrd, option ROM), saying what it is
+ * when that fails. */
+static int read_whole_file(const char *path, const char *what, const char *hint, size_t max,
+			   uint8_t **buf, size_t *len)
+{
+	int ret = linux_boot_read_file(path, max, buf, len);
+	if (ret == -EFBIG)
+		return fail(path, "the %s is %zu MiB; at most %zu MiB is read", what, *len >> 20,
+			    max >> 20);
+	if (ret == -EINVAL)
+		return fail(path, "the %s is not a regular file", what);
+	if (ret < 0)
+		return fail(path, "cannot read the %s: %s%s", what, strerror(-ret), hint);
+	return 0;
+}
+
 static int load_firmware(struct vmm *v)
 {
 	const char *path = v->cfg->firmware;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		int e = errno;
-		if (fd >= 0)
-			close(fd);
-		return fail(path,
-			    "cannot read the firmware: %s (install the seabios package or "
-			    "give --firmware)",
-			    strerror(e));
-	}
-	if (st.st_size <= 0 || (uint64_t)st.st_size > VM_MAX_FIRMWARE || st.st_size % 512) {
-		close(fd);
-		return fail(path,
-			    "is not a firmware image: %lld bytes (want a multiple of 512 up "
-			    "to %u MiB)",
-			    (long long)st.st_size, VM_MAX_FIRMWARE >> 20);
-	}
-	v->firmware_size = (size_t)st.st_size;
-	v->firmware = malloc(v->firmware_size);
-	ssize_t got = v->firmware ? pread(fd, v->firmware, v->firmware_size, 0) : -1;
-	close(fd);
-	if (got != (ssize_t)v->firmware_size)
-		return fail(path, "cannot read the firmware");
+	int ret = read_whole_file(path, "firmware",
+				  " (install the seabios package or give --firmware)",
+				  VM_MAX_FIRMWARE, &v->firmware, &v->firmware_size);
+	if (ret)
+		return ret;
+	if (!v->firmware_size || v->firmware_size % 512)
+		return fail(path, "is not a firmware image: %zu bytes (want a multiple of 512)",
+			    v->firmware_size);
 	return 0;
 }
 
@@ -174,20 +174,6 @@ static void drain_drives(struct vmm *v)
 
 /* ---- direct kernel boot ---- */
 
-static int read_boot_file(const char *path, const char *what, const char *hint, size_t max,
-			  uint8_t **buf, size_t *len)
-{
-	int ret = linux_boot_read_file(path, max, buf, len);
-	if (ret == -EFBIG)
-		return fail(path, "the %s is %zu MiB; at most %zu MiB is read", what, *len >> 20,
-			    max >> 20);
-	if (ret == -EINVAL)
-		return fail(path, "the %s is not a regular file", what);
-	if (ret < 0)
-		return fail(path, "cannot read the %s: %s%s", what, strerror(-ret), hint);
-	return 0;
-}
-
 /* Reads the kernel, initrd and loader ROM and decides where they go, so that whatever
  * refuses the boot does it before a VM exists. */
 static int load_kernel(struct vmm *v)
@@ -195,21 +181,21 @@ static int load_kernel(struct vmm *v)
 	const struct vmm_run_config *cfg = v->cfg;
 	struct run_kernel *k = &v->kernel;
 	char err[512];
-	int ret = read_boot_file(cfg->kernel, "kernel", "", LINUX_BOOT_MAX_KERNEL_FILE, &k->kernel,
-				 &k->kernel_size);
+	int ret = read_whole_file(cfg->kernel, "kernel", "", LINUX_BOOT_MAX_KERNEL_FILE, &k->kernel,
+				  &k->kernel_size);
 	if (ret)
 		return ret;
 	if (linux_boot_parse(k->kernel, k->kernel_size, &k->hdr, err, sizeof(err)) < 0)
 		return fail(cfg->kernel, "%s; --kernel takes a bzImage", err);
 	if (cfg->initrd) {
-		ret = read_boot_file(cfg->initrd, "initrd", "", LINUX_BOOT_MAX_INITRD_FILE,
-				     &k->initrd, &k->initrd_size);
+		ret = read_whole_file(cfg->initrd, "initrd", "", LINUX_BOOT_MAX_INITRD_FILE,
+				      &k->initrd, &k->initrd_size);
 		if (ret)
 			return ret;
 	}
-	ret = read_boot_file(LINUX_BOOT_DEFAULT_ROM, "Linux loader option ROM",
-			     " (install the qemu-system-data package)", LINUX_BOOT_MAX_ROM_FILE,
-			     &k->rom, &k->rom_size);
+	ret = read_whole_file(LINUX_BOOT_DEFAULT_ROM, "Linux loader option ROM",
+			      " (install the qemu-system-data package)", LINUX_BOOT_MAX_ROM_FILE,
+			      &k->rom, &k->rom_size);
 	if (ret)
 		return ret;
 	if (linux_boot_check_rom(k->rom, k->rom_size, err, sizeof(err)) < 0)
