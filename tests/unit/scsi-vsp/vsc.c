@@ -544,9 +544,12 @@ uint16_t vsc_stor_init(struct vsc_channel *ch, const uint16_t *versions, unsigne
 	for (unsigned i = 0; i < n && !accepted; i++) {
 		uint8_t body[4] = { 0 };
 		store_le16(body, versions[i]);
-		if (init_op(ch, 9, body, sizeof(body), reply))
+		if (init_op(ch, 9, body, sizeof(body), reply)) {
 			accepted = versions[i];
-		else
+			/* a guest that started with old packets grows them from Windows 8 on */
+			if (accepted >= 0x0501)
+				ch->pkt_len = STOR_PKT;
+		} else
 			assert_int_equal(load_le32(reply + 8), 0xC0000059); /* REVISION_MISMATCH */
 	}
 	if (!accepted)

@@ -191,7 +191,8 @@ struct vsc_srb_result {
 size_t vsc_stor_request(struct vsc_channel *ch, const uint8_t *pkt, uint8_t *reply);
 /* Linux's storvsc_channel_init on the primary: BEGIN, versions in order until accepted,
  * PROPERTIES, END. Returns the accepted version (0: none); *max_sub and *max_xfer from
- * the properties. pkt_len is the size of every packet (64, or 48 for old guests). */
+ * the properties. pkt_len is the packet size to start with: 64, or 48 for old guests,
+ * which move to 64 once a version from 5.1 (Windows 8) on is accepted. */
 uint16_t vsc_stor_init(struct vsc_channel *ch, const uint16_t *versions, unsigned n,
 		       unsigned pkt_len, unsigned *max_sub, uint32_t *max_xfer);
 /* CREATE_SUB_CHANNELS: the reply status. */
