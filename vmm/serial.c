@@ -18,8 +18,9 @@
 
 /* ================= backends ================= */
 
-#define RING_SIZE   (64u << 10)
-#define INPUT_CHUNK 64
+#define RING_SIZE     (64u << 10)
+#define INPUT_CHUNK   64
+#define FLUSH_WAIT_MS 100 /* how long close waits for a reader to take more output */
 
 struct serial_backend {
 	pthread_mutex_t lock; /* ring, fds, stats */
@@ -391,6 +392,22 @@ int serial_backend_open(const char *spec, struct serial_backend **out)
 	return -EINVAL;
 }
 
+/* After the thread: what is still in the ring goes out while the output takes it (the
+ * guest's last words before the VM stopped), in chunks it is ready for; a reader that
+ * takes nothing for FLUSH_WAIT_MS loses the rest. */
+static void flush_output(struct serial_backend *b)
+{
+	for (;;) {
+		struct pollfd p = { output_fd(b), POLLOUT, 0 };
+		size_t before = b->ring_len;
+		if (p.fd < 0 || !before || poll(&p, 1, FLUSH_WAIT_MS) <= 0)
+			return;
+		write_output(b, p.fd);
+		if (b->ring_len == before)
+			return;
+	}
+}
+
 void serial_backend_close(struct serial_backend *b)
 {
 	if (!b)
@@ -401,6 +418,7 @@ void serial_backend_close(struct serial_backend *b)
 		pthread_mutex_unlock(&b->lock);
 		wake(b);
 		pthread_join(b->thread, NULL);
+		flush_output(b);
 	}
 	if (b->own_out_fd)
 		close(b->out_fd);

@@ -39,7 +39,8 @@ struct serial_backend;
 int serial_backend_open(const char *spec, struct serial_backend **out);
 /* A backend on file descriptors the caller keeps (either may be -1). */
 int serial_backend_open_fds(int in_fd, int out_fd, struct serial_backend **out);
-/* Stops the thread (output still in the ring is lost), closes what the backend opened and
+/* Stops the thread, writes out what is still in the ring while the output takes it (a
+ * reader that takes nothing for 100 ms loses the rest), closes what the backend opened and
  * removes its socket. */
 void serial_backend_close(struct serial_backend *b);
 

@@ -397,6 +397,25 @@ static void test_backend_descriptions(void **state)
 	assert_memory_equal(back, "boot\n", 5);
 }
 
+/* What was written before the backend is closed reaches the file, even when the backend's
+ * thread has not got to it yet: a VM that prints its last line and stops at once. */
+static void test_close_delivers_pending_output(void **state)
+{
+	(void)state;
+	const char *path = test_path("last-line.log");
+	char spec[300], line[64], back[64];
+	snprintf(spec, sizeof(spec), "file:%s", path);
+	for (int i = 0; i < 16; i++) {
+		struct serial_backend *b;
+		assert_int_equal(serial_backend_open(spec, &b), 0);
+		int n = snprintf(line, sizeof(line), "run %d: the last line\n", i);
+		assert_int_equal(serial_backend_write(b, line, (size_t)n), (size_t)n);
+		serial_backend_close(b);
+		test_file_read(path, back, (size_t)n, 0);
+		assert_memory_equal(back, line, (size_t)n);
+	}
+}
+
 static int connect_unix(const char *path)
 {
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
@@ -498,6 +517,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fifo_levels_and_overflow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_slow_reader_never_blocks, setup, teardown),
 		cmocka_unit_test(test_backend_descriptions),
+		cmocka_unit_test(test_close_delivers_pending_output),
 		cmocka_unit_test(test_unix_socket_end_to_end),
 		cmocka_unit_test_setup_teardown(test_garbage_on_every_port, setup, teardown),
 	};
