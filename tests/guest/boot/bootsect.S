@@ -12,6 +12,8 @@
  * The test patches the parameter block at offset 0x1E0 before building the image (the sector has no
  * partition table; SeaBIOS needs only the 0xAA55 signature).
  */
+#include "com1.h"
+
 	.code16
 	.text
 	.globl _start
@@ -34,7 +36,7 @@ normalized:
 	movb %dl, boot_drive
 
 	movw $msg_start, %si
-	call puts
+	call com1_puts
 
 	/* INT 13h extensions present? */
 	movb $0x41, %ah
@@ -92,15 +94,15 @@ read_loop:
 
 read_done:
 	movw $msg_sum, %si
-	call puts
+	call com1_puts
 	movl %ebp, %eax
 	call puthex
 	movw $msg_sectors, %si
-	call puts
+	call com1_puts
 	movl params_count, %eax
 	call puthex
 	movw $msg_crlf, %si
-	call puts
+	call com1_puts
 
 	/* optional write-back of one sector: "hvboot-wrote" + checksum, rest zero */
 	movl params_write_lba, %eax
@@ -128,7 +130,7 @@ read_done:
 	int $0x13
 	jc fail
 	movw $msg_wrote, %si
-	call puts
+	call com1_puts
 
 done:
 	movb $0, %al
@@ -137,13 +139,13 @@ done:
 fail:
 	pushw %ax
 	movw $msg_error, %si
-	call puts
+	call com1_puts
 	popw %ax
 	movb %ah, %al
 	movzbl %al, %eax
 	call puthex
 	movw $msg_crlf, %si
-	call puts
+	call com1_puts
 	movb $1, %al
 finish:
 	movw $TEST_EXIT, %dx
@@ -152,28 +154,7 @@ finish:
 halt:	hlt
 	jmp halt
 
-/* puts: prints the NUL-terminated string at %si on COM1 */
-puts:
-	lodsb
-	testb %al, %al
-	jz 1f
-	call putc
-	jmp puts
-1:	ret
-
-/* putc: %al to COM1, waiting for THRE */
-putc:
-	pushw %dx
-	pushw %ax
-	movw $COM1 + 5, %dx
-1:	inb %dx, %al
-	testb $0x20, %al
-	jz 1b
-	popw %ax
-	movw $COM1, %dx
-	outb %al, %dx
-	popw %dx
-	ret
+	com1_routines
 
 /* puthex: %eax as 8 hex digits */
 puthex:
@@ -185,7 +166,7 @@ puthex:
 	cmpb $'9', %al
 	jbe 2f
 	addb $'A' - '9' - 1, %al
-2:	call putc
+2:	call com1_putc
 	popl %eax
 	loop 1b
 	ret
