@@ -12,27 +12,17 @@
  * The test patches the parameter block at offset 0x1E0 before building the image (the sector has no
  * partition table; SeaBIOS needs only the 0xAA55 signature).
  */
-#include "com1.h"
+#include "boot.h"
 
 	.code16
 	.text
-	.globl _start
 
 	.set COM1, 0x3F8
 	.set TEST_EXIT, 0x501
 	.set BUF_SEG, 0x1000 /* reads land at 0x10000 */
 	.set PARAMS, 0x1E0
 
-_start:
-	cli
-	ljmp $0, $normalized /* some BIOSes jump to 07C0:0000 */
-normalized:
-	xorw %ax, %ax
-	movw %ax, %ds
-	movw %ax, %es
-	movw %ax, %ss
-	movw $0x7C00, %sp
-	sti
+	boot_entry
 	movb %dl, boot_drive
 
 	movw $msg_start, %si

@@ -30,12 +30,11 @@
  * The ATAPI steps read the DVD at ide:1:0 from iso_lba: +0 (8 sectors, PIO, limit FFFEh),
  * +8 (2 sectors, PIO, limit 0123h), +16 (16 sectors, DMA).
  */
-#include "com1.h"
+#include "boot.h"
 #include "gen1_layout.h"
 
 	.code16
 	.text
-	.globl _start
 
 	.set COM1, GEN1_COM1_BASE
 	.set TEST_EXIT, GEN1_TEST_EXIT_PORT
@@ -91,17 +90,7 @@
 	.endm
 
 /* ---- sector 0: load the rest ---- */
-_start:
-	cli
-	ljmp $0, $normalized
-normalized:
-	cld
-	xorw %ax, %ax
-	movw %ax, %ds
-	movw %ax, %es
-	movw %ax, %ss
-	movw $0x7C00, %sp
-	sti
+	boot_entry
 	movb $0x42, %ah
 	movw $dap, %si
 	int $0x13 /* DL: the drive SeaBIOS booted from */
