@@ -12,29 +12,21 @@
  * The test patches the parameter block at offset 0x1E0 before building the image (the sector has no
  * partition table; SeaBIOS needs only the 0xAA55 signature).
  */
+#include "boot.h"
+
 	.code16
 	.text
-	.globl _start
 
 	.set COM1, 0x3F8
 	.set TEST_EXIT, 0x501
 	.set BUF_SEG, 0x1000 /* reads land at 0x10000 */
 	.set PARAMS, 0x1E0
 
-_start:
-	cli
-	ljmp $0, $normalized /* some BIOSes jump to 07C0:0000 */
-normalized:
-	xorw %ax, %ax
-	movw %ax, %ds
-	movw %ax, %es
-	movw %ax, %ss
-	movw $0x7C00, %sp
-	sti
+	boot_entry
 	movb %dl, boot_drive
 
 	movw $msg_start, %si
-	call puts
+	call com1_puts
 
 	/* INT 13h extensions present? */
 	movb $0x41, %ah
@@ -92,15 +84,15 @@ read_loop:
 
 read_done:
 	movw $msg_sum, %si
-	call puts
+	call com1_puts
 	movl %ebp, %eax
-	call puthex
+	call com1_puthex
 	movw $msg_sectors, %si
-	call puts
+	call com1_puts
 	movl params_count, %eax
-	call puthex
+	call com1_puthex
 	movw $msg_crlf, %si
-	call puts
+	call com1_puts
 
 	/* optional write-back of one sector: "hvboot-wrote" + checksum, rest zero */
 	movl params_write_lba, %eax
@@ -128,7 +120,7 @@ read_done:
 	int $0x13
 	jc fail
 	movw $msg_wrote, %si
-	call puts
+	call com1_puts
 
 done:
 	movb $0, %al
@@ -137,17 +129,17 @@ done:
 fail:
 	pushw %ax
 	movw $msg_error, %si
-	call puts
+	call com1_puts
 	popw %ax
 	movb %ah, %al
 	movzbl %al, %eax
-	call puthex
+	call com1_puthex
 	movw $msg_crlf, %si
-	call puts
+	call com1_puts
 	movb $1, %al
 	jmp test_exit
 
-#include "payload16.inc"
+	com1_routines
 
 msg_start:   .asciz "hvboot: start\r\n"
 msg_sum:     .asciz "hvboot: sum "

@@ -15,6 +15,8 @@
  *
  * The test patches initrd_addr_max and cmdline_size in a copy before booting it.
  */
+#include "boot.h"
+
 	.code16
 	.text
 	.globl _start
@@ -82,25 +84,25 @@ setup_entry:
 	movw %ax, %es
 
 	movw $msg_setup, %si
-	call puts
+	call com1_puts
 	movw %ds, %ax
 	movzwl %ax, %eax
 	shll $4, %eax
 	call puthex32
 	movw $msg_loader, %si
-	call puts
+	call com1_puts
 	movb type_of_loader, %al
 	call puthex8
 	movw $msg_flags, %si
-	call puts
+	call com1_puts
 	movb loadflags, %al
 	call puthex8
 	movw $msg_heap, %si
-	call puts
+	call com1_puts
 	movw heap_end_ptr, %ax
 	call puthex16
 	movw $msg_vid, %si
-	call puts
+	call com1_puts
 	movw vid_mode, %ax
 	call puthex16
 	call crlf
@@ -108,11 +110,11 @@ setup_entry:
 	call print_cmdline
 
 	movw $msg_initrd, %si
-	call puts
+	call com1_puts
 	movl ramdisk_image, %eax
 	call puthex32
 	movw $msg_size, %si
-	call puts
+	call com1_puts
 	movl ramdisk_size, %eax
 	call puthex32
 	movl ramdisk_image, %eax
@@ -121,11 +123,11 @@ setup_entry:
 	call print_sum
 
 	movw $msg_kernel, %si
-	call puts
+	call com1_puts
 	movl code32_start, %eax
 	call puthex32
 	movw $msg_head, %si
-	call puts
+	call com1_puts
 	movl code32_start, %eax
 	movl $16, %ecx
 	call copy_chunk
@@ -137,13 +139,13 @@ setup_entry:
 	call print_sum
 
 	movw $msg_done, %si
-	call puts
+	call com1_puts
 	movb $0, %al
 	jmp test_exit
 
 fail:
 	movw $msg_error, %si
-	call puts
+	call com1_puts
 	movb $1, %al
 	jmp test_exit
 
@@ -151,7 +153,7 @@ fail:
  * characters, between brackets. */
 print_cmdline:
 	movw $msg_cmdline, %si
-	call puts
+	call com1_puts
 	movl cmd_line_ptr, %eax
 	cmpl $0x100000, %eax
 	jae 2f
@@ -165,11 +167,11 @@ print_cmdline:
 1:	lodsb
 	testb %al, %al
 	jz 3f
-	call putc
+	call com1_putc
 	loop 1b
 3:	popw %ds
 2:	movw $msg_close, %si
-	call puts
+	call com1_puts
 	ret
 
 /* sum_range: folds ECX bytes at linear EAX into EBP (from 0x12345678). */
@@ -259,33 +261,33 @@ print_head:
 
 print_sum:
 	movw $msg_sum, %si
-	call puts
+	call com1_puts
 	movl %ebp, %eax
 	call puthex32
 crlf:
 	movw $msg_crlf, %si
-	jmp puts
+	jmp com1_puts
 
-#include "payload16.inc"
+	com1_routines
 
 /* puthex32/16/8: EAX, AX, AL as 8, 4 or 2 hex digits; CX kept */
 puthex32:
 	pushw %cx
-	call puthex
+	call com1_puthex
 	popw %cx
 	ret
 puthex16:
 	pushw %cx
 	shll $16, %eax
 	movw $4, %cx
-	call puthex_cx
+	call com1_puthex_cx
 	popw %cx
 	ret
 puthex8:
 	pushw %cx
 	shll $24, %eax
 	movw $2, %cx
-	call puthex_cx
+	call com1_puthex_cx
 	popw %cx
 	ret
 

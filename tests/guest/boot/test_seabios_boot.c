@@ -7,7 +7,6 @@
  * disk variant also writes one sector back through INT 13h, which the test reads with
  * qemu-img (an independent reader of VHD/VHDX) after the VM is gone.
  */
-#include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include "boot_vm.h"
 #include "test_util.h"
 
 #define SECTOR	     512
@@ -28,26 +28,13 @@
 #define READ_SECTORS 2048 /* 1 MiB through INT 13h */
 #define WRITE_LBA    (READ_SECTORS + 16)
 #define DISK_BYTES   (4u << 20)
-#define VM_TIMEOUT_S 120
 
 struct boot_params {
 	uint32_t start, count, write_lba;
 	uint16_t sector_size, chunk;
 };
 
-static const char *vmm_binary;
 static const char *bootsect_path;
-
-static uint32_t fold_checksum(const uint8_t *data, size_t len)
-{
-	uint32_t h = 0x12345678;
-	for (size_t i = 0; i + 4 <= len; i += 4) {
-		uint32_t w = (uint32_t)data[i] | (uint32_t)data[i + 1] << 8 |
-			     (uint32_t)data[i + 2] << 16 | (uint32_t)data[i + 3] << 24;
-		h = (h << 5 | h >> 27) ^ w;
-	}
-	return h;
-}
 
 static void put_params(uint8_t *sector, const struct boot_params *p)
 {
@@ -69,21 +56,8 @@ static void read_bootsect(uint8_t sector[SECTOR])
 /* Runs the VM; returns the exit status and leaves the serial log in log (truncated). */
 static int run_vm(const char *devices, char *log, size_t log_size)
 {
-	const char *serial = test_path("serial.log");
-	unlink(serial);
 	char out[4096];
-	int status = test_run(out, sizeof(out),
-			      "timeout %d '%s' run --gen 1 --memory 64M --cpus 1 %s "
-			      "--serial file:%s --test-exit --no-reboot",
-			      VM_TIMEOUT_S, vmm_binary, devices, serial);
-	FILE *f = fopen(serial, "r");
-	size_t n = f ? fread(log, 1, log_size - 1, f) : 0;
-	log[n] = 0;
-	if (f)
-		fclose(f);
-	if (status != 64)
-		print_message("vmm exited %d\n%s\nserial:\n%s\n", status, out, log);
-	return status;
+	return boot_run_vm(devices, log, log_size, out, sizeof(out));
 }
 
 static void expect_sum_line(const char *log, uint32_t sum, uint32_t sectors)
@@ -134,7 +108,7 @@ static void boot_disk(const char *format, const char *qemu_format)
 {
 	const char *raw = test_path("disk.raw");
 	uint8_t *disk = make_raw_disk(raw);
-	uint32_t sum = fold_checksum(disk + SECTOR, (size_t)READ_SECTORS * SECTOR);
+	uint32_t sum = boot_fold(disk + SECTOR, (size_t)READ_SECTORS * SECTOR);
 	char image[512];
 	snprintf(image, sizeof(image), "%s", raw);
 	if (strcmp(format, "raw") != 0) {
@@ -226,24 +200,15 @@ static void test_boot_dvd(void **state)
 	char devices[700], log[16384];
 	snprintf(devices, sizeof(devices), "--dvd ide:1:0='%s' --boot dvd", iso);
 	assert_int_equal(run_vm(devices, log, sizeof(log)), 64);
-	expect_sum_line(log, fold_checksum(img, (size_t)size), p.count);
+	expect_sum_line(log, boot_fold(img, (size_t)size), p.count);
 	free(img);
 }
 
 int main(void)
 {
-	vmm_binary = getenv("VMM");
-	bootsect_path = getenv("BOOTSECT");
-	if (!vmm_binary || !bootsect_path || access(vmm_binary, X_OK) != 0) {
-		printf("skipped: VMM and BOOTSECT must name the built vmm and boot sector\n");
-		return TEST_SKIP;
-	}
-	if (access("/dev/kvm", R_OK | W_OK) != 0) {
-		printf("skipped: /dev/kvm is not usable (%s)\n", strerror(errno));
-		return TEST_SKIP;
-	}
-	if (!test_vdisk_binary())
-		return TEST_SKIP;
+	int ret = boot_test_init("BOOTSECT", &bootsect_path);
+	if (ret)
+		return ret;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_boot_raw),
 		cmocka_unit_test(test_boot_vhd),
