@@ -30,6 +30,8 @@ int boot_run_vm(const char *args, char *log, size_t log_size, char *out, size_t 
 {
 	const char *serial = test_path("serial.log");
 	unlink(serial);
+	if (!vmm_binary)
+		vmm_binary = getenv("VMM");
 	int status = test_run(out, out_size,
 			      "timeout %d '%s' run --gen 1 --memory %uM --cpus 1 %s "
 			      "--serial file:%s --test-exit --no-reboot",

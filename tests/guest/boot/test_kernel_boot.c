@@ -21,13 +21,12 @@
 
 #include "endian.h"
 #include "linux_boot.h"
+#include "boot_vm.h"
 #include "test_util.h"
 
-#define RAM_MIB	      64
 #define INITRD_BYTES  (200u * 1024 + 3) /* not a whole number of dwords or pages */
-#define VM_TIMEOUT_S  120
-#define EXIT_FAIL     2	 /* CLI_EXIT_FAIL */
-#define EXIT_GUEST_OK 64 /* --test-exit with 0 */
+#define EXIT_FAIL     2			/* CLI_EXIT_FAIL */
+#define EXIT_GUEST_OK 64		/* --test-exit with 0 */
 #define FOLD_SEED     0x12345678u
 #define HEAD_BYTES    16
 
@@ -85,28 +84,10 @@ static uint8_t *make_initrd(const char *path, size_t len)
 	return data;
 }
 
-/* Runs vmm with args after the common options; returns the exit status with stdout+stderr
- * in out and the serial log in log. */
-static int run_vmm(const char *args, char *out, size_t out_size, char *log, size_t log_size)
-{
-	const char *serial = test_path("serial.log");
-	unlink(serial);
-	int status = test_run(out, out_size,
-			      "timeout %d '%s' run --gen 1 --memory %uM --cpus 1 %s "
-			      "--serial file:%s --test-exit --no-reboot",
-			      VM_TIMEOUT_S, vmm_binary, RAM_MIB, args, serial);
-	FILE *f = fopen(serial, "r");
-	size_t n = f ? fread(log, 1, log_size - 1, f) : 0;
-	log[n] = 0;
-	if (f)
-		fclose(f);
-	return status;
-}
-
 static void boot(const char *args, char *log, size_t log_size)
 {
 	char out[4096];
-	int status = run_vmm(args, out, sizeof(out), log, log_size);
+	int status = boot_run_vm(args, log, log_size, out, sizeof(out));
 	if (status != EXIT_GUEST_OK)
 		fail_msg("vmm exited %d\n%s\nserial:\n%s", status, out, log);
 	assert_contains(log, "fakelinux: done");
@@ -198,7 +179,7 @@ static void test_initrd_at_top_of_ram(void **state)
 		skip();
 	struct fake_kernel k = read_fake();
 	uint32_t addr = boot_with_initrd(&k, "console=ttyS0");
-	const uint64_t ram = (uint64_t)RAM_MIB << 20;
+	const uint64_t ram = (uint64_t)BOOT_VM_MEMORY_MIB << 20;
 	uint64_t vmm_choice = (ram - LINUX_BOOT_FW_RESERVE - 1 - INITRD_BYTES) & ~0xFFFull;
 	assert_int_equal(addr % LINUX_BOOT_INITRD_ALIGN, 0);
 	assert_true(addr >= vmm_choice);
@@ -250,7 +231,7 @@ static void test_kernel_before_disk(void **state)
 static void expect_refusal(const char *args, const char *message)
 {
 	char out[4096], log[1024];
-	int status = run_vmm(args, out, sizeof(out), log, sizeof(log));
+	int status = boot_run_vm(args, log, sizeof(log), out, sizeof(out));
 	if (status != EXIT_FAIL)
 		fail_msg("vmm exited %d, want %d:\n%s", status, EXIT_FAIL, out);
 	assert_contains(out, message);
@@ -288,7 +269,7 @@ static void test_refuses_what_does_not_fit(void **state)
 	/* The fake needs RAM up to 17 MiB (pref_address 16 MiB + init_size 1 MiB); the
 	 * initrd may end 1 MiB below the end of RAM. */
 	const char *initrd = test_path("big-initrd.img");
-	test_write_file(initrd, (uint64_t)(RAM_MIB - 18) << 20, 0xB16);
+	test_write_file(initrd, (uint64_t)(BOOT_VM_MEMORY_MIB - 18) << 20, 0xB16);
 	char args[700];
 	snprintf(args, sizeof(args), "--kernel '%s' --initrd '%s'", kernel, initrd);
 	expect_refusal(args, "does not fit");
