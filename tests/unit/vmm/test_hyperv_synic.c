@@ -216,7 +216,8 @@ static void test_event_flags(void **state)
 	assert_int_equal(r->nraises, 6);
 	assert_int_equal(r->ram[SIEFP + 256 * (VMBUS_SINT + 1)], 0);
 	/* the guest clears it: the next one interrupts again */
-	__atomic_and_fetch(r->ram + SIEFP + 256 * VMBUS_SINT, ~(1u << 7), __ATOMIC_SEQ_CST);
+	__atomic_and_fetch(r->ram + SIEFP + 256 * VMBUS_SINT, (uint8_t) ~(1u << 7),
+			   __ATOMIC_SEQ_CST);
 	hyperv_synic_signal_event(r->hv, 2, VMBUS_SINT, 7);
 	assert_int_equal(r->nraises, 7);
 	assert_int_equal(r->raises[6].vector, VECTOR);
