@@ -9,8 +9,10 @@
 #include "gen1_layout.h"
 #include "table_loader.h"
 
-/* dsdt_gen1_aml_code[]: dsdt_gen1.asl as compiled by iasl -tc at build time. */
+/* dsdt_gen1_aml_code[] and dsdt_gen1_vmbus_aml_code[]: dsdt_gen1.asl as compiled by iasl
+ * -tc at build time, without and with the VMBus device. */
 #include "dsdt_gen1.hex"
+#include "dsdt_gen1_vmbus.hex"
 
 /* ---- table layout (ACPI 6.x numbering; FADT revision 3 is the ACPI 2.0 layout) ---- */
 
@@ -157,13 +159,14 @@ static size_t build_facs(struct build *b)
 	return at;
 }
 
-static size_t build_dsdt(struct build *b)
+static size_t build_dsdt(struct build *b, bool vmbus)
 {
-	size_t len = sizeof(dsdt_gen1_aml_code);
+	const uint8_t *aml = vmbus ? dsdt_gen1_vmbus_aml_code : dsdt_gen1_aml_code;
+	size_t len = vmbus ? sizeof(dsdt_gen1_vmbus_aml_code) : sizeof(dsdt_gen1_aml_code);
 	size_t at = blob_reserve(&b->tables, len, 8);
 	if (b->tables.err)
 		return 0;
-	memcpy(b->tables.data + at, dsdt_gen1_aml_code, len);
+	memcpy(b->tables.data + at, aml, len);
 	b->tables.data[at + HDR_CHECKSUM] = 0;
 	checksum_table(b, at, (uint32_t)len);
 	return at;
@@ -375,12 +378,12 @@ static void build_rsdp(struct build *b, size_t rsdt, size_t xsdt)
 	table_loader_add_checksum(&b->loader, ACPI_RSDP_FILE, RSDP_EXT_CHECKSUM, 0, RSDP_LEN);
 }
 
-static int build_all(struct build *b, unsigned ncpus)
+static int build_all(struct build *b, unsigned ncpus, bool vmbus)
 {
 	table_loader_allocate(&b->loader, ACPI_TABLES_FILE, 64, TABLE_LOADER_ZONE_HIGH);
 	table_loader_allocate(&b->loader, ACPI_RSDP_FILE, 16, TABLE_LOADER_ZONE_FSEG);
 	size_t facs = build_facs(b);
-	size_t dsdt = build_dsdt(b);
+	size_t dsdt = build_dsdt(b, vmbus);
 	size_t listed[3];
 	listed[0] = build_fadt(b, ncpus, facs, dsdt);
 	listed[1] = build_madt(b, ncpus);
@@ -393,13 +396,13 @@ static int build_all(struct build *b, unsigned ncpus)
 	return b->loader.err;
 }
 
-int acpi_gen1_add_tables(struct fw_cfg *fw, unsigned ncpus)
+int acpi_gen1_add_tables(struct fw_cfg *fw, unsigned ncpus, bool vmbus)
 {
 	if (ncpus < 1 || ncpus > ACPI_MAX_CPUS)
 		return -EINVAL;
 	struct build b = { 0 };
 	table_loader_init(&b.loader);
-	int ret = build_all(&b, ncpus);
+	int ret = build_all(&b, ncpus, vmbus);
 	if (ret == 0)
 		ret = fw_cfg_add_file(fw, ACPI_TABLES_FILE, b.tables.data, b.tables.len);
 	if (ret == 0)

@@ -10,6 +10,8 @@
 #ifndef HV_VMM_ACPI_H
 #define HV_VMM_ACPI_H
 
+#include <stdbool.h>
+
 #include "fw_cfg.h"
 
 #define ACPI_RSDP_FILE	 "etc/acpi/rsdp"
@@ -17,9 +19,9 @@
 /* xAPIC IDs 0..254 (255 is the broadcast ID). */
 #define ACPI_MAX_CPUS 255
 
-/* Adds the three files for a VM with ncpus vCPUs (APIC IDs 0..ncpus-1) to fw.
- * Returns 0, -EINVAL for ncpus outside 1..ACPI_MAX_CPUS, -ENOMEM, or fw_cfg_add_file's
- * error. */
-int acpi_gen1_add_tables(struct fw_cfg *fw, unsigned ncpus);
+/* Adds the three files for a VM with ncpus vCPUs (APIC IDs 0..ncpus-1) to fw; vmbus puts
+ * the VMBus device in the DSDT (only for a VM with the Hyper-V interface). Returns 0,
+ * -EINVAL for ncpus outside 1..ACPI_MAX_CPUS, -ENOMEM, or fw_cfg_add_file's error. */
+int acpi_gen1_add_tables(struct fw_cfg *fw, unsigned ncpus, bool vmbus);
 
 #endif

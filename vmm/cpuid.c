@@ -1,5 +1,8 @@
 /* CPUID: what KVM supports, with each vCPU's APIC ID and the package topology filled in,
- * the hypervisor bit set and the KVM signature leaves present. */
+ * the hypervisor bit set, and either the KVM signature leaves or, with the Hyper-V
+ * interface, the Hyper-V leaves alone: Linux picks the hypervisor whose signature sits at
+ * the highest base, so KVM's leaves moved up to 0x40000100 (as QEMU does) would win over
+ * Hyper-V and leave the guest without VMBus. */
 #include "vm_internal.h"
 
 #include <errno.h>
@@ -7,10 +10,13 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
-#define CPUID_MAX_ENTRIES 256
-#define CPUID_HYPERVISOR  (1u << 31) /* leaf 1 ECX */
-#define CPUID_HTT	  (1u << 28) /* leaf 1 EDX */
-#define KVM_SIGNATURE	  0x40000000u
+#define CPUID_MAX_ENTRIES  256
+#define CPUID_HYPERVISOR   (1u << 31) /* leaf 1 ECX */
+#define CPUID_HTT	   (1u << 28) /* leaf 1 EDX */
+#define KVM_SIGNATURE	   0x40000000u
+#define HYPERVISOR_LEAVES  0x40000000u /* 0x40000000-0x4FFFFFFF belong to the hypervisor */
+#define INVARIANT_TSC_LEAF 0x80000007u
+#define INVARIANT_TSC	   (1u << 8) /* EDX */
 
 static struct kvm_cpuid2 *alloc_cpuid(unsigned n)
 {
@@ -94,16 +100,48 @@ static bool has_signature(const struct kvm_cpuid2 *c)
 	return false;
 }
 
-int cpuid_set_vcpu(int vcpu_fd, const struct kvm_cpuid2 *supported, unsigned index, unsigned ncpus)
+bool cpuid_tsc_invariant(const struct kvm_cpuid2 *supported)
 {
-	struct kvm_cpuid2 *c = alloc_cpuid(supported->nent + 1);
+	for (unsigned i = 0; i < supported->nent; i++)
+		if (supported->entries[i].function == INVARIANT_TSC_LEAF)
+			return supported->entries[i].edx & INVARIANT_TSC;
+	return false;
+}
+
+static bool is_hypervisor_leaf(uint32_t function)
+{
+	return (function & 0xF0000000u) == HYPERVISOR_LEAVES;
+}
+
+/* Replaces every hypervisor leaf of c (room for HYPERV_CPUID_COUNT more) with hv's. */
+static void use_hyperv_leaves(struct kvm_cpuid2 *c, const struct hyperv_cpuid_leaf *hv)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i < c->nent; i++)
+		if (!is_hypervisor_leaf(c->entries[i].function))
+			c->entries[n++] = c->entries[i];
+	for (unsigned i = 0; i < HYPERV_CPUID_COUNT; i++)
+		c->entries[n++] = (struct kvm_cpuid_entry2){ .function = hv[i].function,
+							     .eax = hv[i].eax,
+							     .ebx = hv[i].ebx,
+							     .ecx = hv[i].ecx,
+							     .edx = hv[i].edx };
+	c->nent = n;
+}
+
+int cpuid_set_vcpu(int vcpu_fd, const struct kvm_cpuid2 *supported, unsigned index, unsigned ncpus,
+		   const struct hyperv_cpuid_leaf *hv_leaves)
+{
+	struct kvm_cpuid2 *c = alloc_cpuid(supported->nent + HYPERV_CPUID_COUNT);
 	if (!c)
 		return -ENOMEM;
 	memcpy(c->entries, supported->entries, supported->nent * sizeof(c->entries[0]));
 	c->nent = supported->nent;
 	for (unsigned i = 0; i < c->nent; i++)
 		filter_entry(&c->entries[i], index, ncpus);
-	if (!has_signature(c)) {
+	if (hv_leaves) {
+		use_hyperv_leaves(c, hv_leaves);
+	} else if (!has_signature(c)) {
 		/* "KVMKVMKVM\0\0\0" with 0x40000001 as the highest hypervisor leaf */
 		c->entries[c->nent++] = (struct kvm_cpuid_entry2){
 			.function = KVM_SIGNATURE,

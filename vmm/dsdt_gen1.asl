@@ -3,6 +3,9 @@
  * the four PIIX PCI interrupt links, the ISA devices the platform has, and \_S5.
  * Addresses come from gen1_layout.h (through the generated gen1_layout.asi); processors
  * are declared by the SSDT acpi.c builds for the VM's CPU count.
+ *
+ * Built twice: with GEN1_VMBUS defined the ISA bridge also holds the VMBus device, for
+ * VMs with the Hyper-V interface (Linux's hv_vmbus finds the bus only here).
  */
 #include "gen1_layout.asi"
 
@@ -115,6 +118,28 @@ DefinitionBlock ("", "DSDT", 2, "HVSTCK", "HVGEN1", 1)
                         IRQNoFlags () { GEN1_COM1_IRQ }
                     })
                 }
+
+                /*
+                 * VMBus (GEN1_VMBUS builds only), where Hyper-V's generation 1 firmware
+                 * puts it. Linux matches the strings "VMBUS" and "VMBus" (exact case) in
+                 * _HID or _CID; iasl takes only 7- or 8-character _HID names, hence the
+                 * method. Linux requires a _CRS and takes MMIO windows from the nearest
+                 * ancestor's (PCI0); on x86 it uses no interrupt from it (the SINT vector
+                 * is fixed), so the template is empty (only its end tag) and claims no IRQ.
+                 * (Comments stay outside the #ifdef: iasl 20200925 loops on a block
+                 * comment inside a skipped block.)
+                 */
+#ifdef GEN1_VMBUS
+                Device (VMBS)
+                {
+                    Method (_HID, 0, NotSerialized) { Return ("VMBus") }
+                    Name (_CID, "VMBUS")
+                    Name (_UID, Zero)
+                    Name (_DDN, "VMBUS")
+                    Name (_STA, 0x0F)
+                    Name (_CRS, Buffer (0x02) { 0x79, 0x00 })
+                }
+#endif
             }
         }
 

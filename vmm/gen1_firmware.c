@@ -132,6 +132,6 @@ int gen1_firmware_setup(struct fw_cfg *fw, const struct gen1_firmware_params *p)
 	if (ret == 0 && p->serial_console)
 		ret = add_file_u16(fw, "etc/sercon-port", GEN1_COM1_BASE);
 	if (ret == 0)
-		ret = acpi_gen1_add_tables(fw, p->ncpus);
+		ret = acpi_gen1_add_tables(fw, p->ncpus, p->vmbus);
 	return ret;
 }

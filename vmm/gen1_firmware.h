@@ -32,6 +32,7 @@ struct gen1_firmware_params {
 	bool boot_strict;	    /* try only the listed devices */
 	bool serial_console;	    /* SeaBIOS's console on COM1 (no VGA needed) */
 	uint32_t boot_fail_wait_ms; /* before rebooting when nothing boots */
+	bool vmbus;		    /* the DSDT has the VMBus device (Hyper-V interface on) */
 };
 
 /* Adds everything SeaBIOS reads to a fresh fw (only the built-in items). Returns 0,

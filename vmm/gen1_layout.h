@@ -79,5 +79,8 @@
 /* Test exit device (only with `vmm run --test-exit`): a 1-byte write of v stops the VM and
  * `vmm run` exits with status 64 + (v & 63). */
 #define GEN1_TEST_EXIT_PORT 0x501
+/* The user-space Hyper-V hypercall page ends in a 4-byte `out` here (vmm/hyperv.h); only
+ * an access from the page itself is a hypercall, others reach no device. */
+#define GEN1_HV_HCALL_PORT 0x4F0
 
 #endif

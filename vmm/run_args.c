@@ -37,6 +37,10 @@ static const char help_text[] =
 	"  --hugepages          back guest RAM with 2M huge pages (SIZE then a multiple of 2M)\n"
 	"  --firmware FILE      firmware image (default " VMM_DEFAULT_FW_GEN1 " for\n"
 	"                       generation 1, " VMM_DEFAULT_FW_GEN2 " for generation 2)\n"
+	"  --synic auto|kernel|user|off\n"
+	"                       the Hyper-V interface (CPUID, MSRs, hypercalls, SynIC) that\n"
+	"                       VMBus needs: kernel is KVM's SynIC, user the VMM's own, auto\n"
+	"                       (default) kernel when KVM has it, off none at all\n"
 	"\n"
 	"Storage (BUS:C:L names a controller and a location on it):\n"
 	"  --disk BUS:C:L=FILE[,ro][,cache=MODE]\n"
@@ -444,6 +448,26 @@ static int opt_boot(struct parser *p, const struct run_option *opt, const char *
 	}
 }
 
+static int opt_synic(struct parser *p, const struct run_option *opt, const char *value)
+{
+	(void)opt;
+	static const struct {
+		const char *name;
+		enum hyperv_synic_mode mode;
+	} modes[] = { { "auto", HYPERV_SYNIC_AUTO },
+		      { "kernel", HYPERV_SYNIC_KERNEL },
+		      { "user", HYPERV_SYNIC_USER },
+		      { "off", HYPERV_SYNIC_OFF } };
+	for (unsigned i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		if (!strcmp(value, modes[i].name)) {
+			p->cfg->synic = modes[i].mode;
+			return 0;
+		}
+	}
+	return fail(p, "--synic '%s' must be auto, kernel (KVM's SynIC), user (the VMM's) or off",
+		    value);
+}
+
 #define FIELD(name) offsetof(struct vmm_run_config, name)
 
 static const struct run_option options[] = {
@@ -459,6 +483,7 @@ static const struct run_option options[] = {
 	{ "append", "TEXT", opt_string, FIELD(append), false },
 	{ "control", "SOCK", opt_control, FIELD(control), false },
 	{ "firmware", "FILE", opt_string, FIELD(firmware), false },
+	{ "synic", "MODE", opt_synic, 0, false },
 	{ "debugcon", "FILE", opt_string, FIELD(debugcon), false },
 	{ "no-reboot", NULL, opt_flag, FIELD(no_reboot), false },
 	{ "test-exit", NULL, opt_flag, FIELD(test_exit), false },
@@ -602,6 +627,7 @@ int vmm_run_args_parse(int argc, char *const *argv, const struct vmm_host_limits
 	cfg->memory_bytes = DEFAULT_MEMORY;
 	cfg->cpus = 1;
 	cfg->serial = VMM_SERIAL_NONE;
+	cfg->synic = HYPERV_SYNIC_AUTO;
 	if (err_size)
 		err[0] = 0;
 	if (asks_for_help(argc, argv)) {

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hyperv.h"
 #include "vdisk.h"
 
 /* Exit statuses of `vmm run` besides the project's CLI_EXIT_OK (the guest powered off or
@@ -73,6 +74,7 @@ struct vmm_run_config {
 	unsigned nboot;
 	bool no_reboot, test_exit, hugepages;
 	bool stats; /* print exit and I/O counters as one JSON line on stderr at the end */
+	enum hyperv_synic_mode synic; /* --synic; HYPERV_SYNIC_AUTO unless given */
 };
 
 /* What this host can give a VM: the bound for --memory. */

@@ -74,9 +74,14 @@ int vcpu_create(struct vm *vm, unsigned index, char *err, size_t err_size)
 		return vdisk_errorf(err, err_size, -errno, "mapping vCPU %u's kvm_run: %s", index,
 				    strerror(errno));
 	v->run = run;
-	int ret = cpuid_set_vcpu(v->fd, vm->cpuid, index, vm->cfg.cpus);
+	int ret = cpuid_set_vcpu(v->fd, vm->cpuid, index, vm->cfg.cpus,
+				 vm->synic != HYPERV_SYNIC_OFF ? vm->hv_cpuid : NULL);
 	if (ret)
 		return vdisk_errorf(err, err_size, ret, "KVM_SET_CPUID2 on vCPU %u: %s", index,
+				    strerror(-ret));
+	ret = hvkvm_setup_vcpu(v);
+	if (ret)
+		return vdisk_errorf(err, err_size, ret, "enabling the SynIC on vCPU %u: %s", index,
 				    strerror(-ret));
 	ret = set_reset_msrs(v->fd);
 	if (ret)
@@ -232,7 +237,15 @@ static void handle_exit(struct vcpu *v)
 	switch (v->run->exit_reason) {
 	case KVM_EXIT_IO:
 		count(&vm->stats.io_exits);
-		handle_io(v);
+		if (!hvkvm_handle_io(v))
+			handle_io(v);
+		break;
+	case KVM_EXIT_X86_RDMSR:
+	case KVM_EXIT_X86_WRMSR:
+		hvkvm_handle_msr(v);
+		break;
+	case KVM_EXIT_HYPERV:
+		hvkvm_handle_hyperv(v);
 		break;
 	case KVM_EXIT_MMIO:
 		count(&vm->stats.mmio_exits);

@@ -75,10 +75,11 @@ static int open_kvm(struct vm *vm, char *err, size_t err_size)
 }
 
 /* ISA IRQ i (not 2, the cascade) on PIC pin i; IOAPIC pin i for GSI 1-23; GSI 0 (the PIT)
- * on IOAPIC pin 2, as the MADT's interrupt source override says. */
-static int set_gsi_routing(int vm_fd)
+ * on IOAPIC pin 2, as the MADT's interrupt source override says. Then the Hyper-V SINT
+ * routes of the kernel path, if any. */
+int vm_set_gsi_routing(struct vm *vm)
 {
-	enum { MAX_ROUTES = 16 + VM_NR_GSI };
+	enum { MAX_ROUTES = 16 + VM_NR_GSI + HYPERV_MAX_VPS * HYPERV_SINT_COUNT };
 	struct kvm_irq_routing *r = calloc(1, sizeof(*r) + MAX_ROUTES * sizeof(r->entries[0]));
 	if (!r)
 		return -ENOMEM;
@@ -100,8 +101,9 @@ static int set_gsi_routing(int vm_fd)
 		r->entries[n].u.irqchip.pin = gsi == 0 ? 2 : gsi;
 		n++;
 	}
+	n += hvkvm_sint_routes(vm, r->entries + n, MAX_ROUTES - n);
 	r->nr = n;
-	int ret = ioctl(vm_fd, KVM_SET_GSI_ROUTING, r) < 0 ? -errno : 0;
+	int ret = ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, r) < 0 ? -errno : 0;
 	free(r);
 	return ret;
 }
@@ -124,9 +126,13 @@ static int create_machine(struct vm *vm, char *err, size_t err_size)
 		return ioctl_error(err, err_size, "KVM_SET_TSS_ADDR");
 	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
 		return ioctl_error(err, err_size, "KVM_CREATE_IRQCHIP");
-	int ret = set_gsi_routing(vm->vm_fd);
+	int ret = vm_set_gsi_routing(vm);
 	if (ret)
 		return vdisk_errorf(err, err_size, ret, "KVM_SET_GSI_ROUTING: %s", strerror(-ret));
+	ret = hvkvm_setup_machine(vm);
+	if (ret)
+		return vdisk_errorf(err, err_size, ret, "setting up the Hyper-V interface: %s",
+				    strerror(-ret));
 	/* Without the dummy speaker port 0x61 bit 5 never toggles and SeaBIOS spins on it. */
 	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
 	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
@@ -173,6 +179,8 @@ int vm_create(const struct vm_config *cfg, struct vm **out, char *err, size_t er
 	if (!ret)
 		ret = open_kvm(vm, err, err_size);
 	if (!ret)
+		ret = hvkvm_create(vm, err, err_size);
+	if (!ret)
 		ret = create_machine(vm, err, err_size);
 	if (ret) {
 		vm_destroy(vm);
@@ -187,6 +195,7 @@ void vm_destroy(struct vm *vm)
 	if (!vm)
 		return;
 	destroy_machine(vm);
+	hvkvm_destroy(vm);
 	memory_destroy(vm);
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
@@ -207,6 +216,16 @@ struct dev_bus *vm_bus(struct vm *vm)
 const struct guest_mem *vm_guest_mem(struct vm *vm)
 {
 	return &vm->mem;
+}
+
+struct hyperv *vm_hyperv(struct vm *vm)
+{
+	return vm->hv;
+}
+
+enum hyperv_synic_mode vm_synic_mode(struct vm *vm)
+{
+	return vm->synic;
 }
 
 /* ---- interrupts ---- */
@@ -396,6 +415,8 @@ static int reset_machine(struct vm *vm, char *err, size_t err_size)
 	pthread_rwlock_wrlock(&vm->vm_fd_lock);
 	destroy_machine(vm);
 	memory_reset_pam(vm);
+	if (vm->hv)
+		hyperv_reset(vm->hv);
 	int ret = create_machine(vm, err, err_size);
 	pthread_rwlock_unlock(&vm->vm_fd_lock);
 	if (ret)

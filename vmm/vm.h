@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "dev.h"
+#include "hyperv.h"
 
 #define VM_MAX_CPUS	   64
 #define VM_MAX_FIRMWARE	   (16u << 20) /* must end at 4 GiB without covering the KVM pages */
@@ -32,6 +33,9 @@ struct vm_config {
 	size_t firmware_size; /* 128 KiB also at 0xE0000 while the PAM says "ROM" */
 	bool hugepages;	      /* back RAM with MAP_HUGETLB (clear error if unavailable) */
 	bool no_reboot;	      /* a guest reset stops the VM instead of restarting it */
+	/* The Hyper-V interface (CPUID leaves, MSRs, hypercalls, SynIC); OFF (the zero
+	 * value) gives a plain KVM guest. AUTO takes the in-kernel SynIC when KVM has one. */
+	enum hyperv_synic_mode synic;
 };
 
 enum vm_stop_reason {
@@ -88,6 +92,17 @@ bool vm_is_paused(struct vm *vm);
  * unrecoverable error, or a reset when no_reboot). Returns 0 with *status filled, or -errno
  * when the VM could not run at all (-EBUSY when it already runs). */
 int vm_run(struct vm *vm, struct vm_exit_status *status);
+
+/* The Hyper-V partition (hyperv.h), NULL when the VM has no Hyper-V interface. The VMBus
+ * host connects with hyperv_set_guest_ops and posts through hyperv_synic_* (opaque = it). */
+struct hyperv *vm_hyperv(struct vm *vm);
+/* The SynIC path in use: HYPERV_SYNIC_OFF, _KERNEL or _USER (never _AUTO). */
+enum hyperv_synic_mode vm_synic_mode(struct vm *vm);
+/* HvSignalEvent for connection_id (flag 0) becomes a write to the eventfd fd, made by KVM
+ * on the kernel path (KVM_HYPERV_EVENTFD, no exit to the VMM) and by the vCPU thread on
+ * the user-space path; fd -1 removes it. Kept across guest resets. Returns 0, -ENODEV
+ * without a Hyper-V interface, hyperv_set_event_fd's errors, or KVM's. */
+int vm_hyperv_set_event_fd(struct vm *vm, uint32_t connection_id, int fd);
 
 struct vm_stats {
 	uint64_t exits, io_exits, mmio_exits, halts, resets;

@@ -72,6 +72,13 @@ struct vm {
 	unsigned nhooks;
 
 	struct vm_stats stats; /* updated with atomics */
+
+	/* Hyper-V (hyperv_kvm.c): the resolved mode, the partition, the CPUID leaves and the
+	 * kernel path's SINT routes; NULL/OFF without the interface. */
+	enum hyperv_synic_mode synic;
+	struct hyperv *hv;
+	struct hyperv_cpuid_leaf hv_cpuid[HYPERV_CPUID_COUNT];
+	struct hv_kvm *hvk;
 };
 
 /* memory.c */
@@ -84,7 +91,10 @@ bool memory_handle_mmio(struct vm *vm, uint64_t gpa, uint8_t *data, unsigned len
 
 /* cpuid.c */
 int cpuid_get_supported(int kvm_fd, struct kvm_cpuid2 **out);
-int cpuid_set_vcpu(int vcpu_fd, const struct kvm_cpuid2 *supported, unsigned index, unsigned ncpus);
+/* hv_leaves: the Hyper-V leaves replacing KVM's signature, or NULL for a plain KVM guest. */
+int cpuid_set_vcpu(int vcpu_fd, const struct kvm_cpuid2 *supported, unsigned index, unsigned ncpus,
+		   const struct hyperv_cpuid_leaf *hv_leaves);
+bool cpuid_tsc_invariant(const struct kvm_cpuid2 *supported);
 
 /* vcpu.c */
 int vcpu_create(struct vm *vm, unsigned index, char *err, size_t err_size);
@@ -93,7 +103,19 @@ void *vcpu_thread(void *arg);
 bool vcpu_is_current_thread(void);
 void vcpu_kick(struct vcpu *v);
 
+/* hyperv_kvm.c: the Hyper-V interface on KVM; each is a no-op without it. */
+int hvkvm_create(struct vm *vm, char *err, size_t err_size); /* after open_kvm, memory */
+void hvkvm_destroy(struct vm *vm);
+int hvkvm_setup_machine(struct vm *vm); /* each new vm_fd, before the vCPUs */
+int hvkvm_setup_vcpu(struct vcpu *v);	/* after its CPUID */
+/* The routes of the kernel path's SINTs, appended at e (room for max); returns how many. */
+unsigned hvkvm_sint_routes(struct vm *vm, struct kvm_irq_routing_entry *e, unsigned max);
+bool hvkvm_handle_io(struct vcpu *v); /* true: it was a hypercall, handled */
+void hvkvm_handle_msr(struct vcpu *v);
+void hvkvm_handle_hyperv(struct vcpu *v);
+
 /* vm.c */
+int vm_set_gsi_routing(struct vm *vm);	 /* the PC routes and the SINT routes, on vm_fd */
 void vm_update_attention(struct vm *vm); /* with vm->lock held */
 void vm_stop_error(struct vm *vm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

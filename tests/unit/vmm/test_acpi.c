@@ -4,7 +4,8 @@
  * walks RSDP -> RSDT/XSDT -> FADT -> DSDT/FACS, MADT and SSDT in that memory checking
  * signatures, lengths, checksums and fields. The oracle for the contents is ACPICA: each
  * table is dumped and disassembled with `iasl -d` (no errors or warnings, the key fields
- * in its words), and the DSDT's methods are run in `acpiexec`. */
+ * in its words), and the DSDT's methods are run in `acpiexec`. The VMBus device is checked
+ * the same way in the DSDT of a VM with the Hyper-V interface, and absent otherwise. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -421,6 +422,7 @@ static void check_fixed_tables(const struct tables *t)
 	assert_contains(out, want);
 	assert_int_equal(count(out, "EisaId (\"PNP0C0F\")"), 4);
 	assert_contains(out, "Name (_S5, Package (0x04)");
+	assert_null(strstr(out, "VMB")); /* no Hyper-V interface, no VMBus */
 }
 
 /* acpiexec runs the DSDT's methods; a helper table lets it return half of _PRT at a time
@@ -508,7 +510,7 @@ static void build_and_check(unsigned ncpus)
 	memset(ram, 0, RAM_SIZE);
 	struct fw_cfg *fw;
 	assert_int_equal(fw_cfg_create(&mem, &fw), 0);
-	assert_int_equal(acpi_gen1_add_tables(fw, ncpus), 0);
+	assert_int_equal(acpi_gen1_add_tables(fw, ncpus, false), 0);
 	struct load l;
 	run_loader(fw, &l);
 	struct tables t;
@@ -541,16 +543,76 @@ static void test_cpu_counts(void **state)
 		build_and_check(counts[i]);
 }
 
+/* What Linux 6.1's hv_vmbus looks for (drivers/hv/vmbus_drv.c): a device whose _HID or
+ * _CID is "VMBus" or "VMBUS" (exact case) with a _CRS it can walk, below PCI0 whose _CRS
+ * holds the MMIO windows. acpiexec evaluates the objects as the kernel's ACPICA would. */
+static void check_vmbus_device(void)
+{
+	disassemble("dsdt");
+	assert_contains(out, "Device (VMBS)");
+	assert_contains(out, "Return (\"VMBus\")");
+	assert_contains(out, "Name (_CID, \"VMBUS\")");
+	assert_contains(out, "Name (_UID, Zero)");
+	const char commands[] = "evaluate \\_SB.PCI0.ISA.VMBS._HID\n"
+				"evaluate \\_SB.PCI0.ISA.VMBS._CID\n"
+				"evaluate \\_SB.PCI0.ISA.VMBS._STA\n"
+				"evaluate \\_SB.PCI0.ISA.VMBS._CRS\n"
+				"evaluate \\_SB.PCI0._CRS\nquit\n";
+	write_new_file("vmbus_commands", commands, strlen(commands));
+	int status = test_run(out, OUT_SIZE, "cd %s && acpiexec dsdt.dat < vmbus_commands",
+			      test_tmpdir());
+	if (status != 0 || strstr(out, "ACPI Error") || strstr(out, "ACPI Warning"))
+		fail_msg("acpiexec (status %d):\n%s", status, out);
+	squeeze_spaces(out);
+	/* ACPICA (the kernel's too) upper-cases what _HID returns: "VMBUS", which Linux takes */
+	const char *at = strstr(out, "VMBS._HID returned");
+	assert_non_null(at);
+	at = strstr(at, "[String] Length 05 = \"VMBUS\"");
+	assert_non_null(at);
+	at = strstr(at, "VMBS._CID returned");
+	assert_non_null(at);
+	at = strstr(at, "[String] Length 05 = \"VMBUS\"");
+	assert_non_null(at);
+	at = strstr(at, "[Integer] = 000000000000000F");
+	assert_non_null(at);
+	at = strstr(at, "79 00"); /* the resource template: its end tag alone */
+	assert_non_null(at);
+	/* the window VMBus takes from PCI0, as the bytes of its minimum */
+	uint8_t hole[4];
+	store_le32(hole, (uint32_t)GEN1_PCI_HOLE_START);
+	char want[64];
+	snprintf(want, sizeof(want), "%02X %02X %02X %02X", hole[0], hole[1], hole[2], hole[3]);
+	assert_non_null(strstr(at, want));
+}
+
+static void test_vmbus_device(void **state)
+{
+	(void)state;
+	memset(ram, 0, RAM_SIZE);
+	struct fw_cfg *fw;
+	assert_int_equal(fw_cfg_create(&mem, &fw), 0);
+	assert_int_equal(acpi_gen1_add_tables(fw, 2, true), 0);
+	struct load l;
+	run_loader(fw, &l);
+	struct tables t;
+	walk(&t);
+	check_fadt(t.fadt, 2);
+	check_madt(t.madt, 2);
+	dump("dsdt.dat", t.dsdt, load_le32(ram + t.dsdt + 4));
+	check_vmbus_device();
+	fw_cfg_destroy(fw);
+}
+
 static void test_refusals(void **state)
 {
 	(void)state;
 	struct fw_cfg *fw;
 	assert_int_equal(fw_cfg_create(&mem, &fw), 0);
-	assert_int_equal(acpi_gen1_add_tables(fw, 0), -EINVAL);
-	assert_int_equal(acpi_gen1_add_tables(fw, ACPI_MAX_CPUS + 1), -EINVAL);
+	assert_int_equal(acpi_gen1_add_tables(fw, 0, false), -EINVAL);
+	assert_int_equal(acpi_gen1_add_tables(fw, ACPI_MAX_CPUS + 1, true), -EINVAL);
 	assert_int_equal(fw_cfg_read_file(fw, TABLE_LOADER_FILE, NULL, 0), -ENOENT);
-	assert_int_equal(acpi_gen1_add_tables(fw, 4), 0);
-	assert_int_equal(acpi_gen1_add_tables(fw, 4), -EEXIST);
+	assert_int_equal(acpi_gen1_add_tables(fw, 4, false), 0);
+	assert_int_equal(acpi_gen1_add_tables(fw, 4, true), -EEXIST);
 	fw_cfg_destroy(fw);
 }
 
@@ -567,6 +629,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_one_cpu),
 		cmocka_unit_test(test_cpu_counts),
+		cmocka_unit_test(test_vmbus_device),
 		cmocka_unit_test(test_refusals),
 	};
 	int ret = cmocka_run_group_tests(tests, NULL, test_teardown_tmpdir);

@@ -33,6 +33,24 @@ static int parse(struct vmm_run_config *cfg, const char *args)
 	return vmm_run_args_parse(argc, argv, &host, cfg, err, sizeof(err));
 }
 
+static void test_synic_modes(void **state)
+{
+	(void)state;
+	const struct {
+		const char *args;
+		enum hyperv_synic_mode mode;
+	} cases[] = { { "--synic auto", HYPERV_SYNIC_AUTO },
+		      { "--synic kernel", HYPERV_SYNIC_KERNEL },
+		      { "--synic=user", HYPERV_SYNIC_USER },
+		      { "--synic off --gen 2", HYPERV_SYNIC_OFF } };
+	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct vmm_run_config cfg;
+		assert_int_equal(parse(&cfg, cases[i].args), 0);
+		assert_int_equal(cfg.synic, cases[i].mode);
+		vmm_run_config_free(&cfg);
+	}
+}
+
 static void test_defaults(void **state)
 {
 	(void)state;
@@ -49,6 +67,7 @@ static void test_defaults(void **state)
 	assert_null(cfg.kernel);
 	assert_null(cfg.control);
 	assert_false(cfg.no_reboot || cfg.test_exit || cfg.hugepages);
+	assert_int_equal(cfg.synic, HYPERV_SYNIC_AUTO);
 	vmm_run_config_free(&cfg);
 
 	assert_int_equal(parse(&cfg, "--gen 2"), 0);
@@ -195,6 +214,11 @@ static const struct {
 	{ "--memory 2T", "--memory 2 TiB is more than this host can map (at most 1 TiB)" },
 	{ "--memory 9G", "--memory 9 GiB is more than this host's RAM (8 GiB); give the VM less" },
 	{ "--cpus 0", "--cpus '0' must be a whole number from 1 to 64" },
+	{ "--synic on",
+	  "--synic 'on' must be auto, kernel (KVM's SynIC), user (the VMM's) or off" },
+	{ "--synic USER", "--synic 'USER' must be auto" },
+	{ "--synic", "--synic needs a value (MODE)" },
+	{ "--synic off --synic user", "--synic is given twice; give it once" },
 	{ "--cpus 65", "--cpus '65' must be a whole number from 1 to 64" },
 	{ "--cpus -1", "--cpus '-1' must be" },
 	{ "--cpus 2x", "--cpus '2x' must be" },
@@ -287,6 +311,7 @@ static void test_help(void **state)
 						 "--cpus N",
 						 "--hugepages",
 						 "--firmware FILE",
+						 "--synic auto|kernel|user|off",
 						 "--disk BUS:C:L=FILE[,ro][,cache=MODE]",
 						 "--dvd BUS:C:L[=FILE]",
 						 "--boot disk|dvd|LIST",
@@ -447,6 +472,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_synic_modes),
 		cmocka_unit_test(test_every_option),
 		cmocka_unit_test(test_values_after_equals_and_later_forms),
 		cmocka_unit_test(test_all_locations),
