@@ -29,18 +29,10 @@
 #include <stdint.h>
 
 #include "dev.h"
+#include "hyperv_status.h" /* HvPostMessage / HvSignalEvent results */
 
 struct vmbus;
 
-/* HvPostMessage / HvSignalEvent results (TLFS). */
-enum {
-	HV_STATUS_SUCCESS = 0,
-	HV_STATUS_INVALID_HYPERCALL_INPUT = 3,
-	HV_STATUS_INVALID_PARAMETER = 5,
-	HV_STATUS_INSUFFICIENT_MEMORY = 11,
-	HV_STATUS_INVALID_CONNECTION_ID = 18,
-	HV_STATUS_INSUFFICIENT_BUFFERS = 19,
-};
 
 #define VMBUS_MESSAGE_SINT	     2	    /* messages and channel events arrive on SINT 2 */
 #define VMBUS_MESSAGE_TYPE	     1	    /* the SynIC message type of every VMBus message */

@@ -105,15 +105,7 @@ void hyperv_cpuid_leaves(unsigned nvps, bool tsc_invariant,
 #define HYPERV_HCALL_SIGNAL_EVENT 0x005D
 #define HYPERV_HCALL_FAST	  (1ull << 16)
 
-#define HV_STATUS_SUCCESS		  0
-#define HV_STATUS_INVALID_HYPERCALL_CODE  2
-#define HV_STATUS_INVALID_HYPERCALL_INPUT 3
-#define HV_STATUS_INVALID_ALIGNMENT	  4
-#define HV_STATUS_INVALID_PARAMETER	  5
-#define HV_STATUS_ACCESS_DENIED		  6
-#define HV_STATUS_INVALID_PORT_ID	  17
-#define HV_STATUS_INVALID_CONNECTION_ID	  18
-#define HV_STATUS_INSUFFICIENT_BUFFERS	  19
+#include "hyperv_status.h"
 
 /* HvPostMessage input (256 bytes in guest RAM, 8-byte aligned, not crossing a page). */
 #define HYPERV_POST_INPUT_SIZE	  256

@@ -29,6 +29,7 @@
 #include "misc_ports.h"
 #include "piix.h"
 #include "run_args.h"
+#include "run_scsi.h"
 #include "serial.h"
 #include "vdisk.h"
 #include "vm.h"
@@ -68,7 +69,8 @@ struct vmm {
 	struct misc_ports *misc;
 	struct fw_cfg *fw;
 	struct control_server *control;
-	bool stopping; /* powerdown or quit asked for */
+	struct vmm_scsi *scsi; /* NULL without SCSI drives */
+	bool stopping;	       /* powerdown or quit asked for */
 };
 
 static int fail(const char *what, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -115,11 +117,32 @@ static int load_firmware(struct vmm *v)
 	return 0;
 }
 
-static int open_drive(struct run_drive *d)
+static bool on_scsi(const struct run_drive *d)
+{
+	return d->cfg->loc.bus == VMM_BUS_SCSI;
+}
+
+/* VMBus channels per SCSI controller: one per vCPU, as Linux's storvsc asks for. */
+static unsigned scsi_channels(const struct vmm_run_config *cfg)
+{
+	return cfg->cpus;
+}
+
+static bool has_scsi(const struct vmm_run_config *cfg)
+{
+	for (unsigned i = 0; i < cfg->ndrives; i++)
+		if (cfg->drives[i].loc.bus == VMM_BUS_SCSI)
+			return true;
+	return false;
+}
+
+static int open_drive(const struct vmm_run_config *cfg, struct run_drive *d)
 {
 	if (!d->cfg->path)
 		return 0;
-	struct vdisk_options o = { .read_only = d->cfg->read_only, .cache = d->cfg->cache };
+	struct vdisk_options o = { .read_only = d->cfg->read_only,
+				   .cache = d->cfg->cache,
+				   .queues = on_scsi(d) ? scsi_channels(cfg) : 1 };
 	if (d->cfg->kind == VMM_DRIVE_DVD)
 		o.format = "raw"; /* an ISO is a plain file of 2048-byte sectors */
 	char err[256];
@@ -141,7 +164,7 @@ static int open_drives(struct vmm *v)
 	for (unsigned i = 0; i < v->cfg->ndrives; i++) {
 		struct run_drive *d = &v->drives[v->ndrives++];
 		d->cfg = &v->cfg->drives[i];
-		int ret = open_drive(d);
+		int ret = open_drive(v->cfg, d);
 		if (ret)
 			return ret;
 	}
@@ -152,7 +175,7 @@ static int poll_drives(struct vmm *v)
 {
 	for (unsigned i = 0; i < v->ndrives; i++) {
 		struct run_drive *d = &v->drives[i];
-		if (!d->disk)
+		if (!d->disk || on_scsi(d)) /* SCSI queues belong to their channel threads */
 			continue;
 		int ret = event_loop_add_fd(v->loop, vdisk_queue_event_fd(d->queue), poll_drive, d);
 		if (ret < 0)
@@ -167,7 +190,7 @@ static void drain_drives(struct vmm *v)
 {
 	for (unsigned i = 0; i < v->ndrives; i++) {
 		struct run_drive *d = &v->drives[i];
-		while (d->disk && vdisk_queue_inflight(d->queue) > 0)
+		while (d->disk && !on_scsi(d) && vdisk_queue_inflight(d->queue) > 0)
 			vdisk_queue_poll(d->queue, 1);
 	}
 }
@@ -280,6 +303,8 @@ static int attach_ide_drives(struct vmm *v)
 	for (unsigned i = 0; i < v->ndrives; i++) {
 		struct run_drive *d = &v->drives[i];
 		const struct vmm_location *loc = &d->cfg->loc;
+		if (on_scsi(d))
+			continue;
 		int ret = d->cfg->kind == VMM_DRIVE_DVD
 				  ? ide_attach_cdrom(ide, loc->controller, loc->lun, d->disk)
 				  : ide_attach_disk(ide, loc->controller, loc->lun, d->disk);
@@ -417,7 +442,8 @@ static int setup_firmware_config(struct vmm *v)
 					  .nboot = n,
 					  .boot_strict = v->cfg->nboot > 0,
 					  .serial_console = v->cfg->serial != VMM_SERIAL_NONE,
-					  .boot_fail_wait_ms = BOOT_FAIL_WAIT_MS };
+					  .boot_fail_wait_ms = BOOT_FAIL_WAIT_MS,
+					  .vmbus = vm_hyperv(v->vm) != NULL };
 	ret = gen1_firmware_setup(v->fw, &p);
 	return ret < 0 ? fail(NULL, "cannot fill fw_cfg for the firmware: %s", strerror(-ret)) : 0;
 }
@@ -461,6 +487,29 @@ static int add_reset_hooks(struct vmm *v)
 	return ret < 0 ? fail(NULL, "cannot register reset hooks: %s", strerror(-ret)) : 0;
 }
 
+/* The synthetic SCSI controllers with their disks, on the VMBus host. */
+static int create_scsi(struct vmm *v)
+{
+	struct vmm_scsi_disk disks[VMM_MAX_DRIVES];
+	unsigned n = 0;
+	for (unsigned i = 0; i < v->ndrives; i++)
+		if (on_scsi(&v->drives[i]))
+			disks[n++] =
+				(struct vmm_scsi_disk){ .controller =
+								v->drives[i].cfg->loc.controller,
+							.lun = v->drives[i].cfg->loc.lun,
+							.disk = v->drives[i].disk };
+	if (!n)
+		return 0;
+	char err[256];
+	int ret =
+		vmm_scsi_create(v->vm, disks, n, scsi_channels(v->cfg), &v->scsi, err, sizeof(err));
+	if (ret < 0)
+		return fail(NULL, "%s", err);
+	ret = vm_add_reset_hook(v->vm, vmm_scsi_reset, v->scsi);
+	return ret < 0 ? fail(NULL, "cannot register a reset hook: %s", strerror(-ret)) : 0;
+}
+
 static int build_platform(struct vmm *v)
 {
 	for (unsigned i = 0; i < VM_NR_GSI; i++)
@@ -480,6 +529,8 @@ static int build_platform(struct vmm *v)
 		ret = setup_firmware_config(v);
 	if (!ret)
 		ret = add_reset_hooks(v);
+	if (!ret)
+		ret = create_scsi(v);
 	return ret;
 }
 
@@ -495,16 +546,23 @@ static int ctl_query_status(void *opaque, enum control_run_state *state, char *e
 	return 0;
 }
 
+/* What a drive holds now and its I/O counters (the IDE model counts them; SCSI drives
+ * report none yet). */
+static void drive_state(struct vmm *v, const struct run_drive *d, struct ide_device_info *dev)
+{
+	if (on_scsi(d) ||
+	    ide_query_device(piix_ide(v->piix), d->cfg->loc.controller, d->cfg->loc.lun, dev) < 0)
+		*dev = (struct ide_device_info){ .disk = d->disk, .inserted = d->disk != NULL };
+}
+
 static int ctl_query_block(void *opaque, json_t *drives, char *err, size_t err_size)
 {
 	(void)err, (void)err_size;
 	struct vmm *v = opaque;
-	struct ide_controller *ide = piix_ide(v->piix);
 	for (unsigned i = 0; i < v->ndrives; i++) {
 		const struct vmm_drive *cfg = v->drives[i].cfg;
 		struct ide_device_info dev;
-		if (ide_query_device(ide, cfg->loc.controller, cfg->loc.lun, &dev) < 0)
-			continue;
+		drive_state(v, &v->drives[i], &dev);
 		char where[VMM_LOCATION_TEXT_MAX];
 		vmm_location_format(&cfg->loc, where, sizeof(where));
 		struct control_block_info info = {
@@ -608,9 +666,7 @@ static void print_stats(struct vmm *v)
 	for (unsigned i = 0; i < v->ndrives; i++) {
 		const struct vmm_drive *cfg = v->drives[i].cfg;
 		struct ide_device_info dev;
-		if (ide_query_device(piix_ide(v->piix), cfg->loc.controller, cfg->loc.lun, &dev) <
-		    0)
-			continue;
+		drive_state(v, &v->drives[i], &dev);
 		char where[VMM_LOCATION_TEXT_MAX];
 		vmm_location_format(&cfg->loc, where, sizeof(where));
 		json_array_append_new(drives,
@@ -661,7 +717,8 @@ static int build(struct vmm *v)
 				.firmware = v->firmware,
 				.firmware_size = v->firmware_size,
 				.hugepages = v->cfg->hugepages,
-				.no_reboot = v->cfg->no_reboot };
+				.no_reboot = v->cfg->no_reboot,
+				.synic = has_scsi(v->cfg) ? v->cfg->synic : HYPERV_SYNIC_OFF };
 	char err[256];
 	ret = vm_create(&vc, &v->vm, err, sizeof(err));
 	if (ret < 0)
@@ -685,6 +742,7 @@ static void teardown(struct vmm *v)
 		if (v->drives[i].polled)
 			event_loop_remove_fd(v->loop, vdisk_queue_event_fd(v->drives[i].queue));
 	drain_drives(v);
+	vmm_scsi_destroy(v->scsi);
 	if (v->fw)
 		fw_cfg_destroy(v->fw);
 	if (v->misc)
@@ -716,6 +774,9 @@ int vmm_run(const struct vmm_run_config *cfg)
 {
 	if (cfg->gen != 1)
 		return fail(NULL, "generation %u VMs are not available yet; use --gen 1", cfg->gen);
+	if (has_scsi(cfg) && cfg->synic == HYPERV_SYNIC_OFF)
+		return fail(NULL, "SCSI drives are served over VMBus, which needs the Hyper-V "
+				  "interface: drop --synic off");
 	struct vmm *v = calloc(1, sizeof(*v));
 	if (!v)
 		return fail(NULL, "out of memory");

@@ -84,7 +84,14 @@ static void test_run_failures(void **state)
 	assert_int_equal(run("'%s' run --gen 2 --memory 64M --firmware %s --disk scsi:0:3=%s", vmm,
 			     fw, disk),
 			 2);
-	assert_contains(out, "--disk scsi:0:3: SCSI controllers are not available yet");
+	assert_contains(out, "generation 2 VMs are not available yet");
+	assert_int_equal(
+		run("'%s' run --memory 64M --firmware %s --dvd scsi:0:3=%s", vmm, fw, disk), 2);
+	assert_contains(out, "--dvd scsi:0:3: SCSI DVD drives are not available yet");
+	assert_int_equal(run("'%s' run --memory 64M --firmware %s --disk scsi:0:3=%s --synic off",
+			     vmm, fw, disk),
+			 2);
+	assert_contains(out, "needs the Hyper-V interface: drop --synic off");
 	/* A valid configuration runs: a firmware whose reset vector writes 42 to the test-exit
 	 * port (mov al, 42; mov dx, 0x501; out dx, al; hlt) ends the VM with 64 + 42. */
 	if (access("/dev/kvm", R_OK | W_OK) != 0)
