@@ -21,10 +21,10 @@ Options:
   --timeout SECONDS   end QEMU after this long and fail (default: probe 180, l2-qemu 420,
                       vmm 1200; HVSTACK_RIG_TIMEOUT also sets it)
   --l2-exit button|acpi|port
-                      how L2 ends: button (default for --l2-qemu) waits for the ACPI power
-                      button, which the rig presses (system_powerdown on QEMU's monitor),
-                      and busybox acpid powers off; acpi powers off at once; port writes to
-                      the test-exit port 0x501 (default for --vmm; under --l2-qemu QEMU's
+                      how L2 ends: button (default) waits for the ACPI power button, which
+                      the rig presses (--vmm: vmm ctl powerdown; --l2-qemu: system_powerdown
+                      on QEMU's monitor), and busybox acpid powers off; acpi powers off at
+                      once; port writes to the test-exit port 0x501 (under --l2-qemu QEMU's
                       isa-debug-exit device stands in for it)
   --format vhdx|vhd   the L2 disk's format (default vhdx), made by vdisk convert
   --work DIR          where the per-run disk, logs and copies go (default out/rig/MODE)
@@ -53,7 +53,7 @@ done
 case $mode in
 probe) : "${timeout:=180}" ;;
 l2-qemu) : "${timeout:=420}" "${l2_exit:=button}" ;;
-vmm) : "${timeout:=1200}" "${l2_exit:=port}" ;;
+vmm) : "${timeout:=1200}" "${l2_exit:=button}" ;;
 esac
 case ${l2_exit:-button} in button | acpi | port) ;; *) rig_die "--l2-exit takes button, acpi or port" ;; esac
 case $format in
@@ -70,6 +70,9 @@ L1_STEPS=(l1-kvm-modules l1-kvm-probe)
 L2_STEPS=(modules hv-modules disk dvd fio-rand4k fio-seq1m pattern)
 # With --l2-exit button: L2 readies acpid, then its handler reports the press.
 L2_BUTTON_STEPS=(acpi-button power-button)
+# What L1 proves through the control socket while L2 runs (--vmm).
+L1_CTL_STEPS=(ctl-status ctl-block)
+L1_BUTTON_STEPS=(ctl-pause powerdown)
 WAITING_MARKER="RIG: waiting for power button"
 
 images=$("$rig_dir/build.sh" --print-dir) || rig_die "building the images failed"
@@ -128,6 +131,16 @@ check_markers() { # STEP...
 	if tr -d '\r' <"$log" | grep -aq 'RIG: step [^ ]* fail'; then
 		failed=1
 	fi
+	note_kernel_trouble
+}
+
+# A kernel's BUG, panic or hung-task report in the log (L1's or L2's) is the first thing to
+# read when steps are missing: it is listed with the results (it fails nothing by itself).
+note_kernel_trouble() {
+	local line
+	line=$(tr -d '\r' <"$log" | grep -a -m 1 -e 'BUG:' -e 'Kernel panic' -e 'blocked for more than' \
+		-e 'rcu: INFO' || true)
+	[ -z "$line" ] || results+=("kernel-log note: $line")
 }
 
 # The L2 steps the exit mode adds.
@@ -260,9 +273,11 @@ run_vmm() {
 	rm -rf "$work/share"
 	boot "${L1_QEMU[@]}" -kernel "$images/vmlinuz" -initrd "$images/l1-initrd.img" \
 		-drive "file=$work/share.img,format=raw,if=virtio" \
-		-append "console=ttyS0 panic=-1 quiet rig.mode=vmm rig.l2_memory=1G rig.l2_cpus=2 rig.l2_disk=$disk_name rig.l2_dvd=dvd.iso rig.vmm_timeout=$((timeout - 60))"
+		-append "console=ttyS0 panic=-1 quiet rig.mode=vmm rig.l2_memory=1G rig.l2_cpus=2 rig.l2_disk=$disk_name rig.l2_dvd=dvd.iso rig.vmm_timeout=$((timeout - 60)) rig.l2_exit=$l2_exit rig.l2_format=$format rig.l2_disk_bytes=$((L2_DISK_SECTORS * 512)) rig.l2_dvd_bytes=$L2_DVD_BYTES"
+	local l1_steps=("${L1_STEPS[@]}" l1-share "${L1_CTL_STEPS[@]}" l1-vmm)
+	[ "$l2_exit" != button ] || l1_steps+=("${L1_BUTTON_STEPS[@]}")
 	# shellcheck disable=SC2046 # one word per step
-	check_markers "${L1_STEPS[@]}" l1-share l1-vmm $(l2_steps)
+	check_markers "${l1_steps[@]}" $(l2_steps)
 	debugfs -R "dump /$disk_name $work/$disk_name" "$work/share.img" >/dev/null 2>&1 ||
 		record host-extract fail "debugfs could not take $disk_name out of $work/share.img"
 	[ ! -e "$work/$disk_name" ] || host_check "$work/$disk_name"
