@@ -12,7 +12,8 @@ Usage: tests/guest/rig/build.sh [--print-dir] [--help]
 Builds, in a cache directory keyed by the package versions and the rig's scripts
 (\$HVSTACK_RIG_CACHE/<key>, default ~/.cache/hvstack-rig/<key>):
   vmlinuz            the Debian 12 kernel linux-image-amd64 depends on (L1 and L2)
-  l2-initrd.img      L2: busybox, IDE/SCSI/CD-ROM (and Hyper-V) modules, fio, the test plan
+  l2-initrd.img      L2: busybox, IDE/SCSI/CD-ROM (and Hyper-V) modules, the ACPI button and
+                     evdev modules, fio, the test plan
   l2-disk.raw        L2 boot disk: MBR, FAT boot partition with SYSLINUX, kernel, initramfs,
                      and a data partition; also as l2-disk.vhdx and l2-disk.vhd (vdisk convert)
   dvd.iso            the DVD: random data with a recorded SHA-256
@@ -221,6 +222,8 @@ build_l2_initramfs() {
 	install_modules "$dir" /etc/rig/modules "" ata_piix sd_mod sr_mod cdrom scsi_mod
 	install_modules "$dir" /etc/rig/modules-hv "$dir/etc/rig/modules" hv_vmbus hv_storvsc \
 		scsi_transport_fc
+	# The ACPI power button and the evdev nodes busybox acpid reads it from.
+	install_modules "$dir" /etc/rig/modules-power "" button evdev
 	install_binary "$dir" "$fio_root/usr/bin/fio" /usr/bin/fio "$fio_root"
 	make_cpio "$dir" "$out/l2-initrd.img"
 	rm -rf "$dir"

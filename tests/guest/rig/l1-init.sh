@@ -3,14 +3,18 @@
 # /init of L1, the Linux that QEMU (TCG, emulated AMD CPU with SVM) boots to host our VMM.
 # Loads KVM with nested=1, proves /dev/kvm with kvm_probe, and with rig.mode=vmm runs the
 # L2 guest under `vmm run` from the shared disk (QEMU's virtio disk, ext4, mounted at
-# /share), then powers off. One marker line per step, as in l2-init.sh:
-#   RIG: step l1-NAME ok|fail|skip DETAIL
+# /share) and drives it with `vmm ctl` on its control socket, then powers off. One marker
+# line per step, as in l2-init.sh:
+#   RIG: step NAME ok|fail|skip DETAIL
 #
 # Parameters (kernel command line, from run.sh):
 #   rig.mode=probe|vmm
 #   rig.l2_memory=SIZE rig.l2_cpus=N   the L2 VM's size
 #   rig.l2_disk=FILE rig.l2_dvd=FILE   names on the shared disk
 #   rig.vmm_timeout=SECONDS            how long `vmm run` may take
+#   rig.l2_exit=button|acpi|port       how L2 ends its run (its rig.exit)
+#   rig.l2_format=vhdx|vhd rig.l2_disk_bytes=N rig.l2_dvd_bytes=N
+#                                      what query-block must report for the drives
 /bin/busybox mkdir -p /proc /sys /dev /tmp /share /usr/bin /usr/sbin /bin /sbin
 /bin/busybox --install -s
 mount -t proc proc /proc
@@ -20,7 +24,7 @@ mount -t tmpfs tmpfs /tmp
 exec </dev/console >/dev/console 2>&1
 . /etc/rig/common.sh
 
-VMM_PASS_STATUS=64 # the L2 /init writes 0 to the test-exit port when its plan passed
+VMM_PASS_STATUS=64 # with rig.l2_exit=port: the L2 /init wrote 0 to the test-exit port
 
 step_kvm_modules() {
 	local bad
@@ -59,23 +63,256 @@ step_share() {
 	fi
 }
 
+# ---- vmm run, and vmm ctl on its control socket while L2 runs ----
+
+CTL_SOCK=/run/vmm.sock
+L2_LOG=/tmp/l2-serial.log   # L2's serial output (vmm's stdout) as it passes to the console
+L2_FIFO=/tmp/l2-serial.fifo # the same, line by line, for L1's script (file descriptor 3)
+VMM_STATUS=/tmp/vmm.status  # vmm's exit status, once it exited
+WAITING_MARKER="RIG: waiting for power button"
+L2_PATTERN_KIB=1024 # l2-init.sh's pattern step writes and reads back 1 MiB
+PAUSE_SECONDS=4     # L2 stays paused this long (far below its own I/O timeouts)
+POWERDOWN_WAIT=60   # seconds from powerdown to vmm's exit
+
+ctl() { # COMMAND [KEY=VALUE...]: one request on the control socket; the reply as text
+	vmm ctl --timeout 10 "$CTL_SOCK" "$@" 2>&1
+}
+
+# The value of KEY in `vmm ctl` text on stdin: "key: value" lines, indented, with "- "
+# before the first key of a list item.
+field() { # KEY
+	awk -v key="$1" '{ sub(/^ *(- )?/, "") }
+		index($0, key ": ") == 1 { print substr($0, length(key) + 3); exit }'
+}
+
+vmm_exited() {
+	[ -e "$VMM_STATUS" ]
+}
+
+# Reads L2's serial lines until one holds TEXT; false at their end (vmm exited). Blocking
+# reads, not polling: every process L1 starts while L2 runs costs the nested guests time
+# (and interprocessor interrupts, which QEMU's emulated SVM has been seen to mishandle).
+wait_l2() { # TEXT
+	local line
+	while read -r line <&3; do
+		case $line in *"$1"*) return 0 ;; esac
+	done
+	return 1
+}
+
+# L1 reads no more of L2's lines: something must still empty the FIFO, or tee blocks.
+stop_reading_l2() {
+	cat <&3 >/dev/null &
+	exec 3<&-
+}
+
+l2_log_size() {
+	wc -c <"$L2_LOG"
+}
+
+last_tick() {
+	grep -ao 'RIG: tick [0-9]*' "$L2_LOG" | tail -n 1 | cut -d' ' -f3
+}
+
+# The KiB L2's fio steps report: "wrote N KiB" or "verified N KiB", summed.
+l2_fio_kib() { # wrote|verified
+	tr -d '\r' <"$L2_LOG" | grep -a 'RIG: step fio-[^ ]* ok' |
+		sed -n "s/.* $1 \([0-9]*\) KiB.*/\1/p" | awk '{ kib += $1 } END { print kib + 0 }'
+}
+
+# Runs the L2 VM; its serial output goes to stdout. Leaves the exit status in VMM_STATUS.
+run_vmm() { # DISK DVD
+	timeout "$(param vmm_timeout 900)" vmm run --gen 1 --memory "$(param l2_memory 1G)" \
+		--cpus "$(param l2_cpus 2)" --disk "ide:0:0=$1" --dvd "ide:1:0=$2" \
+		--control "$CTL_SOCK" --serial stdio --test-exit </dev/null
+	echo $? >"$VMM_STATUS"
+}
+
+step_ctl_status() {
+	local out
+	if ! wait_l2 "RIG: L2 init"; then
+		marker ctl-status fail "L2 never started its /init"
+		return
+	fi
+	out=$(ctl query-status)
+	if [ "$(echo "$out" | field status)" = running ]; then
+		marker ctl-status ok "query-status while L2 runs: status running"
+	else
+		marker ctl-status fail "query-status while L2 runs: $(echo "$out" | tr '\n' ' ')"
+	fi
+}
+
+# Compares what query-block said (NAME KEY, from query_drive) with what it should say;
+# each difference goes into $problems.
+expect() { # NAME KEY WANT
+	local got
+	got=$(field "$2" <"/tmp/block-$1")
+	[ "$got" = "$3" ] || problems="$problems $1.$2='$got' (want '$3');"
+}
+
+expect_at_least() { # WHAT GOT MIN
+	[ "$2" -ge "$3" ] 2>/dev/null || problems="$problems $1=$2 (want >= $3);"
+}
+
+query_drive() { # LOCATION NAME: saves the drive's query-block reply as /tmp/block-NAME
+	ctl query-block location="$1" >"/tmp/block-$2"
+}
+
+counter() { # NAME KEY
+	field "$2" <"/tmp/block-$1"
+}
+
+# query-block before L2's fio steps (at its disk step; the DVD step comes in between) and
+# after its pattern step: the disk's counters must have grown by at least what fio and the
+# pattern step say they wrote and read back.
+step_ctl_block() { # DISK DVD
+	local problems="" wrote_kib read_kib wr rd
+	if ! wait_l2 "RIG: step disk "; then
+		marker ctl-block fail "L2 never reached its disk step"
+		return
+	fi
+	query_drive ide:0:0 disk-before
+	if ! wait_l2 "RIG: step pattern "; then
+		marker ctl-block fail "L2 never reached its pattern step"
+		return
+	fi
+	query_drive ide:0:0 disk
+	query_drive ide:1:0 dvd
+	expect disk kind disk
+	expect disk format "$(param l2_format vhdx)"
+	expect disk file "$1"
+	expect disk size "$(param l2_disk_bytes)"
+	expect disk inserted true
+	expect disk read_only false
+	expect dvd kind dvd
+	expect dvd format raw
+	expect dvd file "$2"
+	expect dvd size "$(param l2_dvd_bytes)"
+	expect dvd inserted true
+	expect dvd read_only true
+	wrote_kib=$(($(l2_fio_kib wrote) + L2_PATTERN_KIB))
+	read_kib=$(($(l2_fio_kib verified) + L2_PATTERN_KIB))
+	wr=$(($(counter disk wr_bytes) - $(counter disk-before wr_bytes)))
+	rd=$(($(counter disk rd_bytes) - $(counter disk-before rd_bytes)))
+	expect_at_least disk.wr_bytes-growth "$wr" $((wrote_kib * 1024))
+	expect_at_least disk.rd_bytes-growth "$rd" $((read_kib * 1024))
+	expect_at_least dvd.rd_bytes "$(counter dvd rd_bytes)" "$(param l2_dvd_bytes)"
+	if [ -z "$problems" ]; then
+		marker ctl-block ok "ide:0:0 disk $(counter disk format) $(counter disk size) bytes," \
+			"wr_bytes +$wr rd_bytes +$rd during fio and the pattern (L2 wrote $wrote_kib KiB," \
+			"read back $read_kib KiB); ide:1:0 dvd $(counter dvd format) inserted," \
+			"rd_bytes $(counter dvd rd_bytes)"
+	else
+		marker ctl-block fail "$problems replies: $(tr '\n' ' ' </tmp/block-disk) / $(tr '\n' ' ' </tmp/block-dvd)"
+	fi
+}
+
+# Pause while L2 ticks (it waits for the power button): query-status says paused and no
+# serial output comes for PAUSE_SECONDS; after resume it says running and the ticks go on.
+step_ctl_pause() {
+	local size paused_size state resumed_state tick out
+	if ! wait_l2 "$WAITING_MARKER" || ! wait_l2 "RIG: tick"; then
+		marker ctl-pause fail "L2 never printed '$WAITING_MARKER' and a tick"
+		return
+	fi
+	if ! out=$(ctl pause); then
+		marker ctl-pause fail "pause: $out"
+		return
+	fi
+	state=$(ctl query-status | field status)
+	sleep 1 # what the guest wrote just before the pause may still be on its way
+	size=$(l2_log_size)
+	tick=$(last_tick)
+	sleep $PAUSE_SECONDS
+	paused_size=$(l2_log_size)
+	out=$(ctl resume) || out="resume failed: $out"
+	resumed_state=$(ctl query-status | field status)
+	wait_for_growth "$paused_size" 10
+	if [ "$state" = paused ] && [ "$paused_size" = "$size" ] &&
+		[ "$resumed_state" = running ] && [ "$(l2_log_size)" -gt "$paused_size" ]; then
+		marker ctl-pause ok "query-status paused; no serial output for $PAUSE_SECONDS s" \
+			"(last tick $tick); resume: query-status running, ticks went on to $(last_tick)"
+	else
+		marker ctl-pause fail "paused: status '$state', serial output $size -> $paused_size" \
+			"bytes in $PAUSE_SECONDS s; resume: '$out', status '$resumed_state'," \
+			"serial output $(l2_log_size) bytes"
+	fi
+}
+
+wait_for_growth() { # SIZE SECONDS: until L2's serial output is longer than SIZE
+	local i=0
+	while [ "$(l2_log_size)" -le "$1" ] && [ $i -lt "$2" ]; do
+		sleep 1
+		i=$((i + 1))
+	done
+}
+
+# The ACPI power button: L2's acpid runs its handler, which powers off (S5), and vmm run
+# exits 0.
+step_powerdown() {
+	local out state i=0 status
+	if ! out=$(ctl powerdown); then
+		marker powerdown fail "powerdown: $out"
+		ctl quit >/dev/null
+		return
+	fi
+	state=$(ctl query-status | field status)
+	while ! vmm_exited && [ $i -lt $POWERDOWN_WAIT ]; do
+		sleep 1
+		i=$((i + 1))
+	done
+	if ! vmm_exited; then
+		marker powerdown fail "vmm still runs $POWERDOWN_WAIT s after powerdown (status $state)"
+		ctl quit >/dev/null
+		return
+	fi
+	status=$(cat "$VMM_STATUS")
+	if [ "$status" = 0 ] && grep -aq "RIG: step power-button ok" "$L2_LOG"; then
+		marker powerdown ok "query-status $state; L2's acpid ran its handler and vmm exited 0" \
+			"within $((i + 1)) s: the guest powered off through ACPI S5"
+	else
+		marker powerdown fail "vmm exited $status after powerdown; L2's handler" \
+			"$(grep -aq 'RIG: step power-button ok' "$L2_LOG" && echo ran || echo did not run)"
+	fi
+}
+
+# What L1 proves through the control socket while L2 runs. With the power-button ending it
+# also pauses L2 and presses the button; otherwise L2 ends the run itself.
+control_vmm() { # DISK DVD
+	local button=0
+	[ "$(param l2_exit button)" != button ] || button=1
+	step_ctl_status
+	step_ctl_block "$1" "$2"
+	[ $button -eq 0 ] || step_ctl_pause
+	stop_reading_l2
+	[ $button -eq 0 ] || step_powerdown
+}
+
 step_vmm() {
-	local disk dvd status
+	local disk dvd status want
 	disk=/share/$(param l2_disk l2.vhdx)
 	dvd=/share/$(param l2_dvd dvd.iso)
 	if [ ! -x /usr/bin/vmm ]; then
 		marker l1-vmm fail "no vmm in the L1 initramfs"
 		return
 	fi
-	echo "RIG: L1 running: vmm run --gen 1 --memory $(param l2_memory 1G) --cpus $(param l2_cpus 2) --disk ide:0:0=$disk --dvd ide:1:0=$dvd --serial stdio --test-exit"
-	timeout "$(param vmm_timeout 900)" vmm run --gen 1 --memory "$(param l2_memory 1G)" \
-		--cpus "$(param l2_cpus 2)" --disk "ide:0:0=$disk" --dvd "ide:1:0=$dvd" \
-		--serial stdio --test-exit </dev/null
-	status=$?
+	want=0
+	[ "$(param l2_exit button)" != port ] || want=$VMM_PASS_STATUS
+	mkdir -p /run
+	rm -f "$L2_LOG" "$L2_FIFO" "$VMM_STATUS"
+	mkfifo "$L2_FIFO"
+	echo "RIG: L1 running: vmm run --gen 1 --memory $(param l2_memory 1G) --cpus $(param l2_cpus 2) --disk ide:0:0=$disk --dvd ide:1:0=$dvd --control $CTL_SOCK --serial stdio --test-exit"
+	run_vmm "$disk" "$dvd" 2>&1 | tee "$L2_LOG" "$L2_FIFO" &
+	exec 3<"$L2_FIFO"
+	# L1's markers wait until vmm is done: on the console they would cut into L2's lines.
+	control_vmm "$disk" "$dvd" >/tmp/ctl-markers 2>&1
+	wait
+	cat /tmp/ctl-markers
+	status=$(cat "$VMM_STATUS" 2>/dev/null || echo none)
 	case $status in
-	"$VMM_PASS_STATUS") marker l1-vmm ok "vmm exited $status: the guest reported success on the test-exit port" ;;
+	"$want") marker l1-vmm ok "vmm exited $status: $([ "$want" = 0 ] && echo "the guest powered off" || echo "the guest reported success on the test-exit port")" ;;
 	143) marker l1-vmm fail "vmm killed after $(param vmm_timeout 900) s" ;;
-	*) marker l1-vmm fail "vmm exited $status (want $VMM_PASS_STATUS)" ;;
+	*) marker l1-vmm fail "vmm exited $status (want $want)" ;;
 	esac
 }
 

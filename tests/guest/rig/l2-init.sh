@@ -5,8 +5,7 @@
 # marker line per step for run.sh to parse:
 #   RIG: step NAME ok|fail|skip DETAIL
 #   RIG: done ok|fail
-# then powers off through ACPI, or with rig.exit=port writes the result (0 pass, 1 fail) to
-# the test-exit port 0x501 first.
+# then ends the run as rig.exit says (see finish).
 #
 # Parameters (kernel command line, written by run.sh into the boot loader's config):
 #   rig.disk_sectors=N   size of the IDE disk in 512-byte sectors
@@ -14,7 +13,7 @@
 #   rig.dvd_sha256=HEX   SHA-256 of the whole ISO in the DVD drive (rig.dvd_bytes its size)
 #   rig.token=WORD       this run's pattern word
 #   rig.pattern_mib=N    where the pattern goes in the data area (MiB); 1 MiB long
-#   rig.exit=acpi|port   how to end the run
+#   rig.exit=acpi|port|button   how to end the run (see finish)
 /bin/busybox mkdir -p /proc /sys /dev /tmp /usr/bin /usr/sbin /bin /sbin
 /bin/busybox --install -s
 mount -t proc proc /proc
@@ -28,6 +27,8 @@ TEST_EXIT_PORT=1281 # 0x501, GEN1_TEST_EXIT_PORT
 # (the rest of the plan still runs) instead of hanging the run.
 FIO_TIMEOUT=120
 IO_TIMEOUT=60
+# How long the guest waits for the power button before it gives up and powers off itself.
+BUTTON_WAIT=180
 
 step_modules() {
 	local bad
@@ -153,6 +154,72 @@ step_pattern() {
 	fi
 }
 
+# The input device the ACPI button driver made for the fixed-feature power button
+# (LNXPWRBN, named "Power Button"): its eventN handler in /proc/bus/input/devices.
+power_button_event() {
+	awk '/^N: Name="Power Button"/ { button = 1 }
+		/^$/ { button = 0 }
+		button && /^H: Handlers=/ {
+			for (i = 2; i <= NF; i++) {
+				sub(/^Handlers=/, "", $i)
+				if ($i ~ /^event[0-9]+$/) { print $i; exit }
+			}
+		}' /proc/bus/input/devices
+}
+
+# The kernel's own account of ACPI and the buttons, for the log: what to read first when
+# the power button does not reach the guest.
+print_acpi_dmesg() {
+	dmesg | grep -i -e acpi -e button -e 'input:' | grep -v -e 'acpiphp: Slot' -e 'ommand line:' |
+		sed 's/^/dmesg: /'
+}
+
+# busybox acpid reads the input devices and, for KEY_POWER, runs /etc/acpi/PWRF/00000080:
+# here a handler that says so and powers off (ACPI S5 through the FADT's PM1a_CNT).
+step_acpi_button() {
+	local bad event pid
+	bad=$(load_modules /etc/rig/modules-power)
+	event=$(power_button_event)
+	[ -z "$event" ] || wait_for "/dev/input/$event" 10
+	print_acpi_dmesg
+	if [ -n "$bad" ] || [ -z "$event" ] || [ ! -c "/dev/input/$event" ]; then
+		marker acpi-button fail "no power button input device (modules not loaded:${bad:- none}); input devices: $(grep '^N: ' /proc/bus/input/devices | tr '\n' ' ')"
+		return 1
+	fi
+	mkdir -p /etc/acpi/PWRF
+	printf '%s\n' '#!/bin/sh' \
+		'echo "RIG: step power-button ok acpid ran /etc/acpi/PWRF/00000080 on KEY_POWER; powering off"' \
+		'exec poweroff -f' >/etc/acpi/PWRF/00000080
+	chmod 755 /etc/acpi/PWRF/00000080
+	acpid -d -c /etc/acpi -p /tmp/acpid.pid &
+	pid=$!
+	usleep 500000
+	if ! kill -0 $pid 2>/dev/null; then
+		marker acpi-button fail "acpid exited at once"
+		return 1
+	fi
+	marker acpi-button ok "Power Button is /dev/input/$event; acpid (pid $pid) watches it;" \
+		"$(dmesg | grep -c -i -e 'ACPI Error' -e 'ACPI BIOS Error' -e 'ACPI Warning') ACPI errors or warnings in dmesg"
+}
+
+# Waits for the host to press the power button (vmm ctl powerdown, QEMU's system_powerdown):
+# acpid's handler then powers off. Meanwhile a tick every half second shows that the guest
+# runs; the rig's pause check sees them stop while the VM is paused.
+wait_for_power_button() {
+	local i=0
+	step_acpi_button || return
+	echo "RIG: waiting for power button"
+	while [ $i -lt $((BUTTON_WAIT * 2)) ]; do
+		echo "RIG: tick $i"
+		usleep 500000
+		i=$((i + 1))
+	done
+	marker power-button fail "no power button press in $BUTTON_WAIT s"
+	print_acpi_dmesg | tail -n 20
+}
+
+# Ends the run: rig.exit=acpi powers off at once (ACPI S5); port writes the result (0 pass,
+# 1 fail) to the test-exit port first; button waits for the power button first.
 finish() {
 	sync
 	[ -z "${disk:-}" ] || blockdev --flushbufs "/dev/$disk" 2>/dev/null
@@ -161,12 +228,15 @@ finish() {
 	else
 		echo "RIG: done fail ($failures steps failed)"
 	fi
-	if [ "$(param exit acpi)" = port ]; then
+	case $(param exit acpi) in
+	port)
 		printf '%b' "\\$([ $failures -eq 0 ] && echo 000 || echo 001)" |
 			dd of=/dev/port bs=1 seek=$TEST_EXIT_PORT count=1 conv=notrunc status=none
 		sleep 5 # still here: nothing listens on the port
 		echo "RIG: the test-exit port did not end the run; powering off"
-	fi
+		;;
+	button) wait_for_power_button ;;
+	esac
 	poweroff -f
 }
 

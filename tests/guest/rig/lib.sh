@@ -45,7 +45,7 @@ rig_vdisk() {
 
 # Writes the L2 boot loader config to FILE. The L2 /init reads its parameters (rig.*) from
 # the kernel command line this sets; see l2-init.sh for their meaning.
-rig_write_syslinux_cfg() { # FILE EXIT(acpi|port) TOKEN; uses the variables of l2.env
+rig_write_syslinux_cfg() { # FILE EXIT(button|acpi|port) TOKEN; uses the variables of l2.env
 	cat >"$1" <<EOF
 SERIAL 0 115200
 DEFAULT rig

@@ -20,8 +20,11 @@ Modes:
 Options:
   --timeout SECONDS   end QEMU after this long and fail (default: probe 180, l2-qemu 420,
                       vmm 1200; HVSTACK_RIG_TIMEOUT also sets it)
-  --l2-exit acpi|port how L2 ends: ACPI power-off (default for --l2-qemu) or a write to the
-                      test-exit port 0x501 (default for --vmm; under --l2-qemu QEMU's
+  --l2-exit button|acpi|port
+                      how L2 ends: button (default) waits for the ACPI power button, which
+                      the rig presses (--vmm: vmm ctl powerdown; --l2-qemu: system_powerdown
+                      on QEMU's monitor), and busybox acpid powers off; acpi powers off at
+                      once; port writes to the test-exit port 0x501 (under --l2-qemu QEMU's
                       isa-debug-exit device stands in for it)
   --format vhdx|vhd   the L2 disk's format (default vhdx), made by vdisk convert
   --work DIR          where the per-run disk, logs and copies go (default out/rig/MODE)
@@ -49,10 +52,10 @@ done
 }
 case $mode in
 probe) : "${timeout:=180}" ;;
-l2-qemu) : "${timeout:=420}" "${l2_exit:=acpi}" ;;
-vmm) : "${timeout:=1200}" "${l2_exit:=port}" ;;
+l2-qemu) : "${timeout:=420}" "${l2_exit:=button}" ;;
+vmm) : "${timeout:=1200}" "${l2_exit:=button}" ;;
 esac
-case ${l2_exit:-acpi} in acpi | port) ;; *) rig_die "--l2-exit takes acpi or port" ;; esac
+case ${l2_exit:-button} in button | acpi | port) ;; *) rig_die "--l2-exit takes button, acpi or port" ;; esac
 case $format in
 vhdx) qemu_format=vhdx ;;
 vhd) qemu_format=vpc ;;
@@ -65,6 +68,12 @@ L1_QEMU=(qemu-system-x86_64 -accel tcg -cpu max -m 4G -smp 2 -nographic -no-rebo
 # The markers each mode must see, in the order the guests print them.
 L1_STEPS=(l1-kvm-modules l1-kvm-probe)
 L2_STEPS=(modules hv-modules disk dvd fio-rand4k fio-seq1m pattern)
+# With --l2-exit button: L2 readies acpid, then its handler reports the press.
+L2_BUTTON_STEPS=(acpi-button power-button)
+# What L1 proves through the control socket while L2 runs (--vmm).
+L1_CTL_STEPS=(ctl-status ctl-block)
+L1_BUTTON_STEPS=(ctl-pause powerdown)
+WAITING_MARKER="RIG: waiting for power button"
 
 images=$("$rig_dir/build.sh" --print-dir) || rig_die "building the images failed"
 . "$images/l2.env"
@@ -122,6 +131,22 @@ check_markers() { # STEP...
 	if tr -d '\r' <"$log" | grep -aq 'RIG: step [^ ]* fail'; then
 		failed=1
 	fi
+	note_kernel_trouble
+}
+
+# A kernel's BUG, panic or hung-task report in the log (L1's or L2's) is the first thing to
+# read when steps are missing: it is listed with the results (it fails nothing by itself).
+note_kernel_trouble() {
+	local line
+	line=$(tr -d '\r' <"$log" | grep -a -m 1 -e 'BUG:' -e 'Kernel panic' -e 'blocked for more than' \
+		-e 'rcu: INFO' || true)
+	[ -z "$line" ] || results+=("kernel-log note: $line")
+}
+
+# The L2 steps the exit mode adds.
+l2_steps() {
+	echo "${L2_STEPS[@]}"
+	[ "$l2_exit" != button ] || echo "${L2_BUTTON_STEPS[@]}"
 }
 
 # A fresh copy of the L2 disk for this run: the boot loader's config gets this run's token and
@@ -180,22 +205,54 @@ run_probe() {
 	check_markers "${L1_STEPS[@]}"
 }
 
+# QEMU's monitor on a pipe (FIFO.in, FIFO.out): once L2 waits for the power button, send
+# system_powerdown, as `vmm ctl powerdown` does for our VMM. Writes FIFO.sent when it did.
+press_qemu_power_button() { # FIFO
+	local waited=0
+	exec 8<>"$1.in" 9<>"$1.out" # read-write: opening never blocks, nor do small writes
+	until tr -d '\r' <"$log" 2>/dev/null | grep -aq "$WAITING_MARKER"; do
+		[ $waited -lt "$timeout" ] || return 0
+		sleep 1
+		waited=$((waited + 1))
+	done
+	echo system_powerdown >&8
+	date +%s >"$1.sent"
+}
+
 run_l2_qemu() {
-	local exit_dev=()
+	local exit_dev=() monitor=() presser="" monitor_fifo=$work/monitor
 	prepare_l2_disk "$l2_exit"
 	# isa-debug-exit turns the guest's write of v into QEMU's exit status (v << 1) | 1.
 	# shellcheck disable=SC2054 # commas separate the device's properties
-	[ "$l2_exit" = acpi ] || exit_dev=(-device isa-debug-exit,iobase=0x501,iosize=1)
+	[ "$l2_exit" != port ] || exit_dev=(-device isa-debug-exit,iobase=0x501,iosize=1)
+	if [ "$l2_exit" = button ]; then
+		mkfifo "$monitor_fifo.in" "$monitor_fifo.out"
+		monitor=(-monitor "pipe:$monitor_fifo")
+		press_qemu_power_button "$monitor_fifo" &
+		presser=$!
+	fi
 	boot qemu-system-x86_64 -accel tcg -machine pc -cpu max -m 1G -smp 2 -nographic \
-		-no-reboot -nic none "${exit_dev[@]}" \
+		-no-reboot -nic none "${exit_dev[@]}" "${monitor[@]}" \
 		-drive "file=$work/$disk_name,format=$qemu_format,if=ide,bus=0,unit=0,media=disk" \
 		-drive "file=$images/dvd.iso,format=raw,if=ide,bus=1,unit=0,media=cdrom,readonly=on"
-	check_markers "${L2_STEPS[@]}"
+	[ -z "$presser" ] || kill "$presser" 2>/dev/null || true
+	# shellcheck disable=SC2046 # one word per step
+	check_markers $(l2_steps)
 	# Power-off ends QEMU with 0; the port with (0 << 1) | 1 when the guest's plan passed.
-	if [ "$boot_status" -eq "$([ "$l2_exit" = acpi ] && echo 0 || echo 1)" ]; then
+	if [ "$boot_status" -eq "$([ "$l2_exit" != port ] && echo 0 || echo 1)" ]; then
 		record qemu-exit ok "QEMU exited $boot_status after the guest's $l2_exit exit"
 	else
 		record qemu-exit fail "QEMU exited $boot_status after a $l2_exit exit"
+	fi
+	if [ "$l2_exit" = button ]; then
+		if [ ! -e "$monitor_fifo.sent" ]; then
+			record powerdown fail "L2 never printed '$WAITING_MARKER'"
+		elif [ "$boot_status" -eq 0 ]; then
+			record powerdown ok "system_powerdown on QEMU's monitor; the guest powered off" \
+				"$(($(date +%s) - $(cat "$monitor_fifo.sent"))) s later"
+		else
+			record powerdown fail "QEMU exited $boot_status after system_powerdown"
+		fi
 	fi
 	host_check "$work/$disk_name"
 }
@@ -216,8 +273,11 @@ run_vmm() {
 	rm -rf "$work/share"
 	boot "${L1_QEMU[@]}" -kernel "$images/vmlinuz" -initrd "$images/l1-initrd.img" \
 		-drive "file=$work/share.img,format=raw,if=virtio" \
-		-append "console=ttyS0 panic=-1 quiet rig.mode=vmm rig.l2_memory=1G rig.l2_cpus=2 rig.l2_disk=$disk_name rig.l2_dvd=dvd.iso rig.vmm_timeout=$((timeout - 60))"
-	check_markers "${L1_STEPS[@]}" l1-share l1-vmm "${L2_STEPS[@]}"
+		-append "console=ttyS0 panic=-1 quiet rig.mode=vmm rig.l2_memory=1G rig.l2_cpus=2 rig.l2_disk=$disk_name rig.l2_dvd=dvd.iso rig.vmm_timeout=$((timeout - 60)) rig.l2_exit=$l2_exit rig.l2_format=$format rig.l2_disk_bytes=$((L2_DISK_SECTORS * 512)) rig.l2_dvd_bytes=$L2_DVD_BYTES"
+	local l1_steps=("${L1_STEPS[@]}" l1-share "${L1_CTL_STEPS[@]}" l1-vmm)
+	[ "$l2_exit" != button ] || l1_steps+=("${L1_BUTTON_STEPS[@]}")
+	# shellcheck disable=SC2046 # one word per step
+	check_markers "${l1_steps[@]}" $(l2_steps)
 	debugfs -R "dump /$disk_name $work/$disk_name" "$work/share.img" >/dev/null 2>&1 ||
 		record host-extract fail "debugfs could not take $disk_name out of $work/share.img"
 	[ ! -e "$work/$disk_name" ] || host_check "$work/$disk_name"
