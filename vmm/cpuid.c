@@ -10,13 +10,11 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
-#define CPUID_MAX_ENTRIES  256
-#define CPUID_HYPERVISOR   (1u << 31) /* leaf 1 ECX */
-#define CPUID_HTT	   (1u << 28) /* leaf 1 EDX */
-#define KVM_SIGNATURE	   0x40000000u
-#define HYPERVISOR_LEAVES  0x40000000u /* 0x40000000-0x4FFFFFFF belong to the hypervisor */
-#define INVARIANT_TSC_LEAF 0x80000007u
-#define INVARIANT_TSC	   (1u << 8) /* EDX */
+#define CPUID_MAX_ENTRIES 256
+#define CPUID_HYPERVISOR  (1u << 31) /* leaf 1 ECX */
+#define CPUID_HTT	  (1u << 28) /* leaf 1 EDX */
+#define KVM_SIGNATURE	  0x40000000u
+#define HYPERVISOR_LEAVES 0x40000000u /* 0x40000000-0x4FFFFFFF belong to the hypervisor */
 
 static struct kvm_cpuid2 *alloc_cpuid(unsigned n)
 {
@@ -97,14 +95,6 @@ static bool has_signature(const struct kvm_cpuid2 *c)
 	for (unsigned i = 0; i < c->nent; i++)
 		if (c->entries[i].function == KVM_SIGNATURE)
 			return true;
-	return false;
-}
-
-bool cpuid_tsc_invariant(const struct kvm_cpuid2 *supported)
-{
-	for (unsigned i = 0; i < supported->nent; i++)
-		if (supported->entries[i].function == INVARIANT_TSC_LEAF)
-			return supported->entries[i].edx & INVARIANT_TSC;
 	return false;
 }
 

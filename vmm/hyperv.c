@@ -37,7 +37,7 @@
 #define SIGNAL_INPUT_SIZE 8
 #define SIGNAL_RESERVED	  0xFFFF0000FF000000ull
 
-void hyperv_cpuid_leaves(unsigned nvps, bool tsc_invariant,
+void hyperv_cpuid_leaves(unsigned nvps, bool tsc_invariant, bool frequency_msrs,
 			 struct hyperv_cpuid_leaf out[HYPERV_CPUID_COUNT])
 {
 	memset(out, 0, HYPERV_CPUID_COUNT * sizeof(out[0]));
@@ -51,8 +51,10 @@ void hyperv_cpuid_leaves(unsigned nvps, bool tsc_invariant,
 	out[2].eax = VERSION_BUILD;
 	out[2].ebx = VERSION_MAJOR << 16;
 	out[3].eax = HYPERV_PRIV_SYNIC | HYPERV_PRIV_HYPERCALL | HYPERV_PRIV_VP_INDEX |
-		     (tsc_invariant ? HYPERV_PRIV_TSC_INVARIANT : 0);
+		     (tsc_invariant ? HYPERV_PRIV_TSC_INVARIANT : 0) |
+		     (frequency_msrs ? HYPERV_PRIV_FREQUENCY_MSRS : 0);
 	out[3].ebx = HYPERV_PRIV_POST_MESSAGES | HYPERV_PRIV_SIGNAL_EVENTS;
+	out[3].edx = frequency_msrs ? HYPERV_FEATURE_FREQUENCY_MSRS : 0;
 	out[4].eax = HYPERV_HINT_DEPRECATING_AEOI;
 	out[4].ebx = SPIN_NEVER;
 	out[5].eax = nvps; /* maximum virtual processors */
@@ -173,11 +175,19 @@ bool hyperv_hypercall_page(struct hyperv *hv, uint64_t *gpa)
 static bool is_partition_msr(uint32_t msr)
 {
 	return msr == HYPERV_MSR_GUEST_OS_ID || msr == HYPERV_MSR_HYPERCALL ||
-	       msr == HYPERV_MSR_TSC_INVARIANT_CTRL;
+	       msr == HYPERV_MSR_TSC_INVARIANT_CTRL || msr == HYPERV_MSR_TSC_FREQUENCY ||
+	       msr == HYPERV_MSR_APIC_FREQUENCY;
 }
 
 static int partition_msr_read(struct hyperv *hv, uint32_t msr, uint64_t *value)
 {
+	if (msr == HYPERV_MSR_TSC_FREQUENCY || msr == HYPERV_MSR_APIC_FREQUENCY) {
+		if (!hv->cfg.tsc_hz)
+			return -EINVAL;
+		*value =
+			msr == HYPERV_MSR_TSC_FREQUENCY ? hv->cfg.tsc_hz : HYPERV_APIC_FREQUENCY_HZ;
+		return 0;
+	}
 	if (msr == HYPERV_MSR_TSC_INVARIANT_CTRL && !hv->cfg.tsc_invariant)
 		return -EINVAL;
 	pthread_mutex_lock(&hv->lock);
@@ -200,6 +210,10 @@ static int partition_msr_write(struct hyperv *hv, uint32_t msr, uint64_t value)
 		break;
 	case HYPERV_MSR_HYPERCALL:
 		ret = write_hypercall_msr(hv, value);
+		break;
+	case HYPERV_MSR_TSC_FREQUENCY:
+	case HYPERV_MSR_APIC_FREQUENCY:
+		ret = -EINVAL; /* read-only */
 		break;
 	default: /* TSC_INVARIANT_CONTROL: bit 0 only, and only when offered */
 		if (!hv->cfg.tsc_invariant || value > 1)

@@ -52,10 +52,13 @@ enum hyperv_synic_mode {
 #define HYPERV_CPUID_COUNT (HYPERV_CPUID_LAST - HYPERV_CPUID_FIRST + 1)
 
 /* 0x40000003 EAX: partition privileges this VMM implements. */
-#define HYPERV_PRIV_SYNIC	  (1u << 2)
-#define HYPERV_PRIV_HYPERCALL	  (1u << 5)
-#define HYPERV_PRIV_VP_INDEX	  (1u << 6)
-#define HYPERV_PRIV_TSC_INVARIANT (1u << 15)
+#define HYPERV_PRIV_SYNIC	   (1u << 2)
+#define HYPERV_PRIV_HYPERCALL	   (1u << 5)
+#define HYPERV_PRIV_VP_INDEX	   (1u << 6)
+#define HYPERV_PRIV_FREQUENCY_MSRS (1u << 11)
+#define HYPERV_PRIV_TSC_INVARIANT  (1u << 15)
+/* 0x40000003 EDX: the frequency MSRs can be read (with HYPERV_PRIV_FREQUENCY_MSRS) */
+#define HYPERV_FEATURE_FREQUENCY_MSRS (1u << 8)
 /* 0x40000003 EBX */
 #define HYPERV_PRIV_POST_MESSAGES (1u << 4)
 #define HYPERV_PRIV_SIGNAL_EVENTS (1u << 5)
@@ -66,10 +69,11 @@ struct hyperv_cpuid_leaf {
 	uint32_t function, eax, ebx, ecx, edx;
 };
 
-/* The leaves 0x40000000..0x4000000A for a partition of nvps VPs; tsc_invariant when the
- * host's TSC is invariant (CPUID 0x80000007 EDX bit 8), which lets the guest keep the TSC
- * as its clock. Fills out[HYPERV_CPUID_COUNT]. */
-void hyperv_cpuid_leaves(unsigned nvps, bool tsc_invariant,
+/* The leaves 0x40000000..0x4000000A for a partition of nvps VPs; tsc_invariant lets the
+ * guest keep the TSC as its clock (Linux marks it unstable otherwise), frequency_msrs
+ * offers the TSC and APIC frequency MSRs (so the guest need not calibrate the TSC against
+ * the PIT, which fails under nested emulation). Fills out[HYPERV_CPUID_COUNT]. */
+void hyperv_cpuid_leaves(unsigned nvps, bool tsc_invariant, bool frequency_msrs,
 			 struct hyperv_cpuid_leaf out[HYPERV_CPUID_COUNT]);
 
 /* ---- MSRs ---- */
@@ -77,6 +81,9 @@ void hyperv_cpuid_leaves(unsigned nvps, bool tsc_invariant,
 #define HYPERV_MSR_GUEST_OS_ID	      0x40000000u
 #define HYPERV_MSR_HYPERCALL	      0x40000001u
 #define HYPERV_MSR_VP_INDEX	      0x40000002u
+#define HYPERV_MSR_TSC_FREQUENCY      0x40000022u   /* Hz, read-only */
+#define HYPERV_MSR_APIC_FREQUENCY     0x40000023u   /* Hz, read-only */
+#define HYPERV_APIC_FREQUENCY_HZ      1000000000ull /* KVM's LAPIC bus: 1 ns per cycle */
 #define HYPERV_MSR_VP_ASSIST_PAGE     0x40000073u
 #define HYPERV_MSR_SCONTROL	      0x40000080u
 #define HYPERV_MSR_SVERSION	      0x40000081u
@@ -141,6 +148,7 @@ struct hyperv_config {
 	 * and vectors are KVM's business. */
 	bool kernel_synic;
 	bool tsc_invariant; /* CPUID offers HYPERV_PRIV_TSC_INVARIANT and its MSR */
+	uint64_t tsc_hz;    /* the guest's TSC rate; not 0: the frequency MSRs are offered */
 	struct hyperv_irq_ops irq;
 	/* The user-space hypercall page traps with an `out` to this port (GEN1_HV_HCALL_PORT). */
 	uint16_t hypercall_port;

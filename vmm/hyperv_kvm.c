@@ -226,12 +226,17 @@ int hvkvm_create(struct vm *vm, char *err, size_t err_size)
 	int ret = resolve_mode(vm, err, err_size);
 	if (ret || vm->synic == HYPERV_SYNIC_OFF)
 		return ret;
-	bool tsc_invariant = cpuid_tsc_invariant(vm->cpuid);
-	hyperv_cpuid_leaves(vm->cfg.cpus, tsc_invariant, vm->hv_cpuid);
+	/* KVM runs the guest's TSC at a constant rate whatever the host's is, and Linux on
+	 * Hyper-V without TSC_INVARIANT marks the TSC unstable (its boot then hung in the
+	 * nested rig): the TSC is always offered as invariant, with its rate. */
+	int khz = ioctl(vm->vm_fd, KVM_GET_TSC_KHZ, 0);
+	uint64_t tsc_hz = khz > 0 ? (uint64_t)khz * 1000 : 0;
+	hyperv_cpuid_leaves(vm->cfg.cpus, true, tsc_hz != 0, vm->hv_cpuid);
 	struct hyperv_config hc = { .mem = &vm->mem,
 				    .nvps = vm->cfg.cpus,
 				    .kernel_synic = vm->synic == HYPERV_SYNIC_KERNEL,
-				    .tsc_invariant = tsc_invariant,
+				    .tsc_invariant = true,
+				    .tsc_hz = tsc_hz,
 				    .irq = { .opaque = vm, .raise = raise_sint },
 				    .hypercall_port = GEN1_HV_HCALL_PORT };
 	if (vm->cfg.cpus > HYPERV_MAX_VPS)

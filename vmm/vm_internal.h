@@ -94,7 +94,6 @@ int cpuid_get_supported(int kvm_fd, struct kvm_cpuid2 **out);
 /* hv_leaves: the Hyper-V leaves replacing KVM's signature, or NULL for a plain KVM guest. */
 int cpuid_set_vcpu(int vcpu_fd, const struct kvm_cpuid2 *supported, unsigned index, unsigned ncpus,
 		   const struct hyperv_cpuid_leaf *hv_leaves);
-bool cpuid_tsc_invariant(const struct kvm_cpuid2 *supported);
 
 /* vcpu.c */
 int vcpu_create(struct vm *vm, unsigned index, char *err, size_t err_size);

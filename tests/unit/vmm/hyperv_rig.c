@@ -69,6 +69,7 @@ struct hv_rig *hv_rig_new(unsigned nvps, bool kernel_synic, bool tsc_invariant)
 				     .nvps = nvps,
 				     .kernel_synic = kernel_synic,
 				     .tsc_invariant = tsc_invariant,
+				     .tsc_hz = tsc_invariant ? RIG_TSC_HZ : 0,
 				     .irq = { .opaque = r, .raise = record_raise },
 				     .hypercall_port = RIG_HCALL_PORT };
 	assert_int_equal(hyperv_create(&cfg, &r->hv), 0);

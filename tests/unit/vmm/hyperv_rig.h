@@ -10,7 +10,8 @@
 
 #include "hyperv.h"
 
-#define RIG_RAM_SIZE   (1u << 20) /* guest RAM at GPA 0 */
+#define RIG_RAM_SIZE   (1u << 20)    /* guest RAM at GPA 0 */
+#define RIG_TSC_HZ     2500000000ull /* the rate the frequency MSR reports when offered */
 #define RIG_HCALL_PORT 0x4F0
 #define RIG_MAX_CALLS  64
 

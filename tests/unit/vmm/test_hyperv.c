@@ -50,7 +50,7 @@ static void test_cpuid_leaves(void **state)
 {
 	(void)state;
 	struct hyperv_cpuid_leaf l[HYPERV_CPUID_COUNT];
-	hyperv_cpuid_leaves(4, false, l);
+	hyperv_cpuid_leaves(4, false, false, l);
 	for (unsigned i = 0; i < HYPERV_CPUID_COUNT; i++)
 		assert_int_equal(l[i].function, 0x40000000u + i);
 	char vendor[13];
@@ -69,8 +69,12 @@ static void test_cpuid_leaves(void **state)
 	assert_int_equal(l[5].eax, 4);
 	for (unsigned i = 6; i < HYPERV_CPUID_COUNT; i++)
 		assert_true(!l[i].eax && !l[i].ebx && !l[i].ecx && !l[i].edx);
-	hyperv_cpuid_leaves(1, true, l);
+	hyperv_cpuid_leaves(1, true, false, l);
 	assert_int_equal(l[3].eax, (1u << 2) | (1u << 5) | (1u << 6) | (1u << 15));
+	/* the frequency MSRs: AccessFrequencyRegs (EAX 11) and their availability (EDX 8) */
+	hyperv_cpuid_leaves(1, true, true, l);
+	assert_int_equal(l[3].eax, (1u << 2) | (1u << 5) | (1u << 6) | (1u << 11) | (1u << 15));
+	assert_int_equal(l[3].edx, 1u << 8);
 }
 
 /* ---- partition MSRs ---- */
@@ -148,7 +152,12 @@ static void test_tsc_invariant_msr(void **state)
 	assert_true(rig_msr_faults(plain, 0, HYPERV_MSR_TSC_INVARIANT_CTRL, 1));
 	uint64_t v;
 	assert_int_equal(hyperv_msr_read(plain->hv, 0, HYPERV_MSR_TSC_INVARIANT_CTRL, &v), -EINVAL);
+	assert_int_equal(hyperv_msr_read(plain->hv, 0, HYPERV_MSR_TSC_FREQUENCY, &v), -EINVAL);
 	hv_rig_free(plain);
+	/* the frequency MSRs: the TSC rate given, the LAPIC bus at 1 GHz, both read-only */
+	assert_int_equal(rig_rdmsr(r, 1, HYPERV_MSR_TSC_FREQUENCY), RIG_TSC_HZ);
+	assert_int_equal(rig_rdmsr(r, 0, HYPERV_MSR_APIC_FREQUENCY), 1000000000ull);
+	assert_true(rig_msr_faults(r, 0, HYPERV_MSR_TSC_FREQUENCY, 1));
 }
 
 /* ---- hypercalls ---- */
