@@ -94,6 +94,13 @@ void hyperv_set_guest_ops(struct hyperv *hv, const struct hyperv_guest_ops *ops)
 	pthread_mutex_unlock(&hv->lock);
 }
 
+void hyperv_set_tsc_hz(struct hyperv *hv, uint64_t hz)
+{
+	pthread_mutex_lock(&hv->lock);
+	hv->cfg.tsc_hz = hz;
+	pthread_mutex_unlock(&hv->lock);
+}
+
 struct hyperv_guest_ops hyperv_ops_snapshot(struct hyperv *hv)
 {
 	pthread_mutex_lock(&hv->lock);

@@ -163,6 +163,8 @@ void hyperv_destroy(struct hyperv *hv);
 /* Connects the VMBus host; before this, posts answer HV_STATUS_INVALID_CONNECTION_ID. Call
  * before the vCPUs run. */
 void hyperv_set_guest_ops(struct hyperv *hv, const struct hyperv_guest_ops *ops);
+/* The guest's TSC rate, for the frequency MSRs (before the vCPUs run). */
+void hyperv_set_tsc_hz(struct hyperv *hv, uint64_t hz);
 
 /* Every MSR back to its power-on value (a guest reset); event fds stay. */
 void hyperv_reset(struct hyperv *hv);

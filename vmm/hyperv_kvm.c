@@ -221,6 +221,15 @@ static int create_kernel_state(struct vm *vm)
 	return ret;
 }
 
+void hvkvm_tsc_rate(struct vm *vm, int vcpu_fd)
+{
+	int khz = ioctl(vcpu_fd, KVM_GET_TSC_KHZ, 0);
+	if (!vm->hv || khz <= 0)
+		return; /* no rate: the guest calibrates the TSC itself */
+	hyperv_cpuid_leaves(vm->cfg.cpus, true, true, vm->hv_cpuid);
+	hyperv_set_tsc_hz(vm->hv, (uint64_t)khz * 1000);
+}
+
 int hvkvm_create(struct vm *vm, char *err, size_t err_size)
 {
 	int ret = resolve_mode(vm, err, err_size);
@@ -228,15 +237,13 @@ int hvkvm_create(struct vm *vm, char *err, size_t err_size)
 		return ret;
 	/* KVM runs the guest's TSC at a constant rate whatever the host's is, and Linux on
 	 * Hyper-V without TSC_INVARIANT marks the TSC unstable (its boot then hung in the
-	 * nested rig): the TSC is always offered as invariant, with its rate. */
-	int khz = ioctl(vm->vm_fd, KVM_GET_TSC_KHZ, 0);
-	uint64_t tsc_hz = khz > 0 ? (uint64_t)khz * 1000 : 0;
-	hyperv_cpuid_leaves(vm->cfg.cpus, true, tsc_hz != 0, vm->hv_cpuid);
+	 * nested rig): the TSC is always offered as invariant; its rate is added with the
+	 * first vCPU (hvkvm_tsc_rate). */
+	hyperv_cpuid_leaves(vm->cfg.cpus, true, false, vm->hv_cpuid);
 	struct hyperv_config hc = { .mem = &vm->mem,
 				    .nvps = vm->cfg.cpus,
 				    .kernel_synic = vm->synic == HYPERV_SYNIC_KERNEL,
 				    .tsc_invariant = true,
-				    .tsc_hz = tsc_hz,
 				    .irq = { .opaque = vm, .raise = raise_sint },
 				    .hypercall_port = GEN1_HV_HCALL_PORT };
 	if (vm->cfg.cpus > HYPERV_MAX_VPS)

@@ -74,6 +74,8 @@ int vcpu_create(struct vm *vm, unsigned index, char *err, size_t err_size)
 		return vdisk_errorf(err, err_size, -errno, "mapping vCPU %u's kvm_run: %s", index,
 				    strerror(errno));
 	v->run = run;
+	if (index == 0 && vm->synic != HYPERV_SYNIC_OFF)
+		hvkvm_tsc_rate(vm, v->fd);
 	int ret = cpuid_set_vcpu(v->fd, vm->cpuid, index, vm->cfg.cpus,
 				 vm->synic != HYPERV_SYNIC_OFF ? vm->hv_cpuid : NULL);
 	if (ret)

@@ -104,6 +104,7 @@ void vcpu_kick(struct vcpu *v);
 
 /* hyperv_kvm.c: the Hyper-V interface on KVM; each is a no-op without it. */
 int hvkvm_create(struct vm *vm, char *err, size_t err_size); /* after open_kvm, memory */
+void hvkvm_tsc_rate(struct vm *vm, int vcpu_fd); /* vCPU 0: the TSC rate joins the leaves */
 void hvkvm_destroy(struct vm *vm);
 int hvkvm_setup_machine(struct vm *vm); /* each new vm_fd, before the vCPUs */
 int hvkvm_setup_vcpu(struct vcpu *v);	/* after its CPUID */

@@ -207,10 +207,12 @@ static void check_cpuid_log(void)
 	memcpy(vendor, &host.log[1], 12);
 	assert_string_equal(vendor, "Microsoft Hv");
 	assert_memory_equal(&host.log[4], "Hv#1", 4);
-	/* SynIC, hypercall, VP index; TSC invariant (bit 15) as the host's TSC is */
-	assert_int_equal(host.log[5] & ~(1u << 15), (1u << 2) | (1u << 5) | (1u << 6));
+	/* SynIC, hypercall, VP index, TSC invariant; the frequency MSRs (EAX bit 11 with EDX
+	 * bit 8) when KVM told the VMM the TSC rate */
+	bool rate = host.log[5] & (1u << 11);
+	assert_int_equal(host.log[5] & ~(1u << 11), (1u << 2) | (1u << 5) | (1u << 6) | (1u << 15));
 	expect_log(6, (1u << 4) | (1u << 5), "privileges EBX");
-	expect_log(7, 0, "features EDX");
+	expect_log(7, rate ? 1u << 8 : 0, "features EDX");
 	expect_log(8, 1u << 9, "hints: no AutoEOI");
 	assert_int_not_equal(host.log[9], 0x4B4D564B); /* no "KVMK" at 0x40000100 */
 }
