@@ -310,8 +310,10 @@ build_l1_base() {
 	install_busybox "$dir"
 	install_modules "$dir" /etc/rig/modules-kvm "" kvm_amd
 	install_modules "$dir" /etc/rig/modules-share "" virtio_pci virtio_blk ext4
-	mkdir -p "$dir/usr/share"
+	mkdir -p "$dir/usr/share/qemu"
 	cp -a "$seabios_root/usr/share/seabios" "$dir/usr/share/"
+	# the option ROM `vmm run --kernel` loads the kernel with (qemu-system-data, installed)
+	cp /usr/share/qemu/linuxboot_dma.bin "$dir/usr/share/qemu/"
 }
 
 build_l1_initramfs() { # VMM (may be empty)

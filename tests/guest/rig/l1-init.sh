@@ -121,9 +121,17 @@ l2_fio_kib() { # wrote|verified
 }
 
 # Runs the L2 VM; its serial output goes to stdout. Leaves the exit status in VMM_STATUS.
+# With rig.l2_scsi, a SCSI disk from /share rides on VMBus (SynIC as rig.l2_synic says);
+# with rig.l2_kernel, L2's kernel, initrd and command line come from /share (--kernel).
 run_vmm() { # DISK DVD
+	local disk=$1 dvd=$2 scsi
+	scsi=$(param l2_scsi)
+	set --
+	[ -z "$scsi" ] || set -- --disk "scsi:0:0=/share/$scsi" --synic "$(param l2_synic auto)"
+	[ -z "$(param l2_kernel)" ] ||
+		set -- "$@" --kernel /share/vmlinuz --initrd /share/initrd.img --append "$(cat /share/cmdline)"
 	timeout "$(param vmm_timeout 900)" vmm run --gen 1 --memory "$(param l2_memory 1G)" \
-		--cpus "$(param l2_cpus 2)" --disk "ide:0:0=$1" --dvd "ide:1:0=$2" \
+		--cpus "$(param l2_cpus 2)" --disk "ide:0:0=$disk" --dvd "ide:1:0=$dvd" "$@" \
 		--control "$CTL_SOCK" --serial stdio --test-exit </dev/null
 	echo $? >"$VMM_STATUS"
 }
@@ -301,7 +309,9 @@ step_vmm() {
 	mkdir -p /run
 	rm -f "$L2_LOG" "$L2_FIFO" "$VMM_STATUS"
 	mkfifo "$L2_FIFO"
-	echo "RIG: L1 running: vmm run --gen 1 --memory $(param l2_memory 1G) --cpus $(param l2_cpus 2) --disk ide:0:0=$disk --dvd ide:1:0=$dvd --control $CTL_SOCK --serial stdio --test-exit"
+	local scsi_arg=
+	[ -z "$(param l2_scsi)" ] || scsi_arg="--disk scsi:0:0=/share/$(param l2_scsi) --synic $(param l2_synic auto) "
+	echo "RIG: L1 running: vmm run --gen 1 --memory $(param l2_memory 1G) --cpus $(param l2_cpus 2) --disk ide:0:0=$disk --dvd ide:1:0=$dvd ${scsi_arg:-}--control $CTL_SOCK --serial stdio --test-exit"
 	run_vmm "$disk" "$dvd" 2>&1 | tee "$L2_LOG" "$L2_FIFO" &
 	exec 3<"$L2_FIFO"
 	# L1's markers wait until vmm is done: on the console they would cut into L2's lines.

@@ -14,6 +14,8 @@
 #   rig.token=WORD       this run's pattern word
 #   rig.pattern_mib=N    where the pattern goes in the data area (MiB); 1 MiB long
 #   rig.exit=acpi|port|button   how to end the run (see finish)
+#   rig.scsi_sectors=N   a synthetic SCSI disk of N sectors is attached (under our VMM);
+#                        the scsi steps find it behind hv_storvsc and run fio on it
 /bin/busybox mkdir -p /proc /sys /dev /tmp /usr/bin /usr/sbin /bin /sbin
 /bin/busybox --install -s
 mount -t proc proc /proc
@@ -110,13 +112,17 @@ step_dvd() {
 # fio on the data area: writes, then reads everything back and checks each block's crc32c.
 # Passes when fio succeeds and the verify pass read back as many KiB as were written.
 run_fio() { # STEP OFFSET SIZE fio-arguments...
-	local step=$1 offset=$2 size=$3 out summary
-	shift 3
 	if [ -z "${disk:-}" ]; then
-		marker "$step" fail "no disk"
+		marker "$1" fail "no disk"
 		return
 	fi
-	if ! out=$(timeout $FIO_TIMEOUT fio --name="$step" --filename="/dev/${disk}2" \
+	fio_on "/dev/${disk}2" "$@"
+}
+
+fio_on() { # DEVICE STEP OFFSET SIZE fio-arguments...
+	local dev=$1 step=$2 offset=$3 size=$4 out summary
+	shift 4
+	if ! out=$(timeout $FIO_TIMEOUT fio --name="$step" --filename="$dev" \
 		--offset="$offset" --size="$size" --ioengine=libaio --direct=1 \
 		--verify=crc32c --do_verify=1 --verify_fatal=1 --runtime=$FIO_TIMEOUT \
 		--output-format=terse --terse-version=3 "$@" 2>&1); then
@@ -240,6 +246,40 @@ finish() {
 	poweroff -f
 }
 
+# The synthetic SCSI disk: the sd device whose path runs through the VMBus device.
+find_scsi_disk() {
+	local dev
+	for dev in /sys/block/sd*; do
+		[ -e "$dev" ] || continue
+		case $(readlink -f "$dev") in */VMBUS:*) echo "${dev##*/}" && return ;; esac
+	done
+}
+
+step_scsi() {
+	local want got i
+	want=$(param scsi_sectors)
+	[ -n "$want" ] || return 0
+	scsi=
+	for i in $(seq 30); do
+		scsi=$(find_scsi_disk)
+		[ -z "$scsi" ] || break
+		sleep 1
+	done
+	if [ -z "$scsi" ]; then
+		marker scsi-disk fail "no sd device behind VMBus after 30 s: $(ls /sys/block); $(dmesg | grep -i -E 'vmbus|storvsc|hv_' | tail -n 5 | tr '\n' ' ')"
+		return
+	fi
+	got=$(cat "/sys/block/$scsi/size")
+	if [ "$got" = "$want" ]; then
+		marker scsi-disk ok "/dev/$scsi $got sectors behind hv_storvsc, $(ls -d /sys/block/$scsi/mq/* 2>/dev/null | wc -l) queues; $(dmesg | grep -o 'hv_vmbus: Vmbus version:[0-9.]*' | tail -n 1)"
+	else
+		marker scsi-disk fail "/dev/$scsi has $got sectors (want $want)"
+	fi
+	fio_on "/dev/$scsi" scsi-fio-rand4k 0 8M --rw=randwrite --bs=4k --iodepth=32 --numjobs=2 \
+		--offset_increment=8M --group_reporting=1
+	fio_on "/dev/$scsi" scsi-fio-seq1m 32M 16M --rw=write --bs=1M --iodepth=4
+}
+
 echo "RIG: L2 init on $(uname -r)"
 step_modules
 step_hv_modules
@@ -248,4 +288,5 @@ step_dvd
 run_fio fio-rand4k 0 8M --rw=randwrite --bs=4k --iodepth=32
 run_fio fio-seq1m 16M 16M --rw=write --bs=1M --iodepth=4
 step_pattern
+step_scsi
 finish

@@ -45,7 +45,12 @@ rig_vdisk() {
 
 # Writes the L2 boot loader config to FILE. The L2 /init reads its parameters (rig.*) from
 # the kernel command line this sets; see l2-init.sh for their meaning.
-rig_write_syslinux_cfg() { # FILE EXIT(button|acpi|port) TOKEN; uses the variables of l2.env
+# L2's kernel command line: the test plan's parameters (l2-init.sh). Uses l2.env.
+rig_l2_cmdline() { # EXIT(button|acpi|port) TOKEN [SCSI_SECTORS]
+	echo "console=ttyS0 ${RIG_L2_QUIET-quiet} panic=-1 rig.exit=$1 rig.token=$2 rig.disk_sectors=$L2_DISK_SECTORS rig.data_sectors=$L2_DATA_SECTORS rig.pattern_mib=$L2_PATTERN_MIB rig.dvd_bytes=$L2_DVD_BYTES rig.dvd_sha256=$L2_DVD_SHA256${3:+ rig.scsi_sectors=$3}"
+}
+
+rig_write_syslinux_cfg() { # FILE EXIT(button|acpi|port) TOKEN [SCSI_SECTORS]; uses l2.env
 	cat >"$1" <<EOF
 SERIAL 0 115200
 DEFAULT rig
@@ -54,15 +59,15 @@ TIMEOUT 0
 LABEL rig
   LINUX /vmlinuz
   INITRD /initrd.img
-  APPEND console=ttyS0 quiet panic=-1 rig.exit=$2 rig.token=$3 rig.disk_sectors=$L2_DISK_SECTORS rig.data_sectors=$L2_DATA_SECTORS rig.pattern_mib=$L2_PATTERN_MIB rig.dvd_bytes=$L2_DVD_BYTES rig.dvd_sha256=$L2_DVD_SHA256
+  APPEND $(rig_l2_cmdline "$2" "$3" "${4:-}")
 EOF
 }
 
 # Puts a new boot loader config into the boot partition of the raw L2 disk IMAGE.
-rig_set_l2_cmdline() { # IMAGE EXIT TOKEN
+rig_set_l2_cmdline() { # IMAGE EXIT TOKEN [SCSI_SECTORS]
 	local cfg
 	cfg=$(mktemp)
-	rig_write_syslinux_cfg "$cfg" "$2" "$3"
+	rig_write_syslinux_cfg "$cfg" "$2" "$3" "${4:-}"
 	MTOOLS_SKIP_CHECK=1 mcopy -o -i "$1@@$((L2_BOOT_START_MIB * 1048576))" "$cfg" ::/syslinux.cfg
 	rm -f "$cfg"
 }

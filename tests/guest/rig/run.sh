@@ -68,6 +68,14 @@ L1_QEMU=(qemu-system-x86_64 -accel tcg -cpu max -m 4G -smp 2 -nographic -no-rebo
 # The markers each mode must see, in the order the guests print them.
 L1_STEPS=(l1-kvm-modules l1-kvm-probe)
 L2_STEPS=(modules hv-modules disk dvd fio-rand4k fio-seq1m pattern)
+# With RIG_SCSI=1, L2 under our VMM also gets a synthetic SCSI disk (VMBus, hv_storvsc);
+# RIG_SYNIC picks the SynIC path in L1 (auto, kernel, user).
+L2_SCSI_STEPS=()
+SCSI_DISK_SECTORS=
+if [ "${RIG_SCSI:-0}" = 1 ]; then
+	L2_SCSI_STEPS=(scsi-disk scsi-fio-rand4k scsi-fio-seq1m)
+	SCSI_DISK_SECTORS=$((256 * 2048))
+fi
 # With --l2-exit button: L2 readies acpid, then its handler reports the press.
 L2_BUTTON_STEPS=(acpi-button power-button)
 # What L1 proves through the control socket while L2 runs (--vmm).
@@ -151,9 +159,9 @@ l2_steps() {
 
 # A fresh copy of the L2 disk for this run: the boot loader's config gets this run's token and
 # exit mode, then vdisk converts it to the run's format (what the VM and QEMU are given).
-prepare_l2_disk() { # EXIT
+prepare_l2_disk() { # EXIT [SCSI_SECTORS]
 	cp --sparse=always "$images/l2-disk.raw" "$work/l2-disk.raw"
-	rig_set_l2_cmdline "$work/l2-disk.raw" "$1" "$token"
+	rig_set_l2_cmdline "$work/l2-disk.raw" "$1" "$token" "${2:-}"
 	rig_vdisk convert -O "$format" "$work/l2-disk.raw" "$work/$disk_name" >/dev/null
 	rm -f "$work/l2-disk.raw"
 }
@@ -172,6 +180,24 @@ structure_check() { # IMAGE
 
 # The host's view of the disk after the guest: vdisk check and a second checker pass, and the
 # guest's pattern is at its offset when read through vdisk and through qemu-img.
+# The SCSI disk L2's fio wrote through hv_storvsc: vdisk and qemu-img find it consistent and
+# allocated where fio wrote (the writes reached the VHDX, not only the guest's cache).
+check_scsi_image() { # IMAGE
+	local out
+	if out=$(rig_vdisk check "$1" 2>&1) && out2=$(qemu-img check -f vhdx "$1" 2>&1); then
+		record host-scsi-check ok "vdisk: $(echo "$out" | tail -n 1); qemu-img: $(echo "$out2" | tail -n 1)"
+	else
+		record host-scsi-check fail "$(echo "$out ${out2:-}" | tr '\n' ' ')"
+	fi
+	local allocated
+	allocated=$(qemu-img map -f vhdx --output=json "$1" | grep -c '"data": true' || true)
+	if [ "$allocated" -gt 0 ]; then
+		record host-scsi-data ok "$allocated data extents written by the guest"
+	else
+		record host-scsi-data fail "no data in the SCSI image after the guest's fio"
+	fi
+}
+
 host_check() { # IMAGE
 	local image=$1 mib=$((L2_DATA_START_MIB + L2_PATTERN_MIB)) reader
 	yes "hvstack-rig $token" | head -c 1048576 >"$work/pattern.want" || true
@@ -265,22 +291,38 @@ run_vmm() {
 		echo "rig: skipped: no vmm binary (${VMM:-$rig_build/vmm/vmm}) to put into L1" >&2
 		exit 77
 	fi
-	prepare_l2_disk "$l2_exit"
+	prepare_l2_disk "$l2_exit" "$SCSI_DISK_SECTORS"
 	mkdir -p "$work/share"
 	mv "$work/$disk_name" "$work/share/$disk_name"
 	cp "$images/dvd.iso" "$work/share/dvd.iso"
+	local scsi_params=
+	if [ -n "$SCSI_DISK_SECTORS" ]; then
+		rig_vdisk create -f vhdx "$work/share/scsi.vhdx" $((SCSI_DISK_SECTORS * 512)) >/dev/null
+		scsi_params="rig.l2_scsi=scsi.vhdx rig.l2_synic=${RIG_SYNIC:-auto}"
+		# With the Hyper-V interface SeaBIOS has no kvmclock and times its disk waits with
+		# the PM timer, an exit per read: SYSLINUX's load through INT 13h crawls in the
+		# nested rig. The kernel and initrd go in through fw_cfg DMA instead (--kernel).
+		cp "$images/vmlinuz" "$work/share/vmlinuz"
+		cp "$images/l2-initrd.img" "$work/share/initrd.img"
+		rig_l2_cmdline "$l2_exit" "$token" "$SCSI_DISK_SECTORS" >"$work/share/cmdline"
+		scsi_params="$scsi_params rig.l2_kernel=1"
+	fi
 	mke2fs -q -t ext4 -L rigshare -d "$work/share" "$work/share.img" 1G
 	rm -rf "$work/share"
 	boot "${L1_QEMU[@]}" -kernel "$images/vmlinuz" -initrd "$images/l1-initrd.img" \
 		-drive "file=$work/share.img,format=raw,if=virtio" \
-		-append "console=ttyS0 panic=-1 quiet rig.mode=vmm rig.l2_memory=1G rig.l2_cpus=2 rig.l2_disk=$disk_name rig.l2_dvd=dvd.iso rig.vmm_timeout=$((timeout - 60)) rig.l2_exit=$l2_exit rig.l2_format=$format rig.l2_disk_bytes=$((L2_DISK_SECTORS * 512)) rig.l2_dvd_bytes=$L2_DVD_BYTES"
+		-append "console=ttyS0 panic=-1 quiet rig.mode=vmm rig.l2_memory=1G rig.l2_cpus=2 rig.l2_disk=$disk_name rig.l2_dvd=dvd.iso rig.vmm_timeout=$((timeout - 60)) rig.l2_exit=$l2_exit rig.l2_format=$format rig.l2_disk_bytes=$((L2_DISK_SECTORS * 512)) rig.l2_dvd_bytes=$L2_DVD_BYTES $scsi_params"
 	local l1_steps=("${L1_STEPS[@]}" l1-share "${L1_CTL_STEPS[@]}" l1-vmm)
 	[ "$l2_exit" != button ] || l1_steps+=("${L1_BUTTON_STEPS[@]}")
 	# shellcheck disable=SC2046 # one word per step
-	check_markers "${l1_steps[@]}" $(l2_steps)
+	check_markers "${l1_steps[@]}" $(l2_steps) "${L2_SCSI_STEPS[@]}"
 	debugfs -R "dump /$disk_name $work/$disk_name" "$work/share.img" >/dev/null 2>&1 ||
 		record host-extract fail "debugfs could not take $disk_name out of $work/share.img"
 	[ ! -e "$work/$disk_name" ] || host_check "$work/$disk_name"
+	[ -n "$SCSI_DISK_SECTORS" ] || return 0
+	debugfs -R "dump /scsi.vhdx $work/scsi.vhdx" "$work/share.img" >/dev/null 2>&1 ||
+		record host-extract-scsi fail "debugfs could not take scsi.vhdx out of $work/share.img"
+	[ ! -e "$work/scsi.vhdx" ] || check_scsi_image "$work/scsi.vhdx"
 }
 
 start=$(date +%s)
