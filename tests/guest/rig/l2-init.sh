@@ -184,6 +184,8 @@ print_acpi_dmesg() {
 # here a handler that says so and powers off (ACPI S5 through the FADT's PM1a_CNT).
 step_acpi_button() {
 	local bad event pid
+	# A progress line: should the guest stop here, the log says where.
+	echo "RIG: loading $(sed 's,.*/,,' /etc/rig/modules-power | tr '\n' ' ')"
 	bad=$(load_modules /etc/rig/modules-power)
 	event=$(power_button_event)
 	[ -z "$event" ] || wait_for "/dev/input/$event" 10
