@@ -39,10 +39,13 @@ esac
 HVSTACK_RIG=${HVSTACK_RIG:-on}
 if [ "$HVSTACK_RIG" != off ]; then
 	echo "== nested guest rig (HVSTACK_RIG=off skips it)"
-	if [ "$HVSTACK_RIG" = oracle ]; then
-		scripts/rig.sh probe l2-qemu || failed+=("rig")
-	else
-		scripts/rig.sh probe l2-qemu vmm || failed+=("rig")
+	scripts/rig.sh probe l2-qemu || failed+=("rig")
+	# QEMU 7.2's emulated SVM has crashed or stalled L1 now and then (an interrupt taken
+	# inside VMRUN's exit path; nothing of ours runs there): one retry tells that apart
+	# from a failure of our VMM, which fails both runs.
+	if [ "$HVSTACK_RIG" != oracle ]; then
+		scripts/rig.sh vmm || { echo "== rig vmm: second run"; scripts/rig.sh vmm; } ||
+			failed+=("rig-vmm")
 	fi
 fi
 
