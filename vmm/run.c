@@ -5,14 +5,12 @@
  * the main thread, which waits in vm_run and tears everything down afterwards.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "arith.h"
@@ -743,29 +741,19 @@ static void teardown(struct vmm *v)
 			event_loop_remove_fd(v->loop, vdisk_queue_event_fd(v->drives[i].queue));
 	drain_drives(v);
 	vmm_scsi_destroy(v->scsi);
-	if (v->fw)
-		fw_cfg_destroy(v->fw);
-	if (v->misc)
-		misc_ports_destroy(v->misc);
-	if (v->serial)
-		serial_destroy(v->serial);
-	if (v->serial_backend)
-		serial_backend_close(v->serial_backend);
-	if (v->debugcon_backend)
-		serial_backend_close(v->debugcon_backend);
-	if (v->kbd)
-		i8042_destroy(v->kbd);
-	if (v->cmos)
-		cmos_destroy(v->cmos);
-	if (v->piix)
-		piix_destroy(v->piix);
-	if (v->loop)
-		event_loop_destroy(v->loop);
-	if (v->vm)
-		vm_destroy(v->vm);
+	/* every destroy takes NULL: teardown also undoes a build that stopped half way */
+	fw_cfg_destroy(v->fw);
+	misc_ports_destroy(v->misc);
+	serial_destroy(v->serial);
+	serial_backend_close(v->serial_backend);
+	serial_backend_close(v->debugcon_backend);
+	i8042_destroy(v->kbd);
+	cmos_destroy(v->cmos);
+	piix_destroy(v->piix);
+	event_loop_destroy(v->loop);
+	vm_destroy(v->vm);
 	for (unsigned i = 0; i < v->ndrives; i++)
-		if (v->drives[i].disk)
-			vdisk_close(v->drives[i].disk);
+		vdisk_close(v->drives[i].disk);
 	free(v->firmware);
 	free_kernel(&v->kernel);
 }
