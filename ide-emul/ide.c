@@ -164,6 +164,17 @@ static uint64_t request_bytes(const struct ide_channel *ch, unsigned parts)
 	return bytes;
 }
 
+/* A request of a cancelled command ended: once none is left, a reset can complete and a
+ * platform reset waiting in ide_reset goes on. */
+static void io_idle(struct ide_channel *ch)
+{
+	if (ch->io_pending)
+		return;
+	if (ch->reset_pending)
+		try_finish_reset(ch);
+	pthread_cond_broadcast(&ch->idle);
+}
+
 /* On the queue's thread: submits what ide_start_io prepared, unless a reset came first. */
 static void io_submit(void *arg)
 {
@@ -174,8 +185,7 @@ static void io_submit(void *arg)
 	unsigned parts = dma_xfer(ch->xfer) ? ch->dma_nparts : 1;
 	ch->io_pending--; /* the post's own reference */
 	if (ch->io_generation != ch->generation || !q) {
-		if (!ch->io_pending && ch->reset_pending)
-			try_finish_reset(ch);
+		io_idle(ch);
 		pthread_mutex_unlock(&ch->lock);
 		return;
 	}
@@ -207,8 +217,8 @@ static void io_done(void *opaque, int result)
 		ch->io_result = result;
 	if (--ch->io_pending == 0 && ch->io_generation == ch->generation)
 		io_finish(ch);
-	else if (!ch->io_pending && ch->reset_pending)
-		try_finish_reset(ch);
+	else
+		io_idle(ch);
 	pthread_mutex_unlock(&ch->lock);
 }
 
@@ -624,6 +634,41 @@ static void channel_reset(struct ide_channel *ch)
 	ch->select = 0;
 }
 
+/* A platform reset (PCI RST#) of one channel: the devices and the bus master return to
+ * their power-on state. Requests still in flight write guest memory, so the reset waits
+ * for them: after it nothing of the old command touches RAM. Without it a command the
+ * guest left behind (a DMA command whose bus master never started) would keep the channel
+ * busy, and a BIOS waits for not-busy before it even tries a software reset. */
+static void channel_power_on(struct ide_channel *ch)
+{
+	channel_reset(ch);
+	for (unsigned i = 0; i < 2; i++) {
+		struct ide_drive *d = &ch->drive[i];
+		d->write_cache = true;
+		d->transfer_mode = 0x08;
+		d->atapi.locked = false;
+	}
+	ch->control = 0;
+	ch->feature = ch->hob_feature = ch->hob_nsect = ch->hob_lbal = 0;
+	ch->hob_lbam = ch->hob_lbah = 0;
+	ch->bm_cmd = ch->bm_status = 0;
+	ch->prd_addr = 0;
+	while (ch->io_pending)
+		pthread_cond_wait(&ch->idle, &ch->lock);
+	try_finish_reset(ch);
+	update_irq(ch);
+}
+
+void ide_reset(struct ide_controller *c)
+{
+	for (unsigned i = 0; i < 2; i++) {
+		struct ide_channel *ch = &c->channel[i];
+		pthread_mutex_lock(&ch->lock);
+		channel_power_on(ch);
+		pthread_mutex_unlock(&ch->lock);
+	}
+}
+
 /* DEVICE RESET: the packet device's own reset, accepted even while it is busy. */
 static void device_reset(struct ide_channel *ch, struct ide_drive *d)
 {
@@ -890,6 +935,7 @@ int ide_create(const struct ide_config *cfg, struct ide_controller **out)
 		ch->ctrl = c;
 		ch->index = i;
 		pthread_mutex_init(&ch->lock, NULL);
+		pthread_cond_init(&ch->idle, NULL);
 		ch->buf = vdisk_alloc_aligned(IDE_MAX_MULTIPLE * IDE_SECTOR);
 		ch->dma_iov = calloc(IDE_PRD_MAX + 1, sizeof(*ch->dma_iov));
 		ch->dma_parts = calloc(IDE_PRD_MAX / IDE_IOV_PER_REQ + 2, sizeof(*ch->dma_parts));
@@ -912,6 +958,7 @@ void ide_destroy(struct ide_controller *c)
 		free(c->channel[i].dma_iov);
 		free(c->channel[i].dma_parts);
 		pthread_mutex_destroy(&c->channel[i].lock);
+		pthread_cond_destroy(&c->channel[i].idle);
 	}
 	free(c);
 }

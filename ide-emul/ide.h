@@ -32,6 +32,12 @@ int ide_create(const struct ide_config *cfg, struct ide_controller **out);
 /* Every request must have completed: the queues of the attached disks are idle. */
 void ide_destroy(struct ide_controller *c);
 
+/* Platform reset (PCI RST#): every device, register and the bus master back to the
+ * power-on state, media and attachments kept. Waits until the requests still in flight
+ * have completed (they write guest memory), so call it with the vCPUs stopped and not
+ * from the thread that polls the disks' queues. */
+void ide_reset(struct ide_controller *c);
+
 /* Attaches an ATA disk at channel 0..1, unit 0 (master) or 1 (slave). The disk must have
  * 512-byte logical sectors. Returns 0, -EINVAL (bad slot or sector size) or -EBUSY. */
 int ide_attach_disk(struct ide_controller *c, unsigned channel, unsigned unit, struct vdisk *disk);

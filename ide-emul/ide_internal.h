@@ -134,6 +134,7 @@ struct ide_channel {
 	 * so that late completions are dropped */
 	unsigned generation, io_generation;
 	unsigned io_pending; /* block-layer requests in flight */
+	pthread_cond_t idle; /* signalled when io_pending drops to 0 */
 	int io_result;
 	struct iovec pio_iov;
 

@@ -296,7 +296,7 @@ static void i8042_write(void *opaque, uint64_t offset, unsigned size, uint64_t v
 	}
 	pthread_mutex_unlock(&k->lock);
 	if (reset)
-		platform_request_reset(&k->cfg.hooks);
+		platform_request_reset(&k->cfg.hooks, "keyboard controller reset line");
 }
 
 /* Ports 0x60 and 0x64 share the handler: the offset tells them apart. */
@@ -337,7 +337,7 @@ static void port92_write(void *opaque, uint64_t offset, unsigned size, uint64_t 
 	k->port92 = (uint8_t)(value & P92_A20);
 	pthread_mutex_unlock(&k->lock);
 	if (reset)
-		platform_request_reset(&k->cfg.hooks);
+		platform_request_reset(&k->cfg.hooks, "port 92h fast reset");
 }
 
 static const struct dev_ops port92_ops = { port92_read, port92_write };

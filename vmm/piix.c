@@ -139,7 +139,7 @@ static void reset_control_write(void *opaque, uint64_t offset, unsigned size, ui
 	p->reset_control = (uint8_t)(value & (RC_SOFT_OR_HARD | RC_FULL_RESET));
 	pthread_mutex_unlock(&p->lock);
 	if (value & RC_RESET_CPU)
-		platform_request_reset(&p->cfg.hooks);
+		platform_request_reset(&p->cfg.hooks, "reset control register");
 }
 
 static const struct dev_ops reset_control_ops = { reset_control_read, reset_control_write };
@@ -406,6 +406,7 @@ void piix_reset(struct piix *p)
 {
 	pci_host_reset(&p->host);
 	reset_registers(p);
+	ide_reset(p->ide);
 }
 
 int piix_create(const struct piix_config *cfg, struct piix **out)

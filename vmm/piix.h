@@ -47,8 +47,9 @@ int piix_create(const struct piix_config *cfg, struct piix **out);
 void piix_destroy(struct piix *p);
 
 /* Power-on state: configuration spaces (BAR4 back to 0, PAM to the ROM view, PM block
- * undecoded), PM/GPE registers, ELCR, reset control. The IDE devices' own state is reset by
- * the guest (SRST), as firmware does at boot. */
+ * undecoded), PM/GPE registers, ELCR, reset control, and the IDE devices (ide_reset: it
+ * waits for their requests in flight, so the vCPUs must be stopped). Firmware cannot be
+ * left to reset IDE itself: SeaBIOS waits for a channel to leave busy before its SRST. */
 void piix_reset(struct piix *p);
 
 /* The IDE controller, for attaching disks. */

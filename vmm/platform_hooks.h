@@ -12,7 +12,7 @@ struct platform_hooks {
 	/* i440FX PAM register change: [base, base+len) in 0xC0000-0xFFFFF, mode bit0 = read
 	 * RAM, bit1 = write RAM (0 = ROM/PCI view). */
 	void (*set_pam)(void *opaque, uint64_t base, uint64_t len, unsigned mode);
-	void (*request_reset)(void *opaque);			 /* 0xCF9, 0x92 bit0, i8042 0xFE */
+	void (*request_reset)(void *opaque, const char *cause);	 /* 0xCF9, 0x92 bit0, i8042 0xFE */
 	void (*request_poweroff)(void *opaque);			 /* PM1a_CNT SLP_EN with S5 */
 	void (*test_exit)(void *opaque, unsigned value);	 /* port 0x501 */
 	void (*set_irq)(void *opaque, unsigned gsi, bool level); /* ISA IRQ / GSI line */
@@ -25,10 +25,10 @@ static inline void platform_set_pam(const struct platform_hooks *h, uint64_t bas
 		h->set_pam(h->opaque, base, len, mode);
 }
 
-static inline void platform_request_reset(const struct platform_hooks *h)
+static inline void platform_request_reset(const struct platform_hooks *h, const char *cause)
 {
 	if (h && h->request_reset)
-		h->request_reset(h->opaque);
+		h->request_reset(h->opaque, cause);
 }
 
 static inline void platform_request_poweroff(const struct platform_hooks *h)

@@ -260,10 +260,10 @@ static void hook_set_pam(void *opaque, uint64_t base, uint64_t len, unsigned mod
 	vm_set_pam(v->vm, base, len, mode);
 }
 
-static void hook_reset(void *opaque)
+static void hook_reset(void *opaque, const char *cause)
 {
 	struct vmm *v = opaque;
-	vm_request_reset(v->vm);
+	vm_request_reset(v->vm, cause);
 }
 
 static void hook_poweroff(void *opaque)
@@ -471,9 +471,19 @@ static void reset_fw_cfg(void *opaque)
 	fw_cfg_reset(opaque);
 }
 
+/* A guest reset is worth a line: a reboot loop or a crashing guest shows up as resets. */
+static void report_reset(void *opaque)
+{
+	struct vmm *v = opaque;
+	const char *cause = vm_reset_cause(v->vm);
+	fprintf(stderr, "vmm: the guest reset the machine (%s)\n", cause ? cause : "unknown");
+}
+
 static int add_reset_hooks(struct vmm *v)
 {
-	int ret = vm_add_reset_hook(v->vm, reset_piix, v->piix);
+	int ret = vm_add_reset_hook(v->vm, report_reset, v);
+	if (!ret)
+		ret = vm_add_reset_hook(v->vm, reset_piix, v->piix);
 	if (!ret)
 		ret = vm_add_reset_hook(v->vm, reset_cmos, v->cmos);
 	if (!ret)

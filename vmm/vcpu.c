@@ -221,7 +221,7 @@ static void handle_system_event(struct vcpu *v)
 		vm_request_stop(v->vm, VM_STOP_POWEROFF, 0);
 		break;
 	case KVM_SYSTEM_EVENT_RESET:
-		vm_request_reset(v->vm);
+		vm_request_reset(v->vm, "system reset event");
 		break;
 	default:
 		vm_stop_error(v->vm, "vCPU %u: system event %u", v->index,
@@ -259,7 +259,7 @@ static void handle_exit(struct vcpu *v)
 	case KVM_EXIT_INTR:
 		break;
 	case KVM_EXIT_SHUTDOWN: /* triple fault: the CPU resets the machine */
-		vm_request_reset(vm);
+		vm_request_reset(vm, "triple fault");
 		break;
 	case KVM_EXIT_SYSTEM_EVENT:
 		handle_system_event(v);

@@ -308,11 +308,12 @@ void vm_stop_error(struct vm *vm, const char *fmt, ...)
 	request_stop(vm, VM_STOP_ERROR, 0, message);
 }
 
-void vm_request_reset(struct vm *vm)
+void vm_request_reset(struct vm *vm, const char *cause)
 {
 	pthread_mutex_lock(&vm->lock);
 	if (!vm->stop_pending && !vm->reset_pending) {
 		vm->reset_pending = true;
+		vm->reset_cause = cause;
 		signal_change(vm);
 	}
 	pthread_mutex_unlock(&vm->lock);
@@ -347,6 +348,14 @@ bool vm_is_paused(struct vm *vm)
 	bool paused = vm->paused;
 	pthread_mutex_unlock(&vm->lock);
 	return paused;
+}
+
+const char *vm_reset_cause(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	const char *cause = vm->reset_cause;
+	pthread_mutex_unlock(&vm->lock);
+	return cause;
 }
 
 int vm_add_reset_hook(struct vm *vm, void (*fn)(void *opaque), void *opaque)

@@ -26,16 +26,18 @@ uint32_t boot_fold(const uint8_t *data, size_t len)
 	return h;
 }
 
-int boot_run_vm(const char *args, char *log, size_t log_size, char *out, size_t out_size)
+static int run_vm(const char *args, unsigned timeout_s, const char *reboot_option, char *log,
+		  size_t log_size, char *out, size_t out_size)
 {
 	const char *serial = test_path("serial.log");
 	unlink(serial);
 	if (!vmm_binary)
 		vmm_binary = getenv("VMM");
-	int status = test_run(out, out_size,
-			      "timeout %d '%s' run --gen 1 --memory %uM --cpus 1 %s "
-			      "--serial file:%s --test-exit --no-reboot",
-			      VM_TIMEOUT_S, vmm_binary, BOOT_VM_MEMORY_MIB, args, serial);
+	int status =
+		test_run(out, out_size,
+			 "timeout %u '%s' run --gen 1 --memory %uM --cpus 1 %s "
+			 "--serial file:%s --test-exit %s",
+			 timeout_s, vmm_binary, BOOT_VM_MEMORY_MIB, args, serial, reboot_option);
 	FILE *f = fopen(serial, "r");
 	size_t n = f ? fread(log, 1, log_size - 1, f) : 0;
 	log[n] = 0;
@@ -44,6 +46,17 @@ int boot_run_vm(const char *args, char *log, size_t log_size, char *out, size_t 
 	if (status != BOOT_VM_EXIT_OK)
 		print_message("vmm exited %d\n%s\nserial:\n%s\n", status, out, log);
 	return status;
+}
+
+int boot_run_vm(const char *args, char *log, size_t log_size, char *out, size_t out_size)
+{
+	return run_vm(args, VM_TIMEOUT_S, "--no-reboot", log, log_size, out, out_size);
+}
+
+int boot_run_vm_rebooting(const char *args, unsigned timeout_s, char *log, size_t log_size,
+			  char *out, size_t out_size)
+{
+	return run_vm(args, timeout_s, "", log, log_size, out, out_size);
 }
 
 int boot_test_init(const char *program_env, const char **program)

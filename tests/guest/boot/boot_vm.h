@@ -20,6 +20,10 @@ uint32_t boot_fold(const uint8_t *data, size_t len);
  * printed, both shown when the status is not BOOT_VM_EXIT_OK. */
 int boot_run_vm(const char *args, char *log, size_t log_size, char *out, size_t out_size);
 
+/* The same with guest resets carried out (no --no-reboot), ended after timeout_s. */
+int boot_run_vm_rebooting(const char *args, unsigned timeout_s, char *log, size_t log_size,
+			  char *out, size_t out_size);
+
 /* The vmm binary ($VMM), the guest program ($program_env, returned in program), a usable
  * /dev/kvm and the vdisk binary: 0 when all are there, else TEST_SKIP after saying what is
  * missing. */

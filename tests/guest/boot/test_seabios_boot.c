@@ -22,12 +22,13 @@
 #include "boot_vm.h"
 #include "test_util.h"
 
-#define SECTOR	     512
-#define CD_SECTOR    2048
-#define PARAMS	     0x1E0
-#define READ_SECTORS 2048 /* 1 MiB through INT 13h */
-#define WRITE_LBA    (READ_SECTORS + 16)
-#define DISK_BYTES   (4u << 20)
+#define SECTOR		 512
+#define CD_SECTOR	 2048
+#define PARAMS		 0x1E0
+#define READ_SECTORS	 2048 /* 1 MiB through INT 13h */
+#define WRITE_LBA	 (READ_SECTORS + 16)
+#define DISK_BYTES	 (4u << 20)
+#define RESETBOOT_METHOD 0x1F0 /* resetboot.S: params_method */
 
 struct boot_params {
 	uint32_t start, count, write_lba;
@@ -204,6 +205,49 @@ static void test_boot_dvd(void **state)
 	free(img);
 }
 
+/* The guest resets the machine while its disk has a command in progress, as a kernel
+ * that reboots or triple-faults in the middle of its I/O leaves it (resetboot.S):
+ * SeaBIOS finds the disk again and boots it a second time. */
+static void reboot_after_reset(uint8_t method)
+{
+	const char *program = getenv("RESETBOOT");
+	if (!program)
+		skip();
+	uint8_t disk[2 * SECTOR] = { 0 };
+	test_file_read(program, disk, SECTOR, 0);
+	disk[RESETBOOT_METHOD] = method;
+	const char *raw = test_path("reset.raw");
+	int fd = open(raw, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, disk, sizeof(disk)), sizeof(disk));
+	assert_int_equal(ftruncate(fd, DISK_BYTES), 0);
+	close(fd);
+	char devices[700], log[16384], out[4096];
+	snprintf(devices, sizeof(devices), "--disk ide:0:0='%s'", raw);
+	assert_int_equal(boot_run_vm_rebooting(devices, 60, log, sizeof(log), out, sizeof(out)),
+			 BOOT_VM_EXIT_OK);
+	assert_contains(log, "hvreset: resetting");
+	assert_contains(log, "hvreset: rebooted");
+}
+
+static void test_reboot_after_reset_register(void **state)
+{
+	(void)state;
+	reboot_after_reset(1);
+}
+
+static void test_reboot_after_triple_fault(void **state)
+{
+	(void)state;
+	reboot_after_reset(2);
+}
+
+static void test_reboot_after_keyboard_controller_reset(void **state)
+{
+	(void)state;
+	reboot_after_reset(3);
+}
+
 int main(void)
 {
 	int ret = boot_test_init("BOOTSECT", &bootsect_path);
@@ -214,6 +258,9 @@ int main(void)
 		cmocka_unit_test(test_boot_vhd),
 		cmocka_unit_test(test_boot_vhdx),
 		cmocka_unit_test(test_boot_dvd),
+		cmocka_unit_test(test_reboot_after_reset_register),
+		cmocka_unit_test(test_reboot_after_triple_fault),
+		cmocka_unit_test(test_reboot_after_keyboard_controller_reset),
 	};
 	return cmocka_run_group_tests(tests, NULL, test_teardown_tmpdir);
 }

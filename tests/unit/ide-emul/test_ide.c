@@ -8,7 +8,11 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
 
+#include "format.h"
 #include "geometry.h"
 #include "ide_rig.h"
 
@@ -468,6 +472,136 @@ static void test_data_port_without_transfer(void **state)
 		(void)inl(r, (uint16_t)port);
 }
 
+/* ---- platform reset (ide_reset) ---- */
+
+/* The registers a BIOS finds after power-on: ready, not busy, the disk's signature, no
+ * interrupt, nIEN clear, the bus master stopped with its registers zero. */
+static void expect_power_on_state(struct rig *r)
+{
+	assert_int_equal(inb(r, 0x3F6) & 0xC9, 0x40);
+	assert_int_equal(inb(r, 0x1F2), 1);
+	assert_int_equal(inb(r, 0x1F3), 1);
+	assert_false(r->irq[14]);
+	assert_int_equal(inb(r, BM_BASE), 0);
+	assert_int_equal(bm_status(r), 0);
+	assert_int_equal(inl(r, BM_BASE + 4), 0);
+}
+
+/* A guest issued READ DMA and the machine reset before it started the bus master: the
+ * channel must not stay busy (SeaBIOS would never find the disk again). */
+static void test_platform_reset_ends_a_dma_command_never_started(void **state)
+{
+	struct rig *r = *state;
+	outb(r, 0x3F6, 0x02);	    /* nIEN, as Linux leaves it at times */
+	outb(r, BM_BASE + 2, 0x60); /* DMA-capable bits, set by firmware */
+	lba28(r, 0, 8, 0xC8);
+	assert_int_equal(inb(r, 0x3F6) & 0x80, 0x80);
+	ide_reset(r->ide);
+	expect_power_on_state(r);
+	lba28(r, 5, 1, 0x20); /* a BIOS's PIO read works */
+	assert_int_equal(wait_not_busy(r) & 0x09, 0x08);
+	uint8_t got[512], want[512];
+	pio_read_block(r, got, 1);
+	expected(want, 5 * 512, sizeof(want));
+	assert_memory_equal(got, want, sizeof(want));
+}
+
+/* A raw disk whose reads stay open until the test's I/O thread lets them end: a request
+ * that is in flight for as long as the test needs. */
+static struct vdisk_req *_Atomic gated_req;
+
+static int gated_probe(const struct vdisk_probe *probe)
+{
+	(void)probe;
+	return 0; /* opened by name only */
+}
+
+static void gated_readv(struct vdisk_req *req)
+{
+	vdisk_req_hold(req);
+	vdisk_format_raw.readv(req);
+	atomic_store(&gated_req, req);
+}
+
+static struct vdisk_format gated_format;
+
+static int setup_gated(void **state)
+{
+	gated_format = vdisk_format_raw;
+	gated_format.name = "gated";
+	gated_format.probe = gated_probe;
+	gated_format.readv = gated_readv;
+	int ret = vdisk_format_register(&gated_format);
+	assert_true(ret == 0 || ret == -EEXIST);
+	struct rig *r = rig_new("gated.raw");
+	test_write_file(r->path, DISK_SIZE, SEED);
+	struct vdisk_options o = { .cache = VDISK_CACHE_WRITEBACK, .format = "gated" };
+	assert_int_equal(vdisk_open(r->path, &o, &r->disk, NULL, 0), 0);
+	assert_int_equal(test_track_disk(r->disk), 0);
+	assert_int_equal(ide_attach_disk(r->ide, 0, 0, r->disk), 0);
+	*state = r;
+	return 0;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The VMM's I/O thread: polls the disk's queue and ends a gated read 100 ms after it
+ * arrived, noting that it did. */
+struct io_thread {
+	struct vdisk_queue *q;
+	atomic_bool stop, released;
+};
+
+static void *run_io_thread(void *arg)
+{
+	struct io_thread *t = arg;
+	uint64_t seen = 0;
+	while (!atomic_load(&t->stop)) {
+		vdisk_queue_poll(t->q, 0);
+		struct vdisk_req *req = atomic_load(&gated_req);
+		if (!req)
+			continue;
+		if (!seen)
+			seen = now_ms();
+		if (now_ms() - seen < 100)
+			continue;
+		atomic_store(&gated_req, NULL);
+		atomic_store(&t->released, true);
+		vdisk_req_end(req, 0);
+	}
+	return NULL;
+}
+
+/* A DMA read in flight at the reset: ide_reset returns only once the request has ended,
+ * so nothing of the old command writes RAM the rebooted guest uses; the cancelled
+ * command raises no interrupt. */
+static void test_platform_reset_waits_for_a_transfer_in_flight(void **state)
+{
+	struct rig *r = *state;
+	const uint32_t table = 0x1000, buf = 0x40000, bytes = 64 * 1024;
+	put_prd(table, 0, buf, 0, true); /* 0: 64 KiB */
+	lba28(r, 0, (uint8_t)(bytes / 512), 0xC8);
+	bm_start(r, table, true);
+	struct io_thread t = { .q = vdisk_queue(r->disk, 0) };
+	pthread_t thread;
+	assert_int_equal(pthread_create(&thread, NULL, run_io_thread, &t), 0);
+	while (!atomic_load(&gated_req) && !atomic_load(&t.released))
+		usleep(1000);
+	unsigned raises = r->irq_raises[14];
+	ide_reset(r->ide);
+	bool ended_before_return = atomic_load(&t.released);
+	atomic_store(&t.stop, true);
+	pthread_join(thread, NULL);
+	assert_true(ended_before_return);
+	expect_power_on_state(r);
+	assert_int_equal(r->irq_raises[14], raises);
+}
+
 int main(void)
 {
 	rig_ram_alloc();
@@ -489,6 +623,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_flush_features_power, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_nien_masks_the_interrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_data_port_without_transfer, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_platform_reset_ends_a_dma_command_never_started, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_platform_reset_waits_for_a_transfer_in_flight,
+						setup_gated, teardown),
 	};
 	int ret = cmocka_run_group_tests(tests, NULL, NULL);
 	test_tmpdir_remove();

@@ -85,6 +85,7 @@ struct hook_log {
 	struct pam_call pam[HOOK_MAX_PAM];
 	unsigned npam;
 	unsigned resets, poweroffs, test_exits, last_test_exit;
+	const char *reset_cause; /* of the last reset */
 	bool irq[24];
 	unsigned irq_raises[24];
 };
@@ -96,9 +97,10 @@ static inline void log_set_pam(void *opaque, uint64_t base, uint64_t len, unsign
 		log->pam[log->npam++] = (struct pam_call){ base, len, mode };
 }
 
-static inline void log_reset(void *opaque)
+static inline void log_reset(void *opaque, const char *cause)
 {
 	((struct hook_log *)opaque)->resets++;
+	((struct hook_log *)opaque)->reset_cause = cause;
 }
 
 static inline void log_poweroff(void *opaque)

@@ -203,6 +203,7 @@ static void test_reset_paths(void **state)
 	assert_int_equal(r->log.resets, 0);
 	command(r, 0xFE); /* OVMF's and Linux's reset */
 	assert_int_equal(r->log.resets, 1);
+	assert_string_equal(r->log.reset_cause, "keyboard controller reset line");
 	command(r, 0xD1);
 	data(r, 0x02); /* reset line low */
 	assert_int_equal(r->log.resets, 2);
@@ -213,6 +214,7 @@ static void test_reset_paths(void **state)
 	assert_int_equal(r->log.resets, 2);
 	bus_outb(&r->bus, 0x92, 0x03); /* fast reset */
 	assert_int_equal(r->log.resets, 3);
+	assert_string_equal(r->log.reset_cause, "port 92h fast reset");
 	assert_int_equal(bus_inb(&r->bus, 0x92), 0x02);
 
 	i8042_reset(r->kbc);

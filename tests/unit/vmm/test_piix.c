@@ -219,6 +219,7 @@ static void test_pirq_elcr_and_reset_control(void **state)
 	assert_int_equal(bus_inb(b, 0xCF9), 0x02);
 	bus_outb(b, 0xCF9, 0x06);
 	assert_int_equal(r->log.resets, 1);
+	assert_string_equal(r->log.reset_cause, "reset control register");
 	bus_outb(b, 0xCF9, 0x04); /* soft reset too */
 	assert_int_equal(r->log.resets, 2);
 

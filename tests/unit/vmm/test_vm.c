@@ -131,7 +131,7 @@ static void machine_write(void *opaque, uint64_t offset, unsigned size, uint64_t
 	(void)opaque;
 	uint16_t port = (uint16_t)(TEST_RESET_PORT + offset);
 	if (port == TEST_RESET_PORT) {
-		vm_request_reset(rig.vm);
+		vm_request_reset(rig.vm, "test port");
 	} else if (port == TEST_PAM_PORT && size == 4) {
 		vm_set_pam(rig.vm, value & ~UINT64_C(0x3FFF), 0x4000, value & 3);
 	} else if (port == TEST_IRQ_READY) {
