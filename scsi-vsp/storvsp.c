@@ -101,6 +101,7 @@ struct sv_channel {
 	unsigned allocated;
 	unsigned inflight;			   /* atomic */
 	struct sv_request *backlog, *backlog_tail; /* replies waiting for ring room */
+	uint64_t unkicked; /* LUNs whose queue got requests this poll (bit = LUN) */
 	uint8_t packet[MAX_PACKET];
 };
 
@@ -476,13 +477,15 @@ static void execute_srb(struct sv_channel *c, struct sv_request *r,
 	struct scsi_disk *target = route(sv, p, &q, c->index);
 	r->absent = !target;
 	/* REPORT LUNS is the target's (path 0, target 0), whichever LUN it is sent to */
-	if (r->cdb[0] == SCSI_OP_REPORT_LUNS)
+	if (r->cdb[0] == SCSI_OP_REPORT_LUNS) {
 		scsi_report_luns_execute(&r->req, sv->luns,
 					 p[SRB_PATH_AT] || p[SRB_TARGET_AT] ? 0 : sv->nluns);
-	else if (target)
+	} else if (target) {
 		scsi_disk_execute(target, q, &r->req);
-	else
+		c->unkicked |= 1ull << p[SRB_LUN_AT];
+	} else {
 		scsi_absent_lun_execute(&r->req);
+	}
 }
 
 /* ---- packets ---- */
@@ -570,6 +573,16 @@ static unsigned drain(struct sv_channel *c, uint32_t session, bool *stalled)
 	}
 }
 
+/* Hands what this poll queued to the kernel, once per queue: the channel's thread may
+ * poll its queues only when their event fd fires, which requests never submitted cannot
+ * make happen. */
+static void kick_queues(struct sv_channel *c)
+{
+	for (uint64_t m = c->unkicked; m; m &= m - 1)
+		vdisk_queue_kick(vdisk_queue(c->sv->cfg.luns[__builtin_ctzll(m)].disk, c->index));
+	c->unkicked = 0;
+}
+
 unsigned storvsp_poll(struct storvsp *sv, unsigned channel)
 {
 	if (channel >= sv->cfg.channels)
@@ -589,6 +602,7 @@ unsigned storvsp_poll(struct storvsp *sv, unsigned channel)
 		taken += drain(c, session, &stalled);
 		more = vmbus_channel_end_drain(c->ch, session);
 	} while (more && !stalled);
+	kick_queues(c);
 	if (stalled && !c->backlog && !request_available(c))
 		c->starved = true;
 	return taken;
