@@ -97,6 +97,7 @@ struct sv_channel {
 	unsigned index;
 	bool kicked;  /* atomic: a poll is due */
 	bool starved; /* the pool ran dry: a freed request asks for a poll */
+	bool masked;  /* the guest's ring was left masked: a completion asks for a poll */
 	struct sv_request *free;
 	unsigned allocated;
 	unsigned inflight;			   /* atomic */
@@ -158,8 +159,8 @@ static void request_put(struct sv_request *r)
 	r->next = c->free;
 	c->free = r;
 	__atomic_fetch_sub(&c->inflight, 1, __ATOMIC_RELAXED);
-	if (c->starved) {
-		c->starved = false;
+	if (c->starved || c->masked) {
+		c->starved = c->masked = false;
 		kick(c);
 	}
 }
@@ -589,6 +590,7 @@ unsigned storvsp_poll(struct storvsp *sv, unsigned channel)
 		return 0;
 	struct sv_channel *c = &sv->chans[channel];
 	__atomic_store_n(&c->kicked, false, __ATOMIC_RELEASE);
+	c->masked = false;
 	flush_backlog(c);
 	uint32_t session = vmbus_channel_session(c->ch);
 	if (!session)
@@ -600,6 +602,13 @@ unsigned storvsp_poll(struct storvsp *sv, unsigned channel)
 	do {
 		vmbus_channel_begin_drain(c->ch, session);
 		taken += drain(c, session, &stalled);
+		/* While requests are in flight, their completions bring this thread back here:
+		 * the ring stays masked until then, so the guest adds requests without
+		 * signalling each first one after the host caught up. */
+		if (__atomic_load_n(&c->inflight, __ATOMIC_RELAXED)) {
+			c->masked = true;
+			break;
+		}
 		more = vmbus_channel_end_drain(c->ch, session);
 	} while (more && !stalled);
 	kick_queues(c);
