@@ -123,11 +123,11 @@ static void sync_file(const char *path)
 
 /* A raw image of size bytes holding test_fill_pattern(PATTERN_SEED), with MAX_CHANNELS
  * queues. */
-static void disk_open(struct disk *d, const char *dir, const char *name,
-		      enum vdisk_cache_mode cache, uint64_t size)
+static void disk_open(struct disk *d, const char *dir, enum vdisk_cache_mode cache, uint64_t size)
 {
-	*d = (struct disk){ .name = name, .cache = cache, .size = size };
-	snprintf(d->path, sizeof(d->path), "%s/vspbench-%s-%d.raw", dir, name, (int)getpid());
+	d->cache = cache;
+	d->size = size;
+	snprintf(d->path, sizeof(d->path), "%s/vspbench-%s-%d.raw", dir, d->name, (int)getpid());
 	image_paths[cache == VDISK_CACHE_DIRECT] = d->path;
 	test_write_file(d->path, size, PATTERN_SEED);
 	sync_file(d->path);
@@ -143,6 +143,8 @@ static void disk_open(struct disk *d, const char *dir, const char *name,
 
 static void disk_close(struct disk *d)
 {
+	if (!d->vd)
+		return;
 	vdisk_close(d->vd);
 	d->vd = NULL;
 }
@@ -176,18 +178,42 @@ static void note_clock(struct lane *l)
 {
 	if (__atomic_load_n(&l->clock_known, __ATOMIC_ACQUIRE))
 		return;
+	char name[16];
+	snprintf(name, sizeof(name), "%s%u", l->sv ? "vsp-chan" : "vsp-base", l->index);
+	pthread_setname_np(pthread_self(), name); /* for perf and top */
 	if (pthread_getcpuclockid(pthread_self(), &l->clock) == 0)
 		__atomic_store_n(&l->clock_known, true, __ATOMIC_RELEASE);
 }
 
-static uint64_t lane_cpu_ns(struct lane *l)
+static uint64_t cpu_clock_ns(clockid_t clock)
 {
 	struct timespec ts;
+	if (clock_gettime(clock, &ts) < 0)
+		die("cannot read a CPU clock: %s", strerror(errno));
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t thread_cpu_ns(pthread_t thread)
+{
+	clockid_t clock;
+	if (pthread_getcpuclockid(thread, &clock))
+		die("no CPU clock for a thread");
+	return cpu_clock_ns(clock);
+}
+
+static uint64_t lane_cpu_ns(struct lane *l)
+{
 	if (!__atomic_load_n(&l->clock_known, __ATOMIC_ACQUIRE))
 		die("channel %u's thread never ran", l->index);
-	if (clock_gettime(l->clock, &ts) < 0)
-		die("cannot read channel %u's CPU clock: %s", l->index, strerror(errno));
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	return cpu_clock_ns(l->clock);
+}
+
+/* The whole process but the (sleeping) main thread: the channel threads, the guest's
+ * threads, and the io_uring workers the kernel runs for the queues' buffered I/O, which
+ * belong to the process too (also those that exited during the window). */
+static uint64_t process_cpu_ns(void)
+{
+	return cpu_clock_ns(CLOCK_PROCESS_CPUTIME_ID) - cpu_clock_ns(CLOCK_THREAD_CPUTIME_ID);
 }
 
 static void lane_kicked(void *opaque)
@@ -398,6 +424,9 @@ static void guest_service(struct guest *g)
 static void *guest_run(void *arg)
 {
 	struct guest *g = arg;
+	char name[16];
+	snprintf(name, sizeof(name), "vsp-guest%u", g->vp);
+	pthread_setname_np(pthread_self(), name);
 	for (unsigned i = 0; i < g->qd; i++)
 		guest_issue(g, i);
 	uint64_t last = now_ns();
@@ -541,7 +570,9 @@ struct workload {
 };
 
 struct sample {
-	uint64_t wall_ns, cpu_ns, ios, g2h, h2g;
+	uint64_t wall_ns, ios, g2h, h2g;
+	uint64_t chan_ns; /* CPU of the channel threads */
+	uint64_t host_ns; /* CPU of every host thread: those and the kernel's io_uring workers */
 };
 
 struct result {
@@ -551,17 +582,25 @@ struct result {
 
 static void sample_diff(struct sample *d, const struct sample *a, const struct sample *b)
 {
-	*d = (struct sample){ b->wall_ns - a->wall_ns, b->cpu_ns - a->cpu_ns, b->ios - a->ios,
-			      b->g2h - a->g2h, b->h2g - a->h2g };
+	*d = (struct sample){ .wall_ns = b->wall_ns - a->wall_ns,
+			      .ios = b->ios - a->ios,
+			      .g2h = b->g2h - a->g2h,
+			      .h2g = b->h2g - a->h2g,
+			      .chan_ns = b->chan_ns - a->chan_ns,
+			      .host_ns = b->host_ns - a->host_ns };
 }
 
 static void rig_sample(struct rig *r, struct sample *s)
 {
 	struct vmbus_stats st;
 	vmbus_get_stats(r->v.vb, &st);
-	*s = (struct sample){ .wall_ns = now_ns(), .g2h = st.signals_in, .h2g = st.signals_out };
+	*s = (struct sample){ .wall_ns = now_ns(),
+			      .g2h = st.signals_in,
+			      .h2g = st.signals_out,
+			      .host_ns = process_cpu_ns() };
 	for (unsigned c = 0; c < r->channels; c++) {
-		s->cpu_ns += lane_cpu_ns(&r->lanes[c]);
+		s->chan_ns += lane_cpu_ns(&r->lanes[c]);
+		s->host_ns -= thread_cpu_ns(r->guests[c].thread);
 		s->ios += __atomic_load_n(&r->guests[c].completed, __ATOMIC_RELAXED);
 	}
 }
@@ -611,9 +650,9 @@ static void measure_vsp(const struct workload *w, uint64_t warm_ns, uint64_t run
 
 static void base_sample(struct lane *lanes, unsigned n, struct sample *s)
 {
-	*s = (struct sample){ .wall_ns = now_ns() };
+	*s = (struct sample){ .wall_ns = now_ns(), .host_ns = process_cpu_ns() };
 	for (unsigned c = 0; c < n; c++) {
-		s->cpu_ns += lane_cpu_ns(&lanes[c]);
+		s->chan_ns += lane_cpu_ns(&lanes[c]);
 		s->ios += __atomic_load_n(&lanes[c].completed, __ATOMIC_RELAXED);
 	}
 }
@@ -681,9 +720,14 @@ static double per_io(uint64_t v, uint64_t ios)
 	return ios ? (double)v / (double)ios : 0;
 }
 
-static double cpu_us(const struct sample *s)
+static double host_us(const struct sample *s)
 {
-	return per_io(s->cpu_ns, s->ios) / 1000.0;
+	return per_io(s->host_ns, s->ios) / 1000.0;
+}
+
+static double chan_us(const struct sample *s)
+{
+	return per_io(s->chan_ns, s->ios) / 1000.0;
 }
 
 static double iops(const struct sample *s)
@@ -692,15 +736,18 @@ static double iops(const struct sample *s)
 }
 
 static const char *const method_text[] = {
-	"CPU/req: CPU time of the channel threads (CLOCK_THREAD_CPUTIME_ID) over the requests "
-	"completed in the window.",
 	"storvsp path: the test VSC (Linux's ring and signal rules, one thread per channel as the "
 	"vCPU it targets) -> VMBus host -> storvsp -> scsi_disk -> the disk queue, each channel "
 	"served by the VMM's event loop on its kick eventfd and its queue's event fd.",
 	"baseline: the same event loop thread and queue, keeping QD requests in flight by "
-	"resubmitting from the completion callback; added = storvsp path - baseline: what "
-	"storvsp, scsi_disk and the VMBus host cost per request on the serving thread (the "
-	"vCPU thread's share, one eventfd write per guest->host signal, is not in it).",
+	"resubmitting from the completion callback.",
+	"host CPU/req: CPU time over the requests completed in the window of every host thread: "
+	"the channel threads and the io_uring workers the kernel runs for them (process CPU time "
+	"minus the guest's threads and the idle main thread). added = storvsp path - baseline: "
+	"what storvsp, scsi_disk and the VMBus host cost per request; the last CPU column is the "
+	"same difference on the channel threads alone (CLOCK_THREAD_CPUTIME_ID). Not in either: "
+	"the vCPU thread's share of a guest->host signal (vmbus_signal_event and one eventfd "
+	"write).",
 	"g->h: guest->host signals per request (HvSignalEvent calls the ring rules did not "
 	"suppress); h->g: host->guest interrupts per request (the VMBus host's signal_event "
 	"calls). User-space SynIC: each g->h is a hypercall exit to the VMM, each h->g a SINT "
@@ -713,17 +760,20 @@ static const char *const method_text[] = {
 static void print_table(const struct result *res, unsigned n)
 {
 	printf("### storvsp + VMBus host cost (4 KiB random I/O, raw image)\n\n");
-	printf("| disk | rw | QD | channels | storvsp IOPS | CPU/req storvsp path | CPU/req "
-	       "baseline | added by storvsp+VMBus | g->h/IO | h->g/IO | notifications/IO |\n");
-	printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+	printf("| disk | rw | QD | channels | storvsp IOPS | host CPU/req storvsp path | host "
+	       "CPU/req baseline | added by storvsp+VMBus | added, channel threads only | g->h/IO "
+	       "| h->g/IO | notifications/IO |\n");
+	printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
 	for (unsigned i = 0; i < n; i++) {
 		const struct result *r = &res[i];
 		double g2h = per_io(r->vsp.g2h, r->vsp.ios), h2g = per_io(r->vsp.h2g, r->vsp.ios);
-		printf("| %s | %s | %u | %u | %.0f | %.2f us | %.2f us | %.2f us | %.3f | %.3f | "
-		       "%.3f |\n",
+		printf("| %s | %s | %u | %u | %.0f | %.2f us | %.2f us | %.2f us | %.2f us | %.3f "
+		       "| "
+		       "%.3f | %.3f |\n",
 		       r->w.disk->name, r->w.write ? "randwrite" : "randread", r->w.qd,
-		       r->w.channels, iops(&r->vsp), cpu_us(&r->vsp), cpu_us(&r->base),
-		       cpu_us(&r->vsp) - cpu_us(&r->base), g2h, h2g, g2h + h2g);
+		       r->w.channels, iops(&r->vsp), host_us(&r->vsp), host_us(&r->base),
+		       host_us(&r->vsp) - host_us(&r->base), chan_us(&r->vsp) - chan_us(&r->base),
+		       g2h, h2g, g2h + h2g);
 	}
 	printf("\n");
 	for (size_t i = 0; i < sizeof(method_text) / sizeof(method_text[0]); i++)
@@ -736,8 +786,10 @@ static json_t *sample_json(const struct sample *s, int *ret)
 	vdisk_json_set(o, "ios", vdisk_json_u64(s->ios), ret);
 	vdisk_json_set(o, "seconds", json_real((double)s->wall_ns / 1e9), ret);
 	vdisk_json_set(o, "iops", json_real(iops(s)), ret);
-	vdisk_json_set(o, "cpu_ns", vdisk_json_u64(s->cpu_ns), ret);
-	vdisk_json_set(o, "cpu_us_per_io", json_real(cpu_us(s)), ret);
+	vdisk_json_set(o, "host_cpu_ns", vdisk_json_u64(s->host_ns), ret);
+	vdisk_json_set(o, "host_cpu_us_per_io", json_real(host_us(s)), ret);
+	vdisk_json_set(o, "channel_cpu_ns", vdisk_json_u64(s->chan_ns), ret);
+	vdisk_json_set(o, "channel_cpu_us_per_io", json_real(chan_us(s)), ret);
 	return o;
 }
 
@@ -756,8 +808,10 @@ static json_t *result_json(const struct result *r, int *ret)
 	vdisk_json_set(vsp, "host_to_guest_per_io", json_real(per_io(r->vsp.h2g, r->vsp.ios)), ret);
 	vdisk_json_set(o, "storvsp", vsp, ret);
 	vdisk_json_set(o, "baseline", sample_json(&r->base, ret), ret);
-	vdisk_json_set(o, "added_cpu_us_per_io", json_real(cpu_us(&r->vsp) - cpu_us(&r->base)),
-		       ret);
+	vdisk_json_set(o, "added_host_cpu_us_per_io",
+		       json_real(host_us(&r->vsp) - host_us(&r->base)), ret);
+	vdisk_json_set(o, "added_channel_cpu_us_per_io",
+		       json_real(chan_us(&r->vsp) - chan_us(&r->base)), ret);
 	return o;
 }
 
@@ -783,16 +837,34 @@ struct options {
 	bool quick, json;
 	double runtime_s;
 	const char *dir, *ram_dir;
+	const char *disk, *rw; /* NULL: every one */
+	unsigned qd, channels; /* 0: 1 and 32, 1 and 2 */
 };
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: vspbench [--quick] [--json] [--runtime S] [--dir DIR] [--ram-dir DIR]\n"
-		   "  --quick        CI slice: RAM disk rows and one O_DIRECT row, 0.2 s each\n"
-		   "  --json         JSON instead of the markdown table\n"
-		   "  --runtime S    measured seconds per row and side (default 1)\n"
-		   "  --dir DIR      where the O_DIRECT raw file goes (default .)\n"
-		   "  --ram-dir DIR  where the RAM disk goes (default /dev/shm)\n");
+	fprintf(f,
+		"usage: vspbench [--quick] [--json] [--runtime S] [--dir DIR] [--ram-dir DIR]\n"
+		"                [--disk ram|direct] [--rw randread|randwrite] [--qd N]\n"
+		"                [--channels N]\n"
+		"  --quick         CI slice: five rows of 0.2 s, four on the RAM disk\n"
+		"  --json          JSON instead of the markdown table\n"
+		"  --runtime S     measured seconds per row and side (default 1)\n"
+		"  --dir DIR       where the O_DIRECT raw file goes (default .)\n"
+		"  --ram-dir DIR   where the RAM disk goes (default /dev/shm)\n"
+		"  --disk, --rw    only the rows of that disk, that pattern\n"
+		"  --qd N          rows at this depth (1..%u) instead of 1 and 32\n"
+		"  --channels N    rows with this many channels (1..%u) instead of 1 and 2\n",
+		MAX_QD, MAX_CHANNELS);
+}
+
+static unsigned parse_count(const char *text, const char *what, unsigned max)
+{
+	char *end;
+	unsigned long v = strtoul(text, &end, 10);
+	if (*end || !v || v > max)
+		die("%s takes a number from 1 to %u, not '%s'", what, max, text);
+	return (unsigned)v;
 }
 
 static void parse_options(int argc, char **argv, struct options *o)
@@ -803,6 +875,10 @@ static void parse_options(int argc, char **argv, struct options *o)
 		{ "runtime", required_argument, NULL, 'r' },
 		{ "dir", required_argument, NULL, 'd' },
 		{ "ram-dir", required_argument, NULL, 'm' },
+		{ "disk", required_argument, NULL, 'k' },
+		{ "rw", required_argument, NULL, 'w' },
+		{ "qd", required_argument, NULL, 'Q' },
+		{ "channels", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -828,6 +904,22 @@ static void parse_options(int argc, char **argv, struct options *o)
 		case 'm':
 			o->ram_dir = optarg;
 			break;
+		case 'k':
+			if (strcmp(optarg, "ram") && strcmp(optarg, "direct"))
+				die("--disk is ram or direct, not '%s'", optarg);
+			o->disk = optarg;
+			break;
+		case 'w':
+			if (strcmp(optarg, "randread") && strcmp(optarg, "randwrite"))
+				die("--rw is randread or randwrite, not '%s'", optarg);
+			o->rw = optarg;
+			break;
+		case 'Q':
+			o->qd = parse_count(optarg, "--qd", MAX_QD);
+			break;
+		case 'c':
+			o->channels = parse_count(optarg, "--channels", MAX_CHANNELS);
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -842,18 +934,48 @@ static void parse_options(int argc, char **argv, struct options *o)
 	}
 }
 
-/* The rows of one disk: reads first (they check the data against the file), then writes. */
-static unsigned plan_disk(struct disk *d, bool quick, struct workload *w)
+#define MAX_ROWS 16
+
+/* The quick slice: reads at QD1 and QD32 on one channel and QD32 on two, a write row, and
+ * one O_DIRECT row, so each path runs. */
+static bool in_quick_slice(bool direct, bool write, unsigned qd, unsigned channels)
 {
-	static const unsigned qds[] = { 1, 32 }, channels[] = { 1, 2 };
+	if (direct)
+		return !write && qd == 32 && channels == 1;
+	return write ? qd == 32 && channels == 1 : channels == 1 || qd == 32;
+}
+
+/* Every disk's reads first (they check the data against the file), then its writes. */
+static unsigned plan_rows(const struct options *o, struct disk *disks[2], struct workload *w)
+{
+	const unsigned qds[] = { o->qd ? o->qd : 1, 32 },
+		       chans[] = { o->channels ? o->channels : 1, 2 };
 	unsigned n = 0;
-	for (int write = 0; write < 2; write++)
-		for (unsigned c = 0; c < 2; c++)
-			for (unsigned q = 0; q < 2; q++)
-				if (!quick || (!write && (c == 0 || qds[q] == 32)) ||
-				    (write && c == 0 && qds[q] == 32))
-					w[n++] = (struct workload){ d, write, qds[q], channels[c] };
+	for (unsigned d = 0; d < 2; d++)
+		for (int write = 0; write < 2; write++)
+			for (unsigned c = 0; c < (o->channels ? 1u : 2u); c++)
+				for (unsigned q = 0; q < (o->qd ? 1u : 2u); q++) {
+					bool filtered =
+						(o->disk && strcmp(o->disk, disks[d]->name)) ||
+						(o->rw &&
+						 strcmp(o->rw, write ? "randwrite" : "randread"));
+					bool custom = o->disk || o->rw || o->qd || o->channels;
+					if (filtered ||
+					    (o->quick && !custom &&
+					     !in_quick_slice(d == 1, write, qds[q], chans[c])))
+						continue;
+					w[n++] = (struct workload){ disks[d], write, qds[q],
+								    chans[c] };
+				}
 	return n;
+}
+
+static bool plan_uses(const struct workload *w, unsigned n, const struct disk *d)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (w[i].disk == d)
+			return true;
+	return false;
 }
 
 int main(int argc, char **argv)
@@ -861,16 +983,16 @@ int main(int argc, char **argv)
 	struct options o;
 	parse_options(argc, argv, &o);
 	atexit(remove_images);
-	struct disk ram, direct;
-	disk_open(&ram, o.ram_dir, "ram", VDISK_CACHE_WRITEBACK, (o.quick ? 16 : 64) * MIB);
-	disk_open(&direct, o.dir, "direct", VDISK_CACHE_DIRECT, (o.quick ? 16 : 128) * MIB);
-	struct workload plan[16];
-	unsigned n = plan_disk(&ram, o.quick, plan);
-	if (o.quick)
-		plan[n++] = (struct workload){ &direct, false, 32, 1 };
-	else
-		n += plan_disk(&direct, false, plan + n);
-	struct result res[16];
+	struct disk ram = { .name = "ram" }, direct = { .name = "direct" };
+	struct disk *disks[2] = { &ram, &direct };
+	struct workload plan[MAX_ROWS];
+	unsigned n = plan_rows(&o, disks, plan);
+	uint64_t size = (o.quick ? 16 : 64) * MIB;
+	if (plan_uses(plan, n, &ram))
+		disk_open(&ram, o.ram_dir, VDISK_CACHE_WRITEBACK, size);
+	if (plan_uses(plan, n, &direct))
+		disk_open(&direct, o.dir, VDISK_CACHE_DIRECT, 2 * size);
+	struct result res[MAX_ROWS];
 	for (unsigned i = 0; i < n; i++) {
 		fprintf(stderr, "vspbench: %s %s QD%u, %u channel(s)\n", plan[i].disk->name,
 			plan[i].write ? "randwrite" : "randread", plan[i].qd, plan[i].channels);
