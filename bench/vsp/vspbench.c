@@ -709,8 +709,11 @@ static void measure(const struct workload *w, double runtime_s, struct result *r
 	measure_base(w, warm_ns, run_ns, &res->base);
 	if (w->write)
 		w->disk->written = true;
-	if (!res->vsp.ios || !res->base.ios)
-		die("%s: a row completed no request", w->disk->name);
+	/* a row that moved nothing, or counted no CPU time or interrupt, measured nothing */
+	if (!res->vsp.ios || !res->base.ios || !res->vsp.host_ns || !res->base.host_ns ||
+	    !res->vsp.chan_ns || !res->base.chan_ns || !res->vsp.h2g)
+		die("%s %s QD%u: a row produced no numbers", w->disk->name,
+		    w->write ? "randwrite" : "randread", w->qd);
 }
 
 /* ---- output ---- */
