@@ -27,11 +27,13 @@ run_suite sanitizers build-asan -DSANITIZE=address,undefined -DCMAKE_BUILD_TYPE=
 
 case ${HVSTACK_BENCH:-slice} in
 off) ;;
-full) bench/engine.sh && bench/convert.sh ;;
+full) bench/engine.sh && bench/convert.sh && bench/vsp.sh ;;
 *) echo "== engine benchmark (CI slice; HVSTACK_BENCH=full for the real one)"
    bench/engine.sh --quick || failed+=("bench")
    echo "== convert benchmark (CI slice: 512 MiB, one round)"
-   bench/convert.sh --quick || failed+=("bench-convert") ;;
+   bench/convert.sh --quick || failed+=("bench-convert")
+   echo "== storvsp + VMBus host benchmark (CI slice: five rows of 0.2 s)"
+   bench/vsp.sh --quick || failed+=("bench-vsp") ;;
 esac
 
 # The nested rig: the probe and QEMU booting the L2 disk (the oracle) always; our VMM

@@ -97,10 +97,12 @@ struct sv_channel {
 	unsigned index;
 	bool kicked;  /* atomic: a poll is due */
 	bool starved; /* the pool ran dry: a freed request asks for a poll */
+	bool masked;  /* the guest's ring was left masked: a completion asks for a poll */
 	struct sv_request *free;
 	unsigned allocated;
 	unsigned inflight;			   /* atomic */
 	struct sv_request *backlog, *backlog_tail; /* replies waiting for ring room */
+	uint64_t unkicked; /* LUNs whose queue got requests this poll (bit = LUN) */
 	uint8_t packet[MAX_PACKET];
 };
 
@@ -157,8 +159,8 @@ static void request_put(struct sv_request *r)
 	r->next = c->free;
 	c->free = r;
 	__atomic_fetch_sub(&c->inflight, 1, __ATOMIC_RELAXED);
-	if (c->starved) {
-		c->starved = false;
+	if (c->starved || c->masked) {
+		c->starved = c->masked = false;
 		kick(c);
 	}
 }
@@ -476,13 +478,15 @@ static void execute_srb(struct sv_channel *c, struct sv_request *r,
 	struct scsi_disk *target = route(sv, p, &q, c->index);
 	r->absent = !target;
 	/* REPORT LUNS is the target's (path 0, target 0), whichever LUN it is sent to */
-	if (r->cdb[0] == SCSI_OP_REPORT_LUNS)
+	if (r->cdb[0] == SCSI_OP_REPORT_LUNS) {
 		scsi_report_luns_execute(&r->req, sv->luns,
 					 p[SRB_PATH_AT] || p[SRB_TARGET_AT] ? 0 : sv->nluns);
-	else if (target)
+	} else if (target) {
 		scsi_disk_execute(target, q, &r->req);
-	else
+		c->unkicked |= 1ull << p[SRB_LUN_AT];
+	} else {
 		scsi_absent_lun_execute(&r->req);
+	}
 }
 
 /* ---- packets ---- */
@@ -570,12 +574,23 @@ static unsigned drain(struct sv_channel *c, uint32_t session, bool *stalled)
 	}
 }
 
+/* Hands what this poll queued to the kernel, once per queue: the channel's thread may
+ * poll its queues only when their event fd fires, which requests never submitted cannot
+ * make happen. */
+static void kick_queues(struct sv_channel *c)
+{
+	for (uint64_t m = c->unkicked; m; m &= m - 1)
+		vdisk_queue_kick(vdisk_queue(c->sv->cfg.luns[__builtin_ctzll(m)].disk, c->index));
+	c->unkicked = 0;
+}
+
 unsigned storvsp_poll(struct storvsp *sv, unsigned channel)
 {
 	if (channel >= sv->cfg.channels)
 		return 0;
 	struct sv_channel *c = &sv->chans[channel];
 	__atomic_store_n(&c->kicked, false, __ATOMIC_RELEASE);
+	c->masked = false;
 	flush_backlog(c);
 	uint32_t session = vmbus_channel_session(c->ch);
 	if (!session)
@@ -587,8 +602,16 @@ unsigned storvsp_poll(struct storvsp *sv, unsigned channel)
 	do {
 		vmbus_channel_begin_drain(c->ch, session);
 		taken += drain(c, session, &stalled);
+		/* While requests are in flight, their completions bring this thread back here:
+		 * the ring stays masked until then, so the guest adds requests without
+		 * signalling each first one after the host caught up. */
+		if (__atomic_load_n(&c->inflight, __ATOMIC_RELAXED)) {
+			c->masked = true;
+			break;
+		}
 		more = vmbus_channel_end_drain(c->ch, session);
 	} while (more && !stalled);
+	kick_queues(c);
 	if (stalled && !c->backlog && !request_available(c))
 		c->starved = true;
 	return taken;
