@@ -11,6 +11,7 @@
 #include "hyperv.h"
 #include "loop.h"
 #include "scsi_disk.h"
+#include "scsi_target.h"
 #include "storvsp.h"
 #include "vdisk.h"
 #include "vm.h"
@@ -166,16 +167,16 @@ static int add_lun(struct scsi_controller *c, const struct vmm_scsi_disk *d, cha
 		   size_t err_size)
 {
 	struct scsi_disk_config dc;
+	struct scsi_disk *target = NULL;
 	int ret = scsi_disk_config_from_vdisk(d->disk, &dc);
-	struct storvsp_lun *lun = &c->cfg.luns[d->lun];
 	if (!ret)
-		ret = scsi_disk_create(d->disk, &dc, &lun->target);
+		ret = scsi_disk_create(d->disk, &dc, &target);
 	if (ret < 0) {
 		snprintf(err, err_size, "cannot serve scsi:%u:%u: %s", d->controller, d->lun,
 			 strerror(-ret));
 		return ret;
 	}
-	lun->disk = d->disk;
+	c->cfg.luns[d->lun] = (struct storvsp_lun){ scsi_target_of_disk(target), d->disk };
 	return 0;
 }
 
@@ -252,8 +253,7 @@ void vmm_scsi_destroy(struct vmm_scsi *s)
 		if (c->sv)
 			storvsp_destroy(c->sv);
 		for (unsigned l = 0; l < STORVSP_MAX_LUNS; l++)
-			if (c->cfg.luns[l].target)
-				scsi_disk_destroy(c->cfg.luns[l].target);
+			scsi_target_destroy(c->cfg.luns[l].target);
 	}
 	if (s->vb) {
 		hyperv_set_guest_ops(vm_hyperv(s->vm), &(struct hyperv_guest_ops){ 0 });
