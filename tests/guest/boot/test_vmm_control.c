@@ -248,6 +248,9 @@ static void test_scsi_hotplug(void **state)
 		    "scsi:0:5 holds no disk");
 	ctl_refused(sock, "block-resize controller=0 lun=2 size=16777217", "CommandFailed",
 		    "multiple of the 512-byte sector");
+	ctl_refused(sock, "block-resize controller=0 lun=2 size=9223372036854775296",
+		    "CommandFailed", "cannot resize scsi:0:2");
+	assert_int_equal(file_size(data), 8 << 20);
 
 	/* grown while the VM runs: the file and query-block agree */
 	json_decref(ctl(sock, "block-resize controller=0 lun=2 size=16777216"));
