@@ -1,4 +1,10 @@
-/* storvsp: the storage VSP protocol on VMBus channels, SCSI commands to scsi_disk. */
+/* storvsp: the storage VSP protocol on VMBus channels, SCSI commands to the LUNs' targets.
+ *
+ * A LUN slot changes at run time while channel threads route commands to it. A command
+ * enters a slot by counting itself in the slot's inflight and then reading the slot's
+ * state (both sequentially consistent); a host change stores the state and then reads
+ * inflight. So either the command sees the new state, or the host sees the command and
+ * waits for it: a target is handed back (release) only when no command can reach it. */
 #include "storvsp.h"
 
 #include <errno.h>
@@ -9,6 +15,7 @@
 #include "arith.h"
 #include "endian.h"
 #include "scsi_disk.h"
+#include "scsi_target.h"
 #include "vdisk.h"
 #include "vmbus_device.h"
 
@@ -78,8 +85,24 @@ static const uint16_t protocols[] = { 0x0602, 0x0600, 0x0501, 0x0402, 0x0200 };
 
 enum init_state { INIT_NONE, INIT_BEGUN, INIT_VERSION, INIT_DONE };
 
+/* A LUN slot's state. */
+enum lun_state {
+	LUN_EMPTY,    /* no target */
+	LUN_PRESENT,  /* commands run on the target */
+	LUN_QUIESCED, /* new commands wait on their channel */
+	LUN_DETACHED, /* absent to new commands; the target waits for its release */
+};
+
+struct sv_lun {
+	struct storvsp_lun held;	/* written only while no command can reach it */
+	unsigned state;			/* enum lun_state; atomic */
+	unsigned inflight;		/* atomic: commands on the target, not yet completed */
+	struct storvsp_lun_stats stats; /* atomics */
+};
+
 struct sv_request {
 	struct sv_channel *chan;
+	struct sv_lun *lun; /* the slot whose target runs the command, or NULL */
 	struct scsi_request req;
 	uint32_t session;
 	uint64_t trans_id;
@@ -102,7 +125,10 @@ struct sv_channel {
 	unsigned allocated;
 	unsigned inflight;			   /* atomic */
 	struct sv_request *backlog, *backlog_tail; /* replies waiting for ring room */
-	uint64_t unkicked; /* LUNs whose queue got requests this poll (bit = LUN) */
+	struct sv_request *held, *held_tail;	   /* commands to quiesced LUNs */
+	/* LUNs whose queue got requests this poll (bit = LUN), each holding one extra count
+	 * of the LUN's in-flight commands so that it cannot be released before the kick */
+	uint64_t unkicked;
 	uint8_t packet[MAX_PACKET];
 };
 
@@ -114,10 +140,10 @@ struct storvsp {
 	enum init_state state;
 	uint16_t protocol;
 	unsigned subchannels;
-	unsigned io_packet_len; /* atomic: reply size once initialized, else 0 */
-	uint32_t bus_notice;	/* atomic: unsolicited operation to send on the primary */
-	uint16_t luns[STORVSP_MAX_LUNS];
-	unsigned nluns;
+	unsigned io_packet_len;	  /* atomic: reply size once initialized, else 0 */
+	uint32_t bus_notice;	  /* atomic: unsolicited operation to send on the primary */
+	pthread_mutex_t lun_lock; /* one slot change at a time */
+	struct sv_lun luns[STORVSP_MAX_LUNS];
 	struct storvsp_stats stats; /* updated with atomics */
 	struct sv_channel *chans;
 };
@@ -143,6 +169,7 @@ static struct sv_request *request_get(struct sv_channel *c)
 		c->allocated++;
 	}
 	r->chan = c;
+	r->lun = NULL;
 	r->next = NULL;
 	__atomic_fetch_add(&c->inflight, 1, __ATOMIC_RELAXED);
 	return r;
@@ -174,6 +201,16 @@ static int send_reply(struct sv_request *r)
 				  &iov, 1);
 }
 
+static void list_append(struct sv_request **head, struct sv_request **tail, struct sv_request *r)
+{
+	r->next = NULL;
+	if (*tail)
+		(*tail)->next = r;
+	else
+		*head = r;
+	*tail = r;
+}
+
 /* Sends r's reply, or parks it until the guest makes room; a reply for a closed session
  * is dropped. */
 static void complete(struct sv_request *r)
@@ -182,11 +219,7 @@ static void complete(struct sv_request *r)
 	if (c->backlog || send_reply(r) == -EAGAIN) {
 		if (!c->backlog)
 			SV_STAT_ADD(c->sv, ring_full, 1);
-		if (c->backlog_tail)
-			c->backlog_tail->next = r;
-		else
-			c->backlog = r;
-		c->backlog_tail = r;
+		list_append(&c->backlog, &c->backlog_tail, r);
 		return;
 	}
 	request_put(r);
@@ -349,21 +382,71 @@ static bool opcode_writes(uint8_t op)
 	return op == 0x0A || op == 0x2A || op == 0xAA || op == 0x8A;
 }
 
+/* Adds a completed command to the I/O counters, which the controller and a LUN keep in the
+ * same fields. */
+#define COUNT_IO(st, r)                                                                            \
+	do {                                                                                       \
+		uint8_t op_ = (r)->cdb[0];                                                         \
+		uint64_t moved_ = (r)->req.transferred;                                            \
+		if ((r)->reply[SRB_STATUS_AT] != SRB_SUCCESS) {                                    \
+			__atomic_fetch_add(&(st)->errors, 1, __ATOMIC_RELAXED);                    \
+		} else if (opcode_reads(op_)) {                                                    \
+			__atomic_fetch_add(&(st)->reads, 1, __ATOMIC_RELAXED);                     \
+			__atomic_fetch_add(&(st)->read_bytes, moved_, __ATOMIC_RELAXED);           \
+		} else if (opcode_writes(op_)) {                                                   \
+			__atomic_fetch_add(&(st)->writes, 1, __ATOMIC_RELAXED);                    \
+			__atomic_fetch_add(&(st)->write_bytes, moved_, __ATOMIC_RELAXED);          \
+		} else if (op_ == 0x35 || op_ == 0x91) {                                           \
+			__atomic_fetch_add(&(st)->flushes, 1, __ATOMIC_RELAXED);                   \
+		}                                                                                  \
+	} while (0)
+
 static void count_io(struct storvsp *sv, const struct sv_request *r)
 {
-	uint8_t op = r->cdb[0];
 	SV_STAT_ADD(sv, requests, 1);
-	if (r->reply[SRB_STATUS_AT] != SRB_SUCCESS) {
-		SV_STAT_ADD(sv, errors, 1);
-	} else if (opcode_reads(op)) {
-		SV_STAT_ADD(sv, reads, 1);
-		SV_STAT_ADD(sv, read_bytes, r->req.transferred);
-	} else if (opcode_writes(op)) {
-		SV_STAT_ADD(sv, writes, 1);
-		SV_STAT_ADD(sv, write_bytes, r->req.transferred);
-	} else if (op == 0x35 || op == 0x91) {
-		SV_STAT_ADD(sv, flushes, 1);
+	COUNT_IO(&sv->stats, r);
+	if (r->lun)
+		COUNT_IO(&r->lun->stats, r);
+}
+
+/* ---- LUN slots ---- */
+
+/* Counts a command in the slot when the slot is in one of the states of mask (1 << state);
+ * returns the state seen. */
+static enum lun_state lun_enter(struct sv_lun *l, unsigned mask)
+{
+	__atomic_fetch_add(&l->inflight, 1, __ATOMIC_SEQ_CST);
+	enum lun_state state = __atomic_load_n(&l->state, __ATOMIC_SEQ_CST);
+	if (!(mask & 1u << state))
+		__atomic_fetch_sub(&l->inflight, 1, __ATOMIC_SEQ_CST);
+	return state;
+}
+
+static void lun_exit(struct sv_lun *l)
+{
+	__atomic_fetch_sub(&l->inflight, 1, __ATOMIC_SEQ_CST);
+}
+
+static enum lun_state lun_state(const struct sv_lun *l)
+{
+	return __atomic_load_n(&l->state, __ATOMIC_SEQ_CST);
+}
+
+static void lun_set_state(struct sv_lun *l, enum lun_state state)
+{
+	__atomic_store_n(&l->state, state, __ATOMIC_SEQ_CST);
+}
+
+/* The LUNs REPORT LUNS lists: those a command may reach or that wait for a resume. */
+static unsigned listed_luns(struct storvsp *sv, uint16_t *luns)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i < STORVSP_MAX_LUNS; i++) {
+		enum lun_state state = lun_state(&sv->luns[i]);
+		if (state == LUN_PRESENT || state == LUN_QUIESCED)
+			luns[n++] = (uint16_t)i;
 	}
+	return n;
 }
 
 /* The target's verdict into the reply: SRB status, SCSI status, sense, bytes moved. */
@@ -390,6 +473,8 @@ static void srb_done(struct scsi_request *req)
 		reply[SRB_STATUS_AT] = SRB_ERROR;
 	}
 	count_io(r->chan->sv, r);
+	if (r->lun)
+		lun_exit(r->lun); /* the target is done with it: after this it may go */
 	complete(r);
 }
 
@@ -433,15 +518,62 @@ static int map_buffer(struct storvsp *sv, const uint8_t *pkt, uint32_t data_offs
 	return n;
 }
 
-static struct scsi_disk *route(struct storvsp *sv, const uint8_t *p, struct vdisk_queue **q,
-			       unsigned channel)
+/* The slot a request addresses (its SRB fields are in the reply), or NULL. */
+static struct sv_lun *addressed_lun(struct storvsp *sv, const struct sv_request *r)
 {
-	uint8_t lun = p[SRB_LUN_AT];
-	if (p[SRB_PATH_AT] || p[SRB_TARGET_AT] || lun >= STORVSP_MAX_LUNS ||
-	    !sv->cfg.luns[lun].target)
+	uint8_t lun = r->reply[SRB_LUN_AT];
+	if (r->reply[SRB_PATH_AT] || r->reply[SRB_TARGET_AT] || lun >= STORVSP_MAX_LUNS)
 		return NULL;
-	*q = vdisk_queue(sv->cfg.luns[lun].disk, channel);
-	return sv->cfg.luns[lun].target;
+	return &sv->luns[lun];
+}
+
+/* Runs a prepared SCSI request on its LUN's target, answers it for an absent LUN, or holds
+ * it on the channel while the LUN is quiesced. */
+static void start_srb(struct sv_channel *c, struct sv_request *r)
+{
+	struct storvsp *sv = c->sv;
+	struct sv_lun *l = addressed_lun(sv, r);
+	/* REPORT LUNS is the target's (path 0, target 0), whichever LUN it is sent to */
+	if (r->cdb[0] == SCSI_OP_REPORT_LUNS) {
+		uint16_t luns[STORVSP_MAX_LUNS];
+		bool target0 = !r->reply[SRB_PATH_AT] && !r->reply[SRB_TARGET_AT];
+		r->absent = !l || lun_state(l) != LUN_PRESENT;
+		scsi_report_luns_execute(&r->req, luns, target0 ? listed_luns(sv, luns) : 0);
+		return;
+	}
+	enum lun_state state = l ? lun_enter(l, 1u << LUN_PRESENT) : LUN_EMPTY;
+	if (state == LUN_QUIESCED) {
+		list_append(&c->held, &c->held_tail, r);
+		return;
+	}
+	r->lun = state == LUN_PRESENT ? l : NULL;
+	r->absent = !r->lun;
+	if (!r->lun) {
+		scsi_absent_lun_execute(&r->req);
+		return;
+	}
+	uint64_t bit = 1ull << (l - sv->luns);
+	if (!(c->unkicked & bit)) {
+		c->unkicked |= bit;
+		__atomic_fetch_add(&l->inflight, 1, __ATOMIC_SEQ_CST); /* until kick_queues */
+	}
+	scsi_target_execute(l->held.target, vdisk_queue(l->held.disk, c->index), &r->req);
+}
+
+/* Starts the commands held for quiesced LUNs, in order; those whose LUN is still quiesced
+ * wait on, and those of a session that closed meanwhile are dropped unanswered. */
+static void start_held(struct sv_channel *c, uint32_t session)
+{
+	struct sv_request *r = c->held;
+	c->held = c->held_tail = NULL;
+	while (r) {
+		struct sv_request *next = r->next;
+		if (r->session == session)
+			start_srb(c, r);
+		else
+			request_put(r);
+		r = next;
+	}
 }
 
 static void execute_srb(struct sv_channel *c, struct sv_request *r,
@@ -474,22 +606,24 @@ static void execute_srb(struct sv_channel *c, struct sv_request *r,
 					.iovcnt = iovcnt,
 					.transfer_len = xfer,
 					.done = srb_done };
-	struct vdisk_queue *q = NULL;
-	struct scsi_disk *target = route(sv, p, &q, c->index);
-	r->absent = !target;
-	/* REPORT LUNS is the target's (path 0, target 0), whichever LUN it is sent to */
-	if (r->cdb[0] == SCSI_OP_REPORT_LUNS) {
-		scsi_report_luns_execute(&r->req, sv->luns,
-					 p[SRB_PATH_AT] || p[SRB_TARGET_AT] ? 0 : sv->nluns);
-	} else if (target) {
-		scsi_disk_execute(target, q, &r->req);
-		c->unkicked |= 1ull << p[SRB_LUN_AT];
-	} else {
-		scsi_absent_lun_execute(&r->req);
-	}
+	start_srb(c, r);
 }
 
 /* ---- packets ---- */
+
+/* A LUN, adapter or bus reset: every target that is there (also a quiesced one) gets its
+ * unit attention. */
+static void reset_luns(struct storvsp *sv)
+{
+	const unsigned there = 1u << LUN_PRESENT | 1u << LUN_QUIESCED;
+	for (unsigned i = 0; i < STORVSP_MAX_LUNS; i++) {
+		struct sv_lun *l = &sv->luns[i];
+		if (!(there & 1u << lun_enter(l, there)))
+			continue;
+		scsi_target_reset(l->held.target);
+		lun_exit(l);
+	}
+}
 
 static void handle_packet(struct sv_channel *c, struct sv_request *r,
 			  const struct vmbus_packet_info *info, bool cut)
@@ -523,9 +657,7 @@ static void handle_packet(struct sv_channel *c, struct sv_request *r,
 			refuse(r, p, len, STATUS_INVALID_DEVICE_STATE);
 			return;
 		}
-		for (unsigned i = 0; i < STORVSP_MAX_LUNS; i++)
-			if (c->sv->cfg.luns[i].target)
-				scsi_disk_reset(c->sv->cfg.luns[i].target);
+		reset_luns(c->sv);
 		reply_init(r, p, len, reply_len_for(c->sv, len), STATUS_SUCCESS);
 		complete(r);
 		return;
@@ -579,8 +711,11 @@ static unsigned drain(struct sv_channel *c, uint32_t session, bool *stalled)
  * make happen. */
 static void kick_queues(struct sv_channel *c)
 {
-	for (uint64_t m = c->unkicked; m; m &= m - 1)
-		vdisk_queue_kick(vdisk_queue(c->sv->cfg.luns[__builtin_ctzll(m)].disk, c->index));
+	for (uint64_t m = c->unkicked; m; m &= m - 1) {
+		struct sv_lun *l = &c->sv->luns[__builtin_ctzll(m)];
+		vdisk_queue_kick(vdisk_queue(l->held.disk, c->index));
+		lun_exit(l);
+	}
 	c->unkicked = 0;
 }
 
@@ -593,6 +728,7 @@ unsigned storvsp_poll(struct storvsp *sv, unsigned channel)
 	c->masked = false;
 	flush_backlog(c);
 	uint32_t session = vmbus_channel_session(c->ch);
+	start_held(c, session);
 	if (!session)
 		return 0;
 	if (channel == 0)
@@ -641,6 +777,132 @@ void storvsp_get_stats(struct storvsp *sv, struct storvsp_stats *out)
 	pthread_mutex_lock(&sv->lock);
 	*out = sv->stats;
 	pthread_mutex_unlock(&sv->lock);
+}
+
+/* ---- LUNs at run time ---- */
+
+static bool queues_enough(const struct storvsp_lun *l, unsigned channels)
+{
+	return l->disk && vdisk_queue_count(l->disk) >= channels;
+}
+
+/* Moves slot lun from state `from` to `to` under the LUN lock; -ENOENT when it is in
+ * another state, which *seen gets. */
+static int lun_change(struct storvsp *sv, unsigned lun, enum lun_state from, enum lun_state to,
+		      enum lun_state *seen)
+{
+	if (lun >= STORVSP_MAX_LUNS)
+		return -EINVAL;
+	struct sv_lun *l = &sv->luns[lun];
+	pthread_mutex_lock(&sv->lun_lock);
+	*seen = lun_state(l);
+	int ret = *seen == from ? 0 : -ENOENT;
+	if (!ret)
+		lun_set_state(l, to);
+	pthread_mutex_unlock(&sv->lun_lock);
+	return ret;
+}
+
+static void kick_all(struct storvsp *sv)
+{
+	for (unsigned i = 0; i < sv->cfg.channels; i++)
+		kick(&sv->chans[i]);
+}
+
+int storvsp_attach_lun(struct storvsp *sv, unsigned lun, const struct storvsp_lun *l)
+{
+	if (lun >= STORVSP_MAX_LUNS || !l || !scsi_target_present(l->target) ||
+	    !queues_enough(l, sv->cfg.channels))
+		return -EINVAL;
+	struct sv_lun *slot = &sv->luns[lun];
+	pthread_mutex_lock(&sv->lun_lock);
+	int ret = lun_state(slot) == LUN_EMPTY ? 0 : -EBUSY;
+	if (!ret) {
+		/* no command can reach an empty slot: its fields are ours until the state
+		 * says otherwise */
+		slot->held = *l;
+		memset(&slot->stats, 0, sizeof(slot->stats));
+		lun_set_state(slot, LUN_PRESENT);
+	}
+	pthread_mutex_unlock(&sv->lun_lock);
+	return ret;
+}
+
+int storvsp_detach_lun(struct storvsp *sv, unsigned lun)
+{
+	if (lun >= STORVSP_MAX_LUNS)
+		return -EINVAL;
+	struct sv_lun *l = &sv->luns[lun];
+	pthread_mutex_lock(&sv->lun_lock);
+	enum lun_state state = lun_state(l);
+	int ret = state == LUN_PRESENT || state == LUN_QUIESCED ? 0 : -ENOENT;
+	if (!ret)
+		lun_set_state(l, LUN_DETACHED);
+	pthread_mutex_unlock(&sv->lun_lock);
+	if (!ret && state == LUN_QUIESCED)
+		kick_all(sv); /* the commands it held are answered: no LUN */
+	return ret;
+}
+
+int storvsp_release_lun(struct storvsp *sv, unsigned lun, struct storvsp_lun *out)
+{
+	if (lun >= STORVSP_MAX_LUNS)
+		return -EINVAL;
+	struct sv_lun *l = &sv->luns[lun];
+	pthread_mutex_lock(&sv->lun_lock);
+	int ret = lun_state(l) != LUN_DETACHED			    ? -ENOENT
+		  : __atomic_load_n(&l->inflight, __ATOMIC_SEQ_CST) ? -EBUSY
+								    : 0;
+	if (!ret) {
+		*out = l->held;
+		l->held = (struct storvsp_lun){ 0 };
+		lun_set_state(l, LUN_EMPTY);
+	}
+	pthread_mutex_unlock(&sv->lun_lock);
+	return ret;
+}
+
+int storvsp_quiesce_lun(struct storvsp *sv, unsigned lun)
+{
+	enum lun_state seen;
+	int ret = lun_change(sv, lun, LUN_PRESENT, LUN_QUIESCED, &seen);
+	return ret == -ENOENT && seen == LUN_QUIESCED ? -EBUSY : ret;
+}
+
+int storvsp_resume_lun(struct storvsp *sv, unsigned lun)
+{
+	enum lun_state seen;
+	int ret = lun_change(sv, lun, LUN_QUIESCED, LUN_PRESENT, &seen);
+	if (!ret)
+		kick_all(sv); /* the held commands start */
+	return ret;
+}
+
+unsigned storvsp_lun_inflight(struct storvsp *sv, unsigned lun)
+{
+	if (lun >= STORVSP_MAX_LUNS)
+		return 0;
+	return __atomic_load_n(&sv->luns[lun].inflight, __ATOMIC_SEQ_CST);
+}
+
+int storvsp_get_lun_stats(struct storvsp *sv, unsigned lun, struct storvsp_lun_stats *out)
+{
+	if (lun >= STORVSP_MAX_LUNS)
+		return -EINVAL;
+	struct sv_lun *l = &sv->luns[lun];
+	pthread_mutex_lock(&sv->lun_lock);
+	int ret = lun_state(l) == LUN_EMPTY ? -ENOENT : 0;
+#define LOAD(field) __atomic_load_n(&l->stats.field, __ATOMIC_RELAXED)
+	if (!ret)
+		*out = (struct storvsp_lun_stats){ .reads = LOAD(reads),
+						   .writes = LOAD(writes),
+						   .read_bytes = LOAD(read_bytes),
+						   .write_bytes = LOAD(write_bytes),
+						   .flushes = LOAD(flushes),
+						   .errors = LOAD(errors) };
+#undef LOAD
+	pthread_mutex_unlock(&sv->lun_lock);
+	return ret;
 }
 
 /* ---- VMBus device callbacks ---- */
@@ -702,7 +964,7 @@ static bool config_valid(const struct storvsp_config *cfg)
 		return false;
 	for (unsigned i = 0; i < STORVSP_MAX_LUNS; i++) {
 		const struct storvsp_lun *l = &cfg->luns[i];
-		if (l->target && (!l->disk || vdisk_queue_count(l->disk) < cfg->channels))
+		if (scsi_target_present(l->target) && !queues_enough(l, cfg->channels))
 			return false;
 	}
 	return true;
@@ -732,9 +994,13 @@ int storvsp_create(struct vmbus *vb, const struct storvsp_config *cfg, struct st
 	sv->cfg = *cfg;
 	sv->chans = chans;
 	pthread_mutex_init(&sv->lock, NULL);
-	for (unsigned i = 0; i < STORVSP_MAX_LUNS; i++)
-		if (cfg->luns[i].target)
-			sv->luns[sv->nluns++] = (uint16_t)i;
+	pthread_mutex_init(&sv->lun_lock, NULL);
+	for (unsigned i = 0; i < STORVSP_MAX_LUNS; i++) {
+		sv->luns[i].held = cfg->luns[i];
+		if (scsi_target_present(cfg->luns[i].target))
+			sv->luns[i].state = LUN_PRESENT;
+	}
+	memset(sv->cfg.luns, 0, sizeof(sv->cfg.luns)); /* the slots hold them from now on */
 	struct vmbus_device_info info = { .class_id = storvsp_scsi_class,
 					  .instance_id = cfg->instance,
 					  .max_subchannels = cfg->channels - 1 };
@@ -744,6 +1010,7 @@ int storvsp_create(struct vmbus *vb, const struct storvsp_config *cfg, struct st
 		chans[i] = (struct sv_channel){ .sv = sv, .index = i };
 	int ret = vmbus_device_add(vb, &info, &device_ops, sv, &sv->dev);
 	if (ret) {
+		pthread_mutex_destroy(&sv->lun_lock);
 		pthread_mutex_destroy(&sv->lock);
 		free(chans);
 		free(sv);
@@ -755,6 +1022,15 @@ int storvsp_create(struct vmbus *vb, const struct storvsp_config *cfg, struct st
 	return 0;
 }
 
+static void free_list(struct sv_request *r)
+{
+	while (r) {
+		struct sv_request *next = r->next;
+		free(r);
+		r = next;
+	}
+}
+
 void storvsp_destroy(struct storvsp *sv)
 {
 	if (!sv)
@@ -762,17 +1038,11 @@ void storvsp_destroy(struct storvsp *sv)
 	vmbus_device_remove(sv->vb, sv->dev);
 	for (unsigned i = 0; i < sv->cfg.channels; i++) {
 		struct sv_channel *c = &sv->chans[i];
-		while (c->backlog) {
-			struct sv_request *r = c->backlog;
-			c->backlog = r->next;
-			free(r);
-		}
-		while (c->free) {
-			struct sv_request *r = c->free;
-			c->free = r->next;
-			free(r);
-		}
+		free_list(c->backlog);
+		free_list(c->held);
+		free_list(c->free);
 	}
+	pthread_mutex_destroy(&sv->lun_lock);
 	pthread_mutex_destroy(&sv->lock);
 	free(sv->chans);
 	free(sv);

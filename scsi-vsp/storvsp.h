@@ -1,13 +1,14 @@
 /* storvsp: the Hyper-V synthetic SCSI controller, served over VMBus to the guest's
- * storvsc (Linux hv_storvsc). One controller is one VMBus device with up to 64 LUNs of
- * scsi_disk targets at path 0, target 0.
+ * storvsc (Linux hv_storvsc). One controller is one VMBus device with up to 64 LUNs at
+ * path 0, target 0, each holding a SCSI target (scsi_target.h: a scsi_disk, or another
+ * device type with the same command shape).
  *
  * Protocol: on the primary channel BEGIN_INITIALIZATION, QUERY_PROTOCOL_VERSION (2.0,
  * 4.2, 5.1, 6.0 and 6.2 accepted, others refused with REVISION_MISMATCH), QUERY_PROPERTIES
  * (multi-channel with channels - 1 sub-channels, max_transfer_bytes),
  * END_INITIALIZATION, then CREATE_SUB_CHANNELS. EXECUTE_SRB packets (in-band, or
  * GPA-direct with the data buffer as page ranges) are translated to host iovecs through
- * guest_mem and executed by the LUN's scsi_disk; COMPLETE_IO carries SRB and SCSI
+ * guest_mem and executed by the LUN's target; COMPLETE_IO carries SRB and SCSI
  * status, sense and the bytes moved. Packets are 64 bytes from protocol 5.1 on and 48
  * before; during initialization replies match the request's size.
  *
@@ -17,6 +18,13 @@
  * completes. The kick callback comes from vCPU threads (the guest's signal) and from the
  * storvsp itself; it only has to wake that thread. A single-threaded VMM may serve every
  * channel from one loop.
+ *
+ * LUNs change while the channels run (hot-plug): storvsp_attach_lun fills an empty slot;
+ * storvsp_detach_lun makes a LUN absent to new commands, and storvsp_release_lun hands its
+ * target and image back once the commands it had started have completed. A quiesced LUN
+ * (storvsp_quiesce_lun) holds new commands on their channels until it is resumed, so the
+ * host can change its image (resize) with nothing running on it. Each change is followed
+ * by storvsp_notify_luns_changed, which makes the guest rescan.
  *
  * Untrusted input: packets with bad lengths, unknown operations, out-of-order
  * initialization, PFN arrays past the packet, pages outside guest RAM and transfers past
@@ -30,9 +38,9 @@
 #include <stdint.h>
 
 #include "guid.h"
+#include "scsi_target.h"
 #include "vmbus.h"
 
-struct scsi_disk;
 struct vdisk;
 struct storvsp;
 
@@ -44,8 +52,8 @@ struct storvsp;
 extern const struct guid storvsp_scsi_class;
 
 struct storvsp_lun {
-	struct scsi_disk *target; /* NULL: no LUN here */
-	struct vdisk *disk;	  /* the target's image: queue c serves channel c */
+	struct scsi_target target; /* ops NULL: no LUN here */
+	struct vdisk *disk;	   /* the target's image: queue c serves channel c */
 };
 
 struct storvsp_config {
@@ -91,5 +99,45 @@ struct storvsp_stats {
 	unsigned subchannels; /* offered to the guest */
 };
 void storvsp_get_stats(struct storvsp *sv, struct storvsp_stats *out);
+
+/* ---- LUNs at run time; any thread, one change at a time per LUN ---- */
+
+/* Puts lun->target (serving lun->disk, which has a queue per channel) in the empty slot
+ * number lun; commands see it from then on. Returns 0, -EINVAL (lun past
+ * STORVSP_MAX_LUNS, no target or disk, too few queues) or -EBUSY (the slot holds a LUN, or
+ * one whose release is not done). */
+int storvsp_attach_lun(struct storvsp *sv, unsigned lun, const struct storvsp_lun *l);
+
+/* Hot-remove, first step: from now on commands to lun find no LUN there (INQUIRY answers
+ * 7Fh, other commands LOGICAL UNIT NOT SUPPORTED), also those a quiesce held. Commands
+ * already started go on. Returns 0, -EINVAL or -ENOENT (no LUN there). */
+int storvsp_detach_lun(struct storvsp *sv, unsigned lun);
+/* Second step: once the last command the detached LUN had started has completed, empties
+ * the slot and hands back what it held in *out (the caller destroys the target, then may
+ * close the image). -EBUSY while commands are in flight (poll the queues, call again),
+ * -ENOENT when lun is not detached. */
+int storvsp_release_lun(struct storvsp *sv, unsigned lun, struct storvsp_lun *out);
+
+/* New commands to lun wait on their channel (answered once resumed, in order) while
+ * commands already started go on; once storvsp_lun_inflight() is 0 no channel touches the
+ * LUN's target or image until storvsp_resume_lun. Returns 0, -EINVAL, -ENOENT (no LUN
+ * there) or -EBUSY (already quiesced). */
+int storvsp_quiesce_lun(struct storvsp *sv, unsigned lun);
+/* Lets a quiesced LUN take commands again; the held ones start. 0, -EINVAL or -ENOENT
+ * (not quiesced). */
+int storvsp_resume_lun(struct storvsp *sv, unsigned lun);
+/* Commands of lun's target started and not yet completed (0 for a bad lun). */
+unsigned storvsp_lun_inflight(struct storvsp *sv, unsigned lun);
+
+/* What a LUN's target did since it was attached: commands it completed with SRB success,
+ * by kind, and those it failed. */
+struct storvsp_lun_stats {
+	uint64_t reads, writes; /* READ / WRITE commands that moved data */
+	uint64_t read_bytes, write_bytes;
+	uint64_t flushes; /* SYNCHRONIZE CACHE */
+	uint64_t errors;  /* completed with an SRB status other than success */
+};
+/* Returns 0, or -EINVAL / -ENOENT (no LUN there). */
+int storvsp_get_lun_stats(struct storvsp *sv, unsigned lun, struct storvsp_lun_stats *out);
 
 #endif

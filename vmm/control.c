@@ -17,6 +17,7 @@
 
 #include "errmsg.h"
 #include "json_util.h"
+#include "run_args.h"
 
 /* ---- query-block objects ---- */
 
@@ -179,6 +180,99 @@ static int run_quit(const struct control_ops *ops, void *opaque, json_t *args, j
 	return run_action(ops->quit, "quit", opaque, ret, err_class, err, err_size);
 }
 
+/* ---- SCSI drives ---- */
+
+/* An integer argument in [min, max], or -EINVAL with an InvalidArgument error. */
+static int integer_in(json_t *args, const char *name, json_int_t min, json_int_t max,
+		      json_int_t *out, const char **err_class, char *err, size_t err_size)
+{
+	json_int_t v = json_integer_value(json_object_get(args, name));
+	if (v < min || v > max) {
+		snprintf(err, err_size, "'%s' must be %lld to %lld", name, (long long)min,
+			 (long long)max);
+		return failed(err_class, CONTROL_ERR_INVALID_ARGUMENT, -EINVAL);
+	}
+	*out = v;
+	return 0;
+}
+
+/* The controller and lun arguments, in range. */
+static int scsi_location(json_t *args, unsigned *controller, unsigned *lun, const char **err_class,
+			 char *err, size_t err_size)
+{
+	json_int_t c, l;
+	int r = integer_in(args, "controller", 0, VMM_SCSI_CONTROLLERS - 1, &c, err_class, err,
+			   err_size);
+	if (!r)
+		r = integer_in(args, "lun", 0, VMM_SCSI_LOCATIONS - 1, &l, err_class, err,
+			       err_size);
+	if (r)
+		return r;
+	*controller = (unsigned)c;
+	*lun = (unsigned)l;
+	return 0;
+}
+
+/* The end of a SCSI command: {} or the op's error, DeviceNotFound for -ENODEV. */
+static int scsi_done(int r, json_t **ret, const char **err_class, char *err, size_t err_size)
+{
+	if (r < 0) {
+		r = op_failed(r, err_class, err, err_size);
+		return r == -ENODEV ? failed(err_class, CONTROL_ERR_DEVICE_NOT_FOUND, r) : r;
+	}
+	*ret = json_object();
+	return *ret ? 0 : -ENOMEM;
+}
+
+static int run_scsi_add(const struct control_ops *ops, void *opaque, json_t *args, json_t **ret,
+			const char **err_class, char *err, size_t err_size)
+{
+	if (!ops->scsi_add)
+		return unsupported("attach SCSI disks", err_class, err, err_size);
+	unsigned controller, lun;
+	int r = scsi_location(args, &controller, &lun, err_class, err, err_size);
+	if (r)
+		return r;
+	/* (a string with \u0000 never gets here: requests are parsed without JSON_ALLOW_NUL) */
+	const char *path = json_string_value(json_object_get(args, "file"));
+	if (!path[0]) {
+		snprintf(err, err_size, "'file' must be a path, not empty");
+		return failed(err_class, CONTROL_ERR_INVALID_ARGUMENT, -EINVAL);
+	}
+	bool read_only = json_is_true(json_object_get(args, "read-only"));
+	r = ops->scsi_add(opaque, controller, lun, path, read_only, err, err_size);
+	return scsi_done(r, ret, err_class, err, err_size);
+}
+
+static int run_scsi_remove(const struct control_ops *ops, void *opaque, json_t *args, json_t **ret,
+			   const char **err_class, char *err, size_t err_size)
+{
+	if (!ops->scsi_remove)
+		return unsupported("remove SCSI disks", err_class, err, err_size);
+	unsigned controller, lun;
+	int r = scsi_location(args, &controller, &lun, err_class, err, err_size);
+	if (r)
+		return r;
+	r = ops->scsi_remove(opaque, controller, lun, err, err_size);
+	return scsi_done(r, ret, err_class, err, err_size);
+}
+
+static int run_block_resize(const struct control_ops *ops, void *opaque, json_t *args, json_t **ret,
+			    const char **err_class, char *err, size_t err_size)
+{
+	if (!ops->block_resize)
+		return unsupported("resize disks", err_class, err, err_size);
+	unsigned controller, lun;
+	json_int_t size;
+	int r = scsi_location(args, &controller, &lun, err_class, err, err_size);
+	if (!r)
+		r = integer_in(args, "size", 1, INT64_MAX, &size, err_class, err, err_size);
+	if (r)
+		return r;
+	r = ops->block_resize(opaque, controller, lun, (uint64_t)size, err, err_size);
+	return scsi_done(r, ret, err_class, err, err_size);
+}
+
 static const struct control_command commands[] = {
 	{ "query-status",
 	  "whether the VM runs: status (running, paused, shutting-down)",
@@ -193,6 +287,27 @@ static const struct control_command commands[] = {
 	{ "resume", "let paused virtual processors run again", {}, run_resume },
 	{ "powerdown", "press the ACPI power button: the guest shuts down", {}, run_powerdown },
 	{ "quit", "stop the VM at once, without the guest shutting down", {}, run_quit },
+	{ "scsi-add",
+	  "attach a disk image to a SCSI controller while the VM runs; the guest rescans",
+	  { { "controller", CONTROL_ARG_INTEGER, true,
+	      "the SCSI controller (0 to 3), which the VM must have" },
+	    { "lun", CONTROL_ARG_INTEGER, true, "a free LUN on it (0 to 63)" },
+	    { "file", CONTROL_ARG_STRING, true,
+	      "a raw, VHD or VHDX image, opened as --disk opens one (locked, cache=direct)" },
+	    { "read-only", CONTROL_ARG_BOOLEAN, false, "attach it read-only" } },
+	  run_scsi_add },
+	{ "scsi-remove",
+	  "detach a SCSI disk once its requests in flight completed; flush and close it",
+	  { { "controller", CONTROL_ARG_INTEGER, true, "the SCSI controller (0 to 3)" },
+	    { "lun", CONTROL_ARG_INTEGER, true, "the disk's LUN (0 to 63)" } },
+	  run_scsi_remove },
+	{ "block-resize",
+	  "grow a SCSI disk while the VM runs; the guest sees the new capacity",
+	  { { "controller", CONTROL_ARG_INTEGER, true, "the SCSI controller (0 to 3)" },
+	    { "lun", CONTROL_ARG_INTEGER, true, "the disk's LUN (0 to 63)" },
+	    { "size", CONTROL_ARG_INTEGER, true,
+	      "the new size in bytes, a multiple of the sector size; smaller is refused" } },
+	  run_block_resize },
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 

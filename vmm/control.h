@@ -53,7 +53,12 @@ int control_block_append(json_t *drives, const struct control_block_info *info);
 
 /* What the VMM does for the commands. Each returns 0 or -errno and may explain a failure
  * in err (otherwise the reply says strerror). A NULL member makes its command fail with
- * CONTROL_ERR_FAILED. Called on the server thread; may block briefly. */
+ * CONTROL_ERR_FAILED. Called on the server thread; may block briefly.
+ *
+ * The SCSI commands get arguments already checked: controller below VMM_SCSI_CONTROLLERS,
+ * lun below VMM_SCSI_LOCATIONS, file a non-empty string, size above 0. Their -ENODEV (no
+ * such controller, no disk at that LUN) is answered CONTROL_ERR_DEVICE_NOT_FOUND, other
+ * failures CONTROL_ERR_FAILED. */
 struct control_ops {
 	int (*query_status)(void *opaque, enum control_run_state *state, char *err,
 			    size_t err_size);
@@ -63,6 +68,15 @@ struct control_ops {
 	int (*resume)(void *opaque, char *err, size_t err_size);
 	int (*powerdown)(void *opaque, char *err, size_t err_size); /* ACPI power button */
 	int (*quit)(void *opaque, char *err, size_t err_size);	    /* stop the VM now */
+	/* scsi-add: opens file as `vmm run --disk` does and attaches it at controller:lun. */
+	int (*scsi_add)(void *opaque, unsigned controller, unsigned lun, const char *file,
+			bool read_only, char *err, size_t err_size);
+	/* scsi-remove: detaches the disk at controller:lun, then flushes and closes it. */
+	int (*scsi_remove)(void *opaque, unsigned controller, unsigned lun, char *err,
+			   size_t err_size);
+	/* block-resize: grows the SCSI disk at controller:lun to size bytes. */
+	int (*block_resize)(void *opaque, unsigned controller, unsigned lun, uint64_t size,
+			    char *err, size_t err_size);
 };
 
 /* ---- the command registry ---- */

@@ -1,8 +1,11 @@
 /* `vmm run`: builds the generation 1 VM from a parsed configuration and runs it.
  *
- * Threads: one per vCPU (vm.c), the event loop (disk queue completions: every drive's
- * queue 0 belongs to it), the serial backend's thread, the control server's thread, and
- * the main thread, which waits in vm_run and tears everything down afterwards.
+ * Threads: one per vCPU (vm.c), the event loop (disk queue completions: every IDE drive's
+ * queue 0 belongs to it), the SCSI channel threads (run_scsi.c), the serial backend's
+ * thread, the control server's thread, and the main thread, which waits in vm_run and
+ * tears everything down afterwards. The drive list changes only on the control server's
+ * thread (scsi-add, scsi-remove), which is stopped before anything else reads the list
+ * once the VM has stopped.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -29,14 +32,16 @@
 #include "run_args.h"
 #include "run_scsi.h"
 #include "serial.h"
+#include "storvsp.h"
 #include "vdisk.h"
 #include "vm.h"
 
 #define BOOT_FAIL_WAIT_MS 5000 /* SeaBIOS's wait before it reboots when nothing boots */
 
 struct run_drive {
-	const struct vmm_drive *cfg;
-	struct vdisk *disk; /* NULL: a DVD drive with no medium */
+	const struct vmm_drive *cfg; /* NULL: a free entry (its drive was removed) */
+	struct vmm_drive hot;	     /* a drive scsi-add attached: cfg points here */
+	struct vdisk *disk;	     /* NULL: a DVD drive with no medium */
 	struct vdisk_queue *queue;
 	bool polled; /* its queue's event fd is on the loop */
 };
@@ -126,25 +131,34 @@ static unsigned scsi_channels(const struct vmm_run_config *cfg)
 	return cfg->cpus;
 }
 
+/* Whether the VM has SCSI controllers: for its disks, or asked for empty. */
 static bool has_scsi(const struct vmm_run_config *cfg)
 {
 	for (unsigned i = 0; i < cfg->ndrives; i++)
 		if (cfg->drives[i].loc.bus == VMM_BUS_SCSI)
 			return true;
-	return false;
+	return cfg->scsi_controllers != 0;
+}
+
+/* Opens a drive's image as the drive asks: -errno with the reason in err. */
+static int open_image(const struct vmm_run_config *cfg, const struct vmm_drive *drive,
+		      struct vdisk **disk, char *err, size_t err_size)
+{
+	struct vdisk_options o = { .read_only = drive->read_only,
+				   .cache = drive->cache,
+				   .queues = drive->loc.bus == VMM_BUS_SCSI ? scsi_channels(cfg)
+									    : 1 };
+	if (drive->kind == VMM_DRIVE_DVD)
+		o.format = "raw"; /* an ISO is a plain file of 2048-byte sectors */
+	return vdisk_open(drive->path, &o, disk, err, err_size);
 }
 
 static int open_drive(const struct vmm_run_config *cfg, struct run_drive *d)
 {
 	if (!d->cfg->path)
 		return 0;
-	struct vdisk_options o = { .read_only = d->cfg->read_only,
-				   .cache = d->cfg->cache,
-				   .queues = on_scsi(d) ? scsi_channels(cfg) : 1 };
-	if (d->cfg->kind == VMM_DRIVE_DVD)
-		o.format = "raw"; /* an ISO is a plain file of 2048-byte sectors */
 	char err[256];
-	int ret = vdisk_open(d->cfg->path, &o, &d->disk, err, sizeof(err));
+	int ret = open_image(cfg, d->cfg, &d->disk, err, sizeof(err));
 	if (ret < 0)
 		return fail(d->cfg->path, "%s", err);
 	d->queue = vdisk_queue(d->disk, 0);
@@ -507,11 +521,11 @@ static int create_scsi(struct vmm *v)
 								v->drives[i].cfg->loc.controller,
 							.lun = v->drives[i].cfg->loc.lun,
 							.disk = v->drives[i].disk };
-	if (!n)
+	if (!has_scsi(v->cfg))
 		return 0;
 	char err[256];
-	int ret =
-		vmm_scsi_create(v->vm, disks, n, scsi_channels(v->cfg), &v->scsi, err, sizeof(err));
+	int ret = vmm_scsi_create(v->vm, disks, n, v->cfg->scsi_controllers, scsi_channels(v->cfg),
+				  &v->scsi, err, sizeof(err));
 	if (ret < 0)
 		return fail(NULL, "%s", err);
 	ret = vm_add_reset_hook(v->vm, vmm_scsi_reset, v->scsi);
@@ -554,12 +568,28 @@ static int ctl_query_status(void *opaque, enum control_run_state *state, char *e
 	return 0;
 }
 
-/* What a drive holds now and its I/O counters (the IDE model counts them; SCSI drives
- * report none yet). */
+/* A SCSI drive's state in the IDE model's terms, with the counters its LUN keeps. */
+static void scsi_drive_state(struct vmm *v, const struct run_drive *d, struct ide_device_info *dev)
+{
+	*dev = (struct ide_device_info){ .disk = d->disk, .inserted = d->disk != NULL };
+	struct storvsp_lun_stats st;
+	if (vmm_scsi_get_stats(v->scsi, d->cfg->loc.controller, d->cfg->loc.lun, &st) < 0)
+		return;
+	dev->stats = (struct ide_io_stats){ .reads = st.reads,
+					    .writes = st.writes,
+					    .flushes = st.flushes,
+					    .read_bytes = st.read_bytes,
+					    .write_bytes = st.write_bytes };
+}
+
+/* What a drive holds now and its I/O counters, which the IDE model and the SCSI LUNs
+ * keep. */
 static void drive_state(struct vmm *v, const struct run_drive *d, struct ide_device_info *dev)
 {
-	if (on_scsi(d) ||
-	    ide_query_device(piix_ide(v->piix), d->cfg->loc.controller, d->cfg->loc.lun, dev) < 0)
+	if (on_scsi(d))
+		scsi_drive_state(v, d, dev);
+	else if (ide_query_device(piix_ide(v->piix), d->cfg->loc.controller, d->cfg->loc.lun, dev) <
+		 0)
 		*dev = (struct ide_device_info){ .disk = d->disk, .inserted = d->disk != NULL };
 }
 
@@ -569,6 +599,8 @@ static int ctl_query_block(void *opaque, json_t *drives, char *err, size_t err_s
 	struct vmm *v = opaque;
 	for (unsigned i = 0; i < v->ndrives; i++) {
 		const struct vmm_drive *cfg = v->drives[i].cfg;
+		if (!cfg)
+			continue;
 		struct ide_device_info dev;
 		drive_state(v, &v->drives[i], &dev);
 		char where[VMM_LOCATION_TEXT_MAX];
@@ -628,6 +660,101 @@ static int ctl_quit(void *opaque, char *err, size_t err_size)
 	return 0;
 }
 
+/* The drive at a SCSI location, or NULL. */
+static struct run_drive *scsi_drive(struct vmm *v, unsigned controller, unsigned lun)
+{
+	for (unsigned i = 0; i < v->ndrives; i++) {
+		struct run_drive *d = &v->drives[i];
+		if (d->cfg && on_scsi(d) && d->cfg->loc.controller == controller &&
+		    d->cfg->loc.lun == lun)
+			return d;
+	}
+	return NULL;
+}
+
+/* An entry for a new drive: a free one, or one past the end. */
+static struct run_drive *free_drive(struct vmm *v)
+{
+	for (unsigned i = 0; i < v->ndrives; i++)
+		if (!v->drives[i].cfg)
+			return &v->drives[i];
+	return v->ndrives < VMM_MAX_DRIVES ? &v->drives[v->ndrives++] : NULL;
+}
+
+static void forget_drive(struct run_drive *d)
+{
+	free(d->hot.path);
+	*d = (struct run_drive){ 0 };
+}
+
+static int ctl_scsi_add(void *opaque, unsigned controller, unsigned lun, const char *file,
+			bool read_only, char *err, size_t err_size)
+{
+	struct vmm *v = opaque;
+	/* the place first: a wrong one is not worth opening (and locking) the image */
+	int ret = vmm_scsi_lun_free(v->scsi, controller, lun, err, err_size);
+	if (ret < 0)
+		return ret;
+	struct run_drive *d = free_drive(v);
+	char *path = strdup(file);
+	if (!d || !path) {
+		free(path);
+		snprintf(err, err_size, "out of memory");
+		return -ENOMEM;
+	}
+	d->hot = (struct vmm_drive){ .kind = VMM_DRIVE_DISK,
+				     .loc = { VMM_BUS_SCSI, controller, lun },
+				     .path = path,
+				     .read_only = read_only,
+				     .cache = VDISK_CACHE_DIRECT };
+	char why[256];
+	ret = open_image(v->cfg, &d->hot, &d->disk, why, sizeof(why));
+	if (ret < 0) {
+		snprintf(err, err_size, "cannot open '%s': %s", file, why);
+		forget_drive(d);
+		return ret;
+	}
+	struct vmm_scsi_disk sd = { controller, lun, d->disk };
+	ret = vmm_scsi_attach(v->scsi, &sd, err, err_size);
+	if (ret < 0) {
+		vdisk_close(d->disk);
+		forget_drive(d);
+		return ret;
+	}
+	d->queue = vdisk_queue(d->disk, 0);
+	d->cfg = &d->hot;
+	return 0;
+}
+
+static int ctl_scsi_remove(void *opaque, unsigned controller, unsigned lun, char *err,
+			   size_t err_size)
+{
+	struct vmm *v = opaque;
+	struct vdisk *disk;
+	int ret = vmm_scsi_detach(v->scsi, controller, lun, &disk, err, err_size);
+	if (ret < 0)
+		return ret;
+	/* the image is this thread's alone now */
+	ret = vdisk_read_only(disk) ? 0 : vdisk_flush_sync(disk);
+	vdisk_close(disk);
+	struct run_drive *d = scsi_drive(v, controller, lun);
+	if (d)
+		forget_drive(d);
+	if (ret < 0) {
+		snprintf(err, err_size, "scsi:%u:%u was removed, but flushing its image failed: %s",
+			 controller, lun, strerror(-ret));
+		return ret;
+	}
+	return 0;
+}
+
+static int ctl_block_resize(void *opaque, unsigned controller, unsigned lun, uint64_t size,
+			    char *err, size_t err_size)
+{
+	struct vmm *v = opaque;
+	return vmm_scsi_resize(v->scsi, controller, lun, size, err, err_size);
+}
+
 static const struct control_ops control_ops = {
 	.query_status = ctl_query_status,
 	.query_block = ctl_query_block,
@@ -635,6 +762,9 @@ static const struct control_ops control_ops = {
 	.resume = ctl_resume,
 	.powerdown = ctl_powerdown,
 	.quit = ctl_quit,
+	.scsi_add = ctl_scsi_add,
+	.scsi_remove = ctl_scsi_remove,
+	.block_resize = ctl_block_resize,
 };
 
 static int start_control(struct vmm *v)
@@ -673,6 +803,8 @@ static void print_stats(struct vmm *v)
 	json_t *drives = json_array();
 	for (unsigned i = 0; i < v->ndrives; i++) {
 		const struct vmm_drive *cfg = v->drives[i].cfg;
+		if (!cfg)
+			continue;
 		struct ide_device_info dev;
 		drive_state(v, &v->drives[i], &dev);
 		char where[VMM_LOCATION_TEXT_MAX];
@@ -704,6 +836,9 @@ static int run_vm(struct vmm *v)
 	struct vm_exit_status st = { 0 };
 	ret = vm_run(v->vm, &st);
 	event_loop_stop(v->loop);
+	/* no drive comes or goes from here on */
+	control_server_stop(v->control);
+	v->control = NULL;
 	if (ret < 0)
 		return fail(NULL, "cannot run the VM: %s", strerror(-ret));
 	if (v->cfg->stats)
@@ -762,8 +897,10 @@ static void teardown(struct vmm *v)
 	piix_destroy(v->piix);
 	event_loop_destroy(v->loop);
 	vm_destroy(v->vm);
-	for (unsigned i = 0; i < v->ndrives; i++)
+	for (unsigned i = 0; i < v->ndrives; i++) {
 		vdisk_close(v->drives[i].disk);
+		free(v->drives[i].hot.path);
+	}
 	free(v->firmware);
 	free_kernel(&v->kernel);
 }
@@ -773,8 +910,8 @@ int vmm_run(const struct vmm_run_config *cfg)
 	if (cfg->gen != 1)
 		return fail(NULL, "generation %u VMs are not available yet; use --gen 1", cfg->gen);
 	if (has_scsi(cfg) && cfg->synic == HYPERV_SYNIC_OFF)
-		return fail(NULL, "SCSI drives are served over VMBus, which needs the Hyper-V "
-				  "interface: drop --synic off");
+		return fail(NULL, "SCSI controllers are served over VMBus, which needs the "
+				  "Hyper-V interface: drop --synic off");
 	struct vmm *v = calloc(1, sizeof(*v));
 	if (!v)
 		return fail(NULL, "out of memory");

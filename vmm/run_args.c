@@ -51,6 +51,8 @@ static const char help_text[] =
 	"    BUS:C:L is ide:C:L for generation 1 (C and L 0 or 1), or scsi:C:L (C 0 to 3,\n"
 	"    L 0 to 63; synthetic SCSI on VMBus, disks only so far). Write a comma in FILE\n"
 	"    twice (\",,\").\n"
+	"  --scsi-controller N  a SCSI controller N (0 to 3) even without disks, for disks\n"
+	"                       attached later with 'vmm ctl SOCK scsi-add'\n"
 	"\n"
 	"Direct kernel boot (instead of booting from a drive):\n"
 	"  --kernel FILE        a Linux kernel (bzImage)\n"
@@ -199,6 +201,16 @@ static int opt_memory(struct parser *p, const struct run_option *opt, const char
 		return fail(p, "--memory '%s' is not a whole number of MiB (examples: 512M, 1G)",
 			    value);
 	return fail(p, "--memory '%s' is not a size (examples: 512M, 1G)", value);
+}
+
+static int opt_scsi_controller(struct parser *p, const struct run_option *opt, const char *value)
+{
+	unsigned n;
+	if (!parse_decimal(value, strlen(value), VMM_SCSI_CONTROLLERS - 1, &n))
+		return fail(p, "--%s '%s' must be a controller number from 0 to %u", opt->name,
+			    value, VMM_SCSI_CONTROLLERS - 1);
+	p->cfg->scsi_controllers |= 1u << n;
+	return 0;
 }
 
 static int opt_cpus(struct parser *p, const struct run_option *opt, const char *value)
@@ -477,6 +489,7 @@ static const struct run_option options[] = {
 	{ "cpus", "N", opt_cpus, 0, false },
 	{ "disk", "BUS:C:L=FILE", opt_disk, 0, true },
 	{ "dvd", "BUS:C:L[=FILE]", opt_dvd, 0, true },
+	{ "scsi-controller", "N", opt_scsi_controller, 0, true },
 	{ "boot", "ORDER", opt_boot, 0, false },
 	{ "serial", "BACKEND", opt_serial, 0, false },
 	{ "kernel", "FILE", opt_string, FIELD(kernel), false },

@@ -64,6 +64,7 @@ struct vmm_run_config {
 	unsigned cpus;
 	struct vmm_drive drives[VMM_MAX_DRIVES]; /* in command-line order */
 	unsigned ndrives;
+	unsigned scsi_controllers; /* bit n: --scsi-controller n (present even without disks) */
 	enum vmm_serial_kind serial;
 	char *serial_path; /* file:PATH, unix:PATH */
 	char *kernel, *initrd, *append;

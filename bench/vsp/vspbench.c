@@ -40,6 +40,7 @@
 #include "json_util.h"
 #include "loop.h"
 #include "scsi_disk.h"
+#include "scsi_target.h"
 #include "storvsp.h"
 #include "test_util.h"
 #include "vdisk.h"
@@ -519,7 +520,7 @@ static struct rig *rig_new(struct disk *d, unsigned channels)
 	vsc_init(&r->v, channels);
 	r->v.pump = rig_pump;
 	struct storvsp_config cfg = { .channels = channels, .kick = rig_kick, .kick_opaque = r };
-	cfg.luns[0] = (struct storvsp_lun){ r->target, d->vd };
+	cfg.luns[0] = (struct storvsp_lun){ scsi_target_of_disk(r->target), d->vd };
 	if (storvsp_create(r->v.vb, &cfg, &r->sv))
 		die("cannot create storvsp");
 	for (unsigned c = 0; c < channels; c++) {

@@ -1,6 +1,8 @@
 /* The control socket against a running generation 1 VM on this machine's /dev/kvm:
  * `vmm ctl` queries, pauses, resumes and stops a VM whose firmware finds nothing to boot
- * (SeaBIOS retries forever), and a second VM cannot take a disk the first one holds.
+ * (SeaBIOS retries forever), and a second VM cannot take a disk the first one holds; SCSI
+ * disks are added, grown and removed while such a VM runs, as query-block and the image
+ * files show.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -85,6 +87,22 @@ static json_t *ctl(const char *sock, const char *command)
 	json_decref(reply);
 	assert_non_null(ret);
 	return ret;
+}
+
+/* `vmm ctl --json SOCK COMMAND` that the VM refuses: checks the error's class and text. */
+static void ctl_refused(const char *sock, const char *command, const char *class, const char *desc)
+{
+	char out[8192];
+	int status =
+		test_run(out, sizeof(out), "'%s' ctl --json '%s' %s", vmm_binary, sock, command);
+	json_t *reply = json_loads(out, 0, NULL);
+	json_t *e = json_object_get(reply, "error");
+	const char *got_class = json_string_value(json_object_get(e, "class"));
+	const char *got_desc = json_string_value(json_object_get(e, "desc"));
+	if (status != 1 || !got_class || strcmp(got_class, class) || !strstr(got_desc, desc))
+		fail_msg("vmm ctl %s: want %s '%s', got status %d: %s", command, class, desc,
+			 status, out);
+	json_decref(reply);
 }
 
 static const char *status_of(const char *sock)
@@ -178,6 +196,91 @@ static void test_query_pause_resume_quit(void **state)
 	assert_int_equal(file_size(sock), -1); /* the socket is gone */
 }
 
+/* The drive at location in query-block, or NULL (a new reference). */
+static json_t *find_drive(const char *sock, const char *location)
+{
+	json_t *drives = ctl(sock, "query-block"), *found = NULL, *d;
+	size_t i;
+	json_array_foreach (drives, i, d) {
+		if (!strcmp(json_string_value(json_object_get(d, "location")), location))
+			found = json_incref(d);
+	}
+	json_decref(drives);
+	return found;
+}
+
+static void test_scsi_hotplug(void **state)
+{
+	(void)state;
+	const char *boot = test_path("boot.raw"), *data = test_path("data.raw");
+	const char *sock = test_path("hot.sock");
+	char out[2048], drives[1024], cmd[1024];
+	test_run(NULL, 0, "truncate -s 8M '%s' '%s'", boot, data);
+	snprintf(drives, sizeof(drives), "--disk ide:0:0='%s' --scsi-controller 0", boot);
+	start_vm(drives, sock);
+	assert_string_equal(status_of(sock), "running");
+	assert_null(find_drive(sock, "scsi:0:2"));
+
+	snprintf(cmd, sizeof(cmd), "scsi-add controller=0 lun=2 file='%s'", data);
+	json_decref(ctl(sock, cmd));
+	json_t *d = find_drive(sock, "scsi:0:2");
+	assert_non_null(d);
+	assert_string_equal(json_string_value(json_object_get(d, "kind")), "disk");
+	assert_string_equal(json_string_value(json_object_get(d, "format")), "raw");
+	assert_string_equal(json_string_value(json_object_get(d, "file")), data);
+	assert_int_equal(json_integer_value(json_object_get(d, "size")), 8 << 20);
+	assert_true(json_is_false(json_object_get(d, "read_only")));
+	json_t *stats = json_object_get(d, "stats");
+	assert_int_equal(json_integer_value(json_object_get(stats, "rd_operations")), 0);
+	json_decref(d);
+
+	/* what the VM refuses, and why */
+	ctl_refused(sock, cmd, "CommandFailed", "scsi:0:2 already holds a disk");
+	snprintf(cmd, sizeof(cmd), "scsi-add controller=0 lun=3 file='%s'", data);
+	ctl_refused(sock, cmd, "CommandFailed", "in use"); /* the image is locked */
+	snprintf(cmd, sizeof(cmd), "scsi-add controller=1 lun=0 file='%s'", data);
+	ctl_refused(sock, cmd, "DeviceNotFound", "the VM has no SCSI controller 1");
+	snprintf(cmd, sizeof(cmd), "scsi-add controller=0 lun=4 file='%s'", test_path("none"));
+	ctl_refused(sock, cmd, "CommandFailed", "cannot open");
+	ctl_refused(sock, "block-resize controller=0 lun=2 size=4194304", "CommandFailed",
+		    "shrinking a disk in use is refused");
+	ctl_refused(sock, "block-resize controller=0 lun=5 size=4194304", "DeviceNotFound",
+		    "scsi:0:5 holds no disk");
+	ctl_refused(sock, "block-resize controller=0 lun=2 size=16777217", "CommandFailed",
+		    "multiple of the 512-byte sector");
+	ctl_refused(sock, "block-resize controller=0 lun=2 size=9223372036854775296",
+		    "CommandFailed", "cannot resize scsi:0:2");
+	assert_int_equal(file_size(data), 8 << 20);
+
+	/* grown while the VM runs: the file and query-block agree */
+	json_decref(ctl(sock, "block-resize controller=0 lun=2 size=16777216"));
+	assert_int_equal(file_size(data), 16 << 20);
+	d = find_drive(sock, "scsi:0:2");
+	assert_int_equal(json_integer_value(json_object_get(d, "size")), 16 << 20);
+	json_decref(d);
+
+	/* removed: gone from query-block, and the image is free for vdisk again */
+	json_decref(ctl(sock, "scsi-remove controller=0 lun=2"));
+	assert_null(find_drive(sock, "scsi:0:2"));
+	ctl_refused(sock, "scsi-remove controller=0 lun=2", "DeviceNotFound",
+		    "scsi:0:2 holds no disk");
+	if (test_run_vdisk(out, sizeof(out), "resize '%s' 24M", data) != 0)
+		fail_msg("vdisk resize after scsi-remove: %s", out);
+	assert_int_equal(file_size(data), 24 << 20);
+	/* and a LUN takes a disk again, read-only this time */
+	snprintf(cmd, sizeof(cmd), "scsi-add controller=0 lun=2 file='%s' read-only=true", data);
+	json_decref(ctl(sock, cmd));
+	d = find_drive(sock, "scsi:0:2");
+	assert_true(json_is_true(json_object_get(d, "read_only")));
+	assert_int_equal(json_integer_value(json_object_get(d, "size")), 24 << 20);
+	json_decref(d);
+	ctl_refused(sock, "block-resize controller=0 lun=2 size=33554432", "CommandFailed",
+		    "read-only");
+
+	json_decref(ctl(sock, "quit"));
+	assert_int_equal(wait_vm(10000), 0);
+}
+
 static int teardown(void **state)
 {
 	if (vm_pid > 0) {
@@ -202,6 +305,7 @@ int main(void)
 		return TEST_SKIP;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_query_pause_resume_quit),
+		cmocka_unit_test(test_scsi_hotplug),
 	};
 	return cmocka_run_group_tests(tests, NULL, teardown);
 }

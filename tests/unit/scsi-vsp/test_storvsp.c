@@ -46,14 +46,18 @@ struct vdisk *test_open_disks[TEST_MAX_OPEN_DISKS];
 
 static const uint16_t linux_versions[] = { 0x0602, 0x0600, 0x0501 };
 
-/* ---- the rig: a raw image at LUN 0, a VHDX at LUN 1, one storvsp controller ---- */
+/* ---- the rig: a raw image at LUN 0, a VHDX at LUN 1, one storvsp controller; room for a
+ * third image (HOT) that tests attach at run time ---- */
+
+#define HOT	 2 /* the rig's index of a hot-added image */
+#define HOT_SEED 77
 
 struct rig {
 	struct vsc v;
 	struct storvsp *sv;
-	struct vdisk *disk[2];
-	struct scsi_disk *target[2];
-	char path[2][512];
+	struct vdisk *disk[3]; /* atomic: channel threads poll the queues of those set */
+	struct scsi_disk *target[3];
+	char path[3][512];
 	uint64_t low_buf;      /* 2 MiB of RAM0 for data buffers */
 	bool kicked[CHANNELS]; /* atomic */
 	unsigned kicks;
@@ -84,8 +88,11 @@ static void serve_channel(struct rig *r, unsigned c, bool wait)
 {
 	if (__atomic_exchange_n(&r->kicked[c], false, __ATOMIC_ACQ_REL))
 		storvsp_poll(r->sv, c);
-	for (unsigned d = 0; d < 2; d++) {
-		struct vdisk_queue *q = vdisk_queue(r->disk[d], c);
+	for (unsigned d = 0; d < 3; d++) {
+		struct vdisk *disk = __atomic_load_n(&r->disk[d], __ATOMIC_ACQUIRE);
+		if (!disk)
+			continue;
+		struct vdisk_queue *q = vdisk_queue(disk, c);
 		vdisk_queue_poll(q, wait && vdisk_queue_inflight(q) ? 1 : 0);
 	}
 }
@@ -131,8 +138,8 @@ static struct storvsp_config rig_config(struct rig *r)
 	struct storvsp_config cfg = {
 		.controller = 0, .channels = CHANNELS, .kick = on_kick, .kick_opaque = r
 	};
-	cfg.luns[0] = (struct storvsp_lun){ r->target[0], r->disk[0] };
-	cfg.luns[1] = (struct storvsp_lun){ r->target[1], r->disk[1] };
+	cfg.luns[0] = (struct storvsp_lun){ scsi_target_of_disk(r->target[0]), r->disk[0] };
+	cfg.luns[1] = (struct storvsp_lun){ scsi_target_of_disk(r->target[1]), r->disk[1] };
 	return cfg;
 }
 
@@ -162,6 +169,17 @@ static struct rig *rig_new(void)
 	return r;
 }
 
+/* Each channel served by its own thread from now on. */
+static void start_threads(struct rig *r)
+{
+	r->threaded = true;
+	for (unsigned c = 0; c < CHANNELS; c++) {
+		r->servers[c] = (struct server){ r, c };
+		assert_int_equal(
+			pthread_create(&r->threads[c], NULL, channel_thread, &r->servers[c]), 0);
+	}
+}
+
 static void stop_threads(struct rig *r)
 {
 	if (!r->threaded)
@@ -187,9 +205,10 @@ static void rig_free(struct rig *r)
 	drain_all(r);
 	storvsp_destroy(r->sv);
 	vsc_fini(&r->v);
-	for (unsigned d = 0; d < 2; d++) {
+	for (unsigned d = 0; d < 3; d++) {
 		scsi_disk_destroy(r->target[d]);
-		test_close_disk(r->disk[d]);
+		if (r->disk[d])
+			test_close_disk(r->disk[d]);
 	}
 	free(r);
 }
@@ -574,13 +593,7 @@ static void test_subchannels_own_threads(void **state)
 	vsc_stor_request(&r->ch[2], pkt, reply);
 	assert_int_not_equal(load_le32(reply + 8), 0);
 	assert_int_not_equal(vsc_stor_create_subchannels(&r->ch[0], CHANNELS), 0);
-	/* each channel served by its own thread */
-	r->threaded = true;
-	for (unsigned c = 0; c < CHANNELS; c++) {
-		r->servers[c] = (struct server){ r, c };
-		assert_int_equal(
-			pthread_create(&r->threads[c], NULL, channel_thread, &r->servers[c]), 0);
-	}
+	start_threads(r);
 	uint8_t cdb[16];
 	uint64_t bufs[CHANNELS];
 	for (unsigned c = 0; c < CHANNELS; c++)
@@ -882,6 +895,352 @@ static void test_teardown_mid_io(void **state)
 	}
 }
 
+/* ---- LUNs at run time ---- */
+
+static struct storvsp_lun rig_lun(struct rig *r, unsigned d)
+{
+	return (struct storvsp_lun){ scsi_target_of_disk(r->target[d]), r->disk[d] };
+}
+
+/* A raw image of its own pattern, opened with a target, for attaching as LUN HOT_LUN. */
+static void make_hot_disk(struct rig *r, uint64_t size)
+{
+	snprintf(r->path[HOT], sizeof(r->path[HOT]), "%s", test_path("hot.raw"));
+	test_write_file(r->path[HOT], size, HOT_SEED);
+	struct vdisk *disk = open_disk(r->path[HOT]);
+	struct scsi_disk_config sc;
+	assert_int_equal(scsi_disk_config_from_vdisk(disk, &sc), 0);
+	assert_int_equal(scsi_disk_create(disk, &sc, &r->target[HOT]), 0);
+	__atomic_store_n(&r->disk[HOT], disk, __ATOMIC_RELEASE);
+}
+
+/* REPORT LUNS on target 0: the LUNs listed, in *luns; returns their count. */
+static unsigned report_luns(struct rig *r, struct vsc_channel *ch, uint16_t *luns)
+{
+	uint8_t cdb[16];
+	struct vsc_srb_result res;
+	uint64_t buf = guest_buffer(r, 1024, 0, true);
+	uint8_t *host = vsc_host(&r->v, buf);
+	vsc_srb(ch, 0, 0, cdb, cdb_simple(cdb, 0xA0, 1024), 1, buf, 1024, &res);
+	assert_int_equal(res.srb_status, SRB_SUCCESS);
+	unsigned n = load_be32(host) / 8;
+	for (unsigned i = 0; i < n; i++)
+		luns[i] = load_be16(host + 8 + 8 * i);
+	return n;
+}
+
+static void expect_lun_stats(struct rig *r, unsigned lun, const struct storvsp_lun_stats *want)
+{
+	struct storvsp_lun_stats got;
+	assert_int_equal(storvsp_get_lun_stats(r->sv, lun, &got), 0);
+	assert_int_equal(got.reads, want->reads);
+	assert_int_equal(got.writes, want->writes);
+	assert_int_equal(got.read_bytes, want->read_bytes);
+	assert_int_equal(got.write_bytes, want->write_bytes);
+	assert_int_equal(got.flushes, want->flushes);
+	assert_int_equal(got.errors, want->errors);
+}
+
+#define HOT_LUN	 9
+#define HOT_SIZE (4ull * MIB)
+
+/* A disk attached while every channel's thread runs reads: the guest is told (an
+ * ENUMERATE_BUS on the primary), REPORT LUNS lists it, and its data reads back. */
+static void test_attach_under_io(void **state)
+{
+	(void)state;
+	struct rig *r = rig_ready();
+	open_subchannels(r);
+	start_threads(r);
+	make_hot_disk(r, HOT_SIZE);
+	uint8_t cdb[16];
+	struct vsc_srb_result res;
+	uint64_t bufs[CHANNELS];
+	for (unsigned c = 0; c < CHANNELS; c++)
+		bufs[c] = vsc_alloc(&r->v, 64 * 1024);
+	uint64_t ids[CHANNELS];
+	for (unsigned c = 0; c < CHANNELS; c++)
+		ids[c] = vsc_srb_send(&r->ch[c], 0, cdb, cdb_rw10(cdb, 0x28, c * 128, 128), 1,
+				      bufs[c], 64 * 1024);
+	/* an absent LUN until now */
+	struct storvsp_lun hot = rig_lun(r, HOT);
+	assert_int_equal(storvsp_attach_lun(r->sv, HOT_LUN, &hot), 0);
+	assert_int_equal(storvsp_notify_luns_changed(r->sv, false), 0);
+	for (unsigned c = 0; c < CHANNELS; c++) {
+		vsc_srb_wait(&r->ch[c], ids[c], &res);
+		assert_srb_good(&res, 64 * 1024);
+		test_expect_pattern(vsc_host(&r->v, bufs[c]), 64 * 1024, c * 128 * 512ull, SEED,
+				    "READ while a LUN came");
+	}
+	uint16_t luns[STORVSP_MAX_LUNS];
+	assert_int_equal(report_luns(r, &r->ch[0], luns), 3);
+	assert_int_equal(luns[0], 0);
+	assert_int_equal(luns[1], 1);
+	assert_int_equal(luns[2], HOT_LUN);
+	assert_int_equal(r->ch[0].notices, 1);
+	assert_int_equal(r->ch[0].last_notice, 11); /* ENUMERATE_BUS */
+	/* storvsc's scan: INQUIRY, then reads on every channel from the new image */
+	uint64_t buf = bufs[0];
+	vsc_srb(&r->ch[1], 0, HOT_LUN, cdb, cdb_simple(cdb, 0x12, 36), 1, buf, 36, &res);
+	assert_srb_good(&res, 36);
+	assert_int_equal(((uint8_t *)vsc_host(&r->v, buf))[0], 0x00); /* a disk */
+	for (unsigned c = 0; c < CHANNELS; c++) {
+		uint32_t lba = 1000 + c * 64;
+		vsc_srb(&r->ch[c], 0, HOT_LUN, cdb, cdb_rw10(cdb, 0x28, lba, 64), 1, bufs[c],
+			32 * 1024, &res);
+		assert_srb_good(&res, 32 * 1024);
+		test_expect_pattern(vsc_host(&r->v, bufs[c]), 32 * 1024, lba * 512ull, HOT_SEED,
+				    "READ from the attached disk");
+	}
+	/* a slot taken, and requests the controller refuses */
+	assert_int_equal(storvsp_attach_lun(r->sv, HOT_LUN, &hot), -EBUSY);
+	assert_int_equal(storvsp_attach_lun(r->sv, 0, &hot), -EBUSY);
+	assert_int_equal(storvsp_attach_lun(r->sv, STORVSP_MAX_LUNS, &hot), -EINVAL);
+	struct storvsp_lun none = { 0 };
+	assert_int_equal(storvsp_attach_lun(r->sv, 20, &none), -EINVAL);
+	struct storvsp_lun no_disk = { hot.target, NULL };
+	assert_int_equal(storvsp_attach_lun(r->sv, 20, &no_disk), -EINVAL);
+	expect_lun_stats(r, HOT_LUN,
+			 &(struct storvsp_lun_stats){ .reads = CHANNELS,
+						      .read_bytes = CHANNELS * 32 * 1024 });
+	rig_free(r);
+}
+
+/* Hot-remove with reads in flight: the LUN is absent to new commands at once, the reads
+ * complete with their data, and only then is the target handed back (an ASan build would
+ * catch the controller touching it afterwards). */
+static void test_detach_in_flight(void **state)
+{
+	(void)state;
+	struct rig *r = rig_ready();
+	uint64_t buf = vsc_alloc(&r->v, 16 * 32768);
+	start_reads(r, &r->ch[0], 16, buf);
+	unsigned started = storvsp_lun_inflight(r->sv, 0);
+	assert_true(started > 0);
+	assert_int_equal(storvsp_detach_lun(r->sv, 0), 0);
+	assert_int_equal(storvsp_detach_lun(r->sv, 0), -ENOENT);
+	struct storvsp_lun out;
+	assert_int_equal(storvsp_release_lun(r->sv, 0, &out), -EBUSY);
+	assert_int_equal(storvsp_release_lun(r->sv, 1, &out), -ENOENT); /* not detached */
+	assert_int_equal(storvsp_notify_luns_changed(r->sv, true), 0);
+	/* the guest rescans: INQUIRY on LUN 0 answers "no LUN here" (7Fh) */
+	uint8_t cdb[16];
+	struct vsc_srb_result res;
+	uint64_t inq = vsc_alloc(&r->v, VSC_PAGE);
+	uint64_t id = vsc_srb_send(&r->ch[0], 0, cdb, cdb_simple(cdb, 0x12, 36), 1, inq, 36);
+	/* the reads started before the removal complete with the image's data */
+	for (unsigned i = 0; i < 16; i++) {
+		uint64_t got = vsc_srb_wait_any(&r->ch[0], &res);
+		if (got == id) {
+			assert_srb_good(&res, 36);
+			assert_int_equal(((uint8_t *)vsc_host(&r->v, inq))[0], 0x7F);
+			i--;
+			continue;
+		}
+		assert_srb_good(&res, 32768);
+	}
+	for (unsigned i = 0; i < 16; i++)
+		test_expect_pattern(vsc_host(&r->v, buf + i * 32768), 32768, i * 64 * 512ull, SEED,
+				    "READ in flight at the removal");
+	assert_int_equal(r->ch[0].last_notice, 2); /* REMOVE_DEVICE */
+	assert_int_equal(storvsp_lun_inflight(r->sv, 0), 0);
+	assert_int_equal(storvsp_release_lun(r->sv, 0, &out), 0);
+	assert_ptr_equal(out.target.impl, r->target[0]);
+	assert_ptr_equal(out.disk, r->disk[0]);
+	scsi_target_destroy(out.target);
+	r->target[0] = NULL;
+	/* gone for good: other commands fail as LOGICAL UNIT NOT SUPPORTED, REPORT LUNS
+	 * lists only LUN 1, and the slot takes a disk again */
+	vsc_srb(&r->ch[0], 0, 0, cdb, cdb_rw10(cdb, 0x28, 0, 8), 1, buf, 4096, &res);
+	assert_check(&res, SRB_BAD_LUN | SRB_AUTOSENS, 5, 0x25, 0);
+	uint16_t luns[STORVSP_MAX_LUNS];
+	assert_int_equal(report_luns(r, &r->ch[0], luns), 1);
+	assert_int_equal(luns[0], 1);
+	assert_int_equal(storvsp_get_lun_stats(r->sv, 0, &(struct storvsp_lun_stats){ 0 }),
+			 -ENOENT);
+	assert_int_equal(storvsp_release_lun(r->sv, 0, &out), -ENOENT);
+	make_hot_disk(r, HOT_SIZE);
+	struct storvsp_lun hot = rig_lun(r, HOT);
+	assert_int_equal(storvsp_attach_lun(r->sv, 0, &hot), 0);
+	vsc_srb(&r->ch[0], 0, 0, cdb, cdb_rw10(cdb, 0x28, 8, 8), 1, buf, 4096, &res);
+	assert_srb_good(&res, 4096);
+	test_expect_pattern(vsc_host(&r->v, buf), 4096, 8 * 512ull, HOT_SEED,
+			    "READ from the disk attached in its place");
+	/* its counters start from zero */
+	expect_lun_stats(r, 0, &(struct storvsp_lun_stats){ .reads = 1, .read_bytes = 4096 });
+	rig_free(r);
+}
+
+/* Commands wait while their LUN is quiesced and start in order on resume; a LUN removed
+ * while quiesced answers them as absent. */
+static void test_quiesce(void **state)
+{
+	(void)state;
+	struct rig *r = rig_ready();
+	struct vsc_channel *ch = &r->ch[0];
+	uint8_t cdb[16];
+	struct vsc_srb_result res;
+	uint64_t buf = vsc_alloc(&r->v, 8 * 4096);
+	assert_int_equal(storvsp_quiesce_lun(r->sv, 0), 0);
+	assert_int_equal(storvsp_quiesce_lun(r->sv, 0), -EBUSY);
+	assert_int_equal(storvsp_quiesce_lun(r->sv, 7), -ENOENT);
+	assert_int_equal(storvsp_resume_lun(r->sv, 1), -ENOENT);
+	assert_int_equal(storvsp_quiesce_lun(r->sv, 64), -EINVAL);
+	uint64_t ids[4];
+	for (unsigned i = 0; i < 4; i++)
+		ids[i] = vsc_srb_send(ch, 0, cdb, cdb_rw10(cdb, 0x28, i * 8, 8), 1, buf + i * 4096,
+				      4096);
+	/* LUN 1 still works meanwhile; LUN 0's commands are held, not started */
+	vsc_srb(ch, 0, 1, cdb, cdb_simple(cdb, 0x00, 0), 2, 0, 0, &res);
+	assert_srb_good(&res, 0);
+	for (int i = 0; i < 20; i++)
+		pump(r);
+	assert_int_equal(storvsp_lun_inflight(r->sv, 0), 0);
+	assert_int_equal(storvsp_inflight(r->sv), 4);
+	uint16_t type;
+	uint64_t tid;
+	uint8_t pkt[128];
+	assert_int_equal(vsc_ring_read(ch, pkt, sizeof(pkt), &type, &tid), 0);
+	assert_int_equal(storvsp_resume_lun(r->sv, 0), 0);
+	for (unsigned i = 0; i < 4; i++) {
+		assert_int_equal(vsc_srb_wait_any(ch, &res), ids[i]); /* in order */
+		assert_srb_good(&res, 4096);
+		test_expect_pattern(vsc_host(&r->v, buf + i * 4096), 4096, i * 8 * 512ull, SEED,
+				    "READ held by a quiesce");
+	}
+	/* removed while quiesced: what it held ends as "no LUN" */
+	assert_int_equal(storvsp_quiesce_lun(r->sv, 0), 0);
+	uint64_t id = vsc_srb_send(ch, 0, cdb, cdb_simple(cdb, 0x00, 0), 2, 0, 0);
+	for (int i = 0; i < 5; i++)
+		pump(r);
+	assert_int_equal(storvsp_inflight(r->sv), 1);
+	assert_int_equal(storvsp_detach_lun(r->sv, 0), 0);
+	vsc_srb_wait(ch, id, &res);
+	assert_check(&res, SRB_BAD_LUN | SRB_AUTOSENS, 5, 0x25, 0);
+	struct storvsp_lun out;
+	assert_int_equal(storvsp_release_lun(r->sv, 0, &out), 0);
+	assert_int_equal(storvsp_resume_lun(r->sv, 0), -ENOENT);
+	assert_int_equal(storvsp_inflight(r->sv), 0);
+	rig_free(r);
+}
+
+/* A held command whose channel the guest closed is dropped, never started. */
+static void test_quiesce_then_close(void **state)
+{
+	(void)state;
+	struct rig *r = rig_ready();
+	uint8_t cdb[16];
+	uint64_t buf = vsc_alloc(&r->v, 4096);
+	assert_int_equal(storvsp_quiesce_lun(r->sv, 0), 0);
+	memset(vsc_host(&r->v, buf), 0x33, 4096);
+	vsc_srb_send(&r->ch[0], 0, cdb, cdb_rw10(cdb, 0x2A, 0, 8), 0, buf, 4096);
+	for (int i = 0; i < 5; i++)
+		pump(r);
+	vsc_close(&r->ch[0]);
+	assert_int_equal(storvsp_resume_lun(r->sv, 0), 0);
+	drain_all(r);
+	uint8_t head[4096];
+	test_file_read(r->path[0], head, sizeof(head), 0);
+	test_expect_pattern(head, sizeof(head), 0, SEED, "the image after a dropped WRITE");
+	rig_free(r);
+}
+
+/* Online resize as the VMM does it: quiesce, wait for nothing in flight, grow the image,
+ * tell the target, resume. The held command meets UNIT ATTENTION 2A/09; READ CAPACITY(16)
+ * then says the new size and the new blocks read as zeros. */
+static void test_resize(void **state)
+{
+	(void)state;
+	struct rig *r = rig_ready();
+	struct vsc_channel *ch = &r->ch[0];
+	uint8_t cdb[16];
+	struct vsc_srb_result res;
+	uint64_t buf = vsc_alloc(&r->v, 4 * VSC_PAGE);
+	uint8_t *host = vsc_host(&r->v, buf);
+	start_reads(r, ch, 4, vsc_alloc(&r->v, 4 * 32768));
+	assert_int_equal(storvsp_quiesce_lun(r->sv, 0), 0);
+	uint64_t tur = vsc_srb_send(ch, 0, cdb, cdb_simple(cdb, 0x00, 0), 2, 0, 0);
+	struct vsc_srb_result reads[4];
+	for (unsigned i = 0; i < 4; i++)
+		vsc_srb_wait_any(ch, &reads[i]);
+	for (unsigned i = 0; i < 4; i++)
+		assert_srb_good(&reads[i], 32768);
+	assert_int_equal(storvsp_lun_inflight(r->sv, 0), 0);
+	char err[256] = "";
+	if (vdisk_resize(r->disk[0], 2 * RAW_SIZE, 0, NULL, err, sizeof(err)))
+		fail_msg("resize: %s", err);
+	scsi_target_capacity_changed(scsi_target_of_disk(r->target[0]));
+	assert_int_equal(storvsp_resume_lun(r->sv, 0), 0);
+	vsc_srb_wait(ch, tur, &res);
+	assert_check(&res, SRB_ERROR | SRB_AUTOSENS, 6, 0x2A, 0x09);
+	vsc_srb(ch, 0, 0, cdb, cdb_simple(cdb, 0x9E, 32), 1, buf, 32, &res);
+	assert_srb_good(&res, 32);
+	assert_int_equal(load_be64(host) + 1, 2 * RAW_SIZE / 512);
+	memset(host, 0xEE, 4096);
+	vsc_srb(ch, 0, 0, cdb, cdb_rw10(cdb, 0x28, RAW_SIZE / 512, 8), 1, buf, 4096, &res);
+	assert_srb_good(&res, 4096);
+	for (unsigned i = 0; i < 4096; i++)
+		assert_int_equal(host[i], 0);
+	/* the file grew: the host sees it */
+	FILE *f = fopen(r->path[0], "r");
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	assert_int_equal(ftell(f), 2 * RAW_SIZE);
+	fclose(f);
+	rig_free(r);
+}
+
+/* Each LUN counts its own commands, as the guest issued them. */
+static void test_lun_counters(void **state)
+{
+	(void)state;
+	struct rig *r = rig_ready();
+	struct vsc_channel *ch = &r->ch[0];
+	uint8_t cdb[16];
+	struct vsc_srb_result res;
+	uint64_t buf = vsc_alloc(&r->v, 64 * 1024);
+	struct storvsp_lun_stats want[2] = { { 0 } };
+	uint64_t seed = 3;
+	for (unsigned i = 0; i < 40; i++) {
+		unsigned lun = (unsigned)test_rnd_below(&seed, 2);
+		uint16_t blocks = (uint16_t)(1 + test_rnd_below(&seed, 128));
+		bool write = test_rnd_below(&seed, 2);
+		vsc_srb(ch, 0, (uint8_t)lun, cdb,
+			cdb_rw10(cdb, write ? 0x2A : 0x28, i * 128, blocks), write ? 0 : 1, buf,
+			blocks * 512u, &res);
+		assert_srb_good(&res, blocks * 512u);
+		if (write) {
+			want[lun].writes++;
+			want[lun].write_bytes += blocks * 512u;
+		} else {
+			want[lun].reads++;
+			want[lun].read_bytes += blocks * 512u;
+		}
+	}
+	vsc_srb(ch, 0, 1, cdb, cdb_simple(cdb, 0x35, 0), 2, 0, 0, &res);
+	assert_srb_good(&res, 0);
+	want[1].flushes++;
+	/* a read past the end fails, and counts as an error, not a read */
+	vsc_srb(ch, 0, 0, cdb, cdb_rw10(cdb, 0x28, RAW_SIZE / 512, 1), 1, buf, 512, &res);
+	assert_check(&res, SRB_ERROR | SRB_AUTOSENS, 5, 0x21, 0);
+	want[0].errors++;
+	/* commands that move no data count nowhere; an absent LUN counts for no LUN */
+	vsc_srb(ch, 0, 0, cdb, cdb_simple(cdb, 0x00, 0), 2, 0, 0, &res);
+	vsc_srb(ch, 0, 5, cdb, cdb_simple(cdb, 0x00, 0), 2, 0, 0, &res);
+	expect_lun_stats(r, 0, &want[0]);
+	expect_lun_stats(r, 1, &want[1]);
+	struct storvsp_lun_stats none;
+	assert_int_equal(storvsp_get_lun_stats(r->sv, 5, &none), -ENOENT);
+	assert_int_equal(storvsp_get_lun_stats(r->sv, 64, &none), -EINVAL);
+	/* the controller's totals are the sums */
+	struct storvsp_stats st;
+	storvsp_get_stats(r->sv, &st);
+	assert_int_equal(st.reads, want[0].reads + want[1].reads);
+	assert_int_equal(st.write_bytes, want[0].write_bytes + want[1].write_bytes);
+	assert_int_equal(st.errors, 2);
+	rig_free(r);
+}
+
 /* Configuration the controller refuses. */
 static void test_config(void **state)
 {
@@ -894,7 +1253,7 @@ static void test_config(void **state)
 	cfg.channels = CHANNELS + 1; /* more than the disks have queues */
 	assert_int_equal(storvsp_create(r->v.vb, &cfg, &sv), -EINVAL);
 	cfg = rig_config(r);
-	cfg.luns[3].target = r->target[0]; /* a LUN without its disk */
+	cfg.luns[3].target = scsi_target_of_disk(r->target[0]); /* a LUN without its disk */
 	assert_int_equal(storvsp_create(r->v.vb, &cfg, &sv), -EINVAL);
 	cfg = rig_config(r);
 	cfg.kick = NULL;
@@ -945,6 +1304,12 @@ int main(void)
 		cmocka_unit_test_teardown(test_hostile_packets, close_disks),
 		cmocka_unit_test_teardown(test_teardown_mid_io, close_disks),
 		cmocka_unit_test_teardown(test_config, close_disks),
+		cmocka_unit_test_teardown(test_attach_under_io, close_disks),
+		cmocka_unit_test_teardown(test_detach_in_flight, close_disks),
+		cmocka_unit_test_teardown(test_quiesce, close_disks),
+		cmocka_unit_test_teardown(test_quiesce_then_close, close_disks),
+		cmocka_unit_test_teardown(test_resize, close_disks),
+		cmocka_unit_test_teardown(test_lun_counters, close_disks),
 	};
 	return cmocka_run_group_tests(tests, NULL, group_teardown);
 }

@@ -24,7 +24,26 @@
 
 /* ---- fake VM operations ---- */
 
-enum { OP_STATUS, OP_BLOCK, OP_PAUSE, OP_RESUME, OP_POWERDOWN, OP_QUIT, NOPS };
+enum {
+	OP_STATUS,
+	OP_BLOCK,
+	OP_PAUSE,
+	OP_RESUME,
+	OP_POWERDOWN,
+	OP_QUIT,
+	OP_SCSI_ADD,
+	OP_SCSI_REMOVE,
+	OP_RESIZE,
+	NOPS
+};
+
+/* The arguments the last SCSI op got. */
+struct scsi_call {
+	unsigned controller, lun;
+	char file[256];
+	bool read_only;
+	uint64_t size;
+};
 
 static struct fake {
 	pthread_mutex_t lock;
@@ -32,6 +51,7 @@ static struct fake {
 	unsigned calls[NOPS];
 	int fail_ret;	   /* the next op fails with this */
 	char fail_msg[64]; /* and this text */
+	struct scsi_call scsi;
 } fake = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static void fake_reset(void)
@@ -142,6 +162,47 @@ static int fake_quit(void *opaque, char *err, size_t err_size)
 	return fake_op(OP_QUIT, CONTROL_SHUTTING_DOWN, err, err_size);
 }
 
+static int fake_scsi_op(int op, const struct scsi_call *call, char *err, size_t err_size)
+{
+	pthread_mutex_lock(&fake.lock);
+	fake.scsi = *call;
+	pthread_mutex_unlock(&fake.lock);
+	return fake_op(op, -1, err, err_size);
+}
+
+static int fake_scsi_add(void *opaque, unsigned controller, unsigned lun, const char *file,
+			 bool read_only, char *err, size_t err_size)
+{
+	(void)opaque;
+	struct scsi_call call = { .controller = controller, .lun = lun, .read_only = read_only };
+	snprintf(call.file, sizeof(call.file), "%s", file);
+	return fake_scsi_op(OP_SCSI_ADD, &call, err, err_size);
+}
+
+static int fake_scsi_remove(void *opaque, unsigned controller, unsigned lun, char *err,
+			    size_t err_size)
+{
+	(void)opaque;
+	struct scsi_call call = { .controller = controller, .lun = lun };
+	return fake_scsi_op(OP_SCSI_REMOVE, &call, err, err_size);
+}
+
+static int fake_block_resize(void *opaque, unsigned controller, unsigned lun, uint64_t size,
+			     char *err, size_t err_size)
+{
+	(void)opaque;
+	struct scsi_call call = { .controller = controller, .lun = lun, .size = size };
+	return fake_scsi_op(OP_RESIZE, &call, err, err_size);
+}
+
+static struct scsi_call last_scsi_call(void)
+{
+	pthread_mutex_lock(&fake.lock);
+	struct scsi_call call = fake.scsi;
+	pthread_mutex_unlock(&fake.lock);
+	return call;
+}
+
 static const struct control_ops fake_ops = {
 	.query_status = fake_query_status,
 	.query_block = fake_query_block,
@@ -149,6 +210,9 @@ static const struct control_ops fake_ops = {
 	.resume = fake_resume,
 	.powerdown = fake_powerdown,
 	.quit = fake_quit,
+	.scsi_add = fake_scsi_add,
+	.scsi_remove = fake_scsi_remove,
+	.block_resize = fake_block_resize,
 };
 
 /* ---- raw clients ---- */
@@ -442,13 +506,174 @@ static void test_op_failures(void **state)
 	/* a VMM that lacks an operation refuses the command */
 	static const struct control_ops none;
 	static const char *const lines[] = {
-		"{\"execute\": \"query-status\"}", "{\"execute\": \"query-block\"}",
-		"{\"execute\": \"pause\"}",	   "{\"execute\": \"resume\"}",
-		"{\"execute\": \"powerdown\"}",	   "{\"execute\": \"quit\"}",
+		"{\"execute\": \"query-status\"}",
+		"{\"execute\": \"query-block\"}",
+		"{\"execute\": \"pause\"}",
+		"{\"execute\": \"resume\"}",
+		"{\"execute\": \"powerdown\"}",
+		"{\"execute\": \"quit\"}",
+		"{\"execute\": \"scsi-add\", \"arguments\": {\"controller\": 0, \"lun\": 1, "
+		"\"file\": \"a.vhdx\"}}",
+		"{\"execute\": \"scsi-remove\", \"arguments\": {\"controller\": 0, \"lun\": 1}}",
+		"{\"execute\": \"block-resize\", \"arguments\": {\"controller\": 0, \"lun\": 1, "
+		"\"size\": 4096}}",
 	};
 	for (unsigned i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
 		expect_error(control_handle_line(&none, NULL, lines[i], strlen(lines[i])),
 			     CONTROL_ERR_FAILED, "this VMM cannot");
+}
+
+/* ---- the SCSI commands ---- */
+
+static void test_scsi_commands(void **state)
+{
+	(void)state;
+	json_t *reply = ask1("{\"execute\": \"scsi-add\", \"arguments\": {\"controller\": 2, "
+			     "\"lun\": 63, \"file\": \"/images/data disk.vhdx\", "
+			     "\"read-only\": true}}");
+	json_t *r = expect_return(reply);
+	assert_true(json_is_object(r) && json_object_size(r) == 0);
+	json_decref(reply);
+	struct scsi_call call = last_scsi_call();
+	assert_int_equal(calls(OP_SCSI_ADD), 1);
+	assert_int_equal(call.controller, 2);
+	assert_int_equal(call.lun, 63);
+	assert_string_equal(call.file, "/images/data disk.vhdx");
+	assert_true(call.read_only);
+	reply = ask1("{\"execute\": \"scsi-add\", \"arguments\": {\"controller\": 0, \"lun\": 0, "
+		     "\"file\": \"x\"}}");
+	expect_return(reply);
+	json_decref(reply);
+	assert_false(last_scsi_call().read_only);
+
+	reply = ask1("{\"execute\": \"block-resize\", \"arguments\": {\"controller\": 1, "
+		     "\"lun\": 7, \"size\": 9223372036854775807}}");
+	expect_return(reply);
+	json_decref(reply);
+	call = last_scsi_call();
+	assert_int_equal(call.controller, 1);
+	assert_int_equal(call.lun, 7);
+	assert_true(call.size == INT64_MAX);
+
+	reply = ask1("{\"execute\": \"scsi-remove\", \"arguments\": {\"controller\": 3, "
+		     "\"lun\": 5}}");
+	expect_return(reply);
+	json_decref(reply);
+	assert_int_equal(calls(OP_SCSI_REMOVE), 1);
+	assert_int_equal(last_scsi_call().controller, 3);
+	assert_int_equal(last_scsi_call().lun, 5);
+
+	/* the VMM's refusals: no such controller or disk is DeviceNotFound, the rest failed */
+	static const struct {
+		int ret;
+		const char *msg, *line, *class, *desc;
+	} refusals[] = {
+		{ -ENODEV, "the VM has no SCSI controller 1",
+		  "{\"execute\": \"scsi-add\", \"arguments\": {\"controller\": 1, \"lun\": 0, "
+		  "\"file\": \"x\"}}",
+		  CONTROL_ERR_DEVICE_NOT_FOUND, "the VM has no SCSI controller 1" },
+		{ -ENODEV, "",
+		  "{\"execute\": \"scsi-remove\", \"arguments\": {\"controller\": 0, \"lun\": 4}}",
+		  CONTROL_ERR_DEVICE_NOT_FOUND, "No such device" },
+		{ -EEXIST, "scsi:0:1 already holds a disk",
+		  "{\"execute\": \"scsi-add\", \"arguments\": {\"controller\": 0, \"lun\": 1, "
+		  "\"file\": \"x\"}}",
+		  CONTROL_ERR_FAILED, "scsi:0:1 already holds a disk" },
+		{ -EINVAL, "shrinking a disk in use is refused",
+		  "{\"execute\": \"block-resize\", \"arguments\": {\"controller\": 0, \"lun\": 1, "
+		  "\"size\": 512}}",
+		  CONTROL_ERR_FAILED, "shrinking a disk in use is refused" },
+	};
+	for (unsigned i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++) {
+		fake_fail_next(refusals[i].ret, refusals[i].msg);
+		expect_error(ask1(refusals[i].line), refusals[i].class, refusals[i].desc);
+	}
+}
+
+/* Hostile arguments end in InvalidArgument before the VMM is asked anything. */
+static void test_scsi_hostile_arguments(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *line, *desc;
+	} bad[] = {
+		{ "{\"execute\": \"scsi-add\", \"arguments\": {\"lun\": 0, \"file\": \"x\"}}",
+		  "scsi-add needs the argument 'controller'" },
+		{ "{\"execute\": \"scsi-add\", \"arguments\": {\"controller\": 0, \"file\": "
+		  "\"x\"}}",
+		  "needs the argument 'lun'" },
+		{ "{\"execute\": \"scsi-add\", \"arguments\": {\"controller\": 0, \"lun\": 0}}",
+		  "needs the argument 'file'" },
+		{ "{\"execute\": \"scsi-add\"}", "needs the argument 'controller'" },
+		{ "{\"execute\": \"scsi-add\", \"arguments\": {\"controller\": -1, \"lun\": 0, "
+		  "\"file\": \"x\"}}",
+		  "'controller' must be 0 to 3" },
+		{ "{\"execute\": \"scsi-add\", \"arguments\": {\"controller\": 4, \"lun\": 0, "
+		  "\"file\": \"x\"}}",
+		  "'controller' must be 0 to 3" },
+		{ "{\"execute\": \"scsi-add\", \"arguments\": {\"controller\": 4294967296, "
+		  "\"lun\": "
+		  "0, \"file\": \"x\"}}",
+		  "'controller' must be 0 to 3" },
+		{ "{\"execute\": \"scsi-add\", \"arguments\": {\"controller\": 0, \"lun\": 64, "
+		  "\"file\": \"x\"}}",
+		  "'lun' must be 0 to 63" },
+		{ "{\"execute\": \"scsi-add\", \"arguments\": {\"controller\": 0, \"lun\": "
+		  "-9223372036854775808, \"file\": \"x\"}}",
+		  "'lun' must be 0 to 63" },
+		{ "{\"execute\": \"scsi-add\", \"arguments\": {\"controller\": 0, \"lun\": 1e3, "
+		  "\"file\": \"x\"}}",
+		  "argument 'lun' must be an integer" },
+		{ "{\"execute\": \"scsi-add\", \"arguments\": {\"controller\": \"0\", \"lun\": 0, "
+		  "\"file\": \"x\"}}",
+		  "argument 'controller' must be an integer" },
+		{ "{\"execute\": \"scsi-add\", \"arguments\": {\"controller\": 0, \"lun\": 0, "
+		  "\"file\": \"\"}}",
+		  "'file' must be a path" },
+		{ "{\"execute\": \"scsi-add\", \"arguments\": {\"controller\": 0, \"lun\": 0, "
+		  "\"file\": \"a.raw\\u0000.vhdx\"}}",
+		  "not JSON: \\u0000 is not allowed" }, /* a C path would end at the NUL */
+		{ "{\"execute\": \"scsi-add\", \"arguments\": {\"controller\": 0, \"lun\": 0, "
+		  "\"file\": [\"x\"]}}",
+		  "argument 'file' must be a string" },
+		{ "{\"execute\": \"scsi-add\", \"arguments\": {\"controller\": 0, \"lun\": 0, "
+		  "\"file\": \"x\", \"read-only\": \"yes\"}}",
+		  "argument 'read-only' must be true or false" },
+		{ "{\"execute\": \"scsi-add\", \"arguments\": {\"controller\": 0, \"lun\": 0, "
+		  "\"file\": \"x\", \"cache\": \"writeback\"}}",
+		  "scsi-add takes no argument 'cache'" },
+		{ "{\"execute\": \"scsi-remove\", \"arguments\": {\"controller\": 0}}",
+		  "scsi-remove needs the argument 'lun'" },
+		{ "{\"execute\": \"scsi-remove\", \"arguments\": {\"controller\": 0, \"lun\": 99}}",
+		  "'lun' must be 0 to 63" },
+		{ "{\"execute\": \"scsi-remove\", \"arguments\": {\"controller\": 0, \"lun\": "
+		  "null}}",
+		  "must be an integer" },
+		{ "{\"execute\": \"block-resize\", \"arguments\": {\"controller\": 0, \"lun\": 0}}",
+		  "block-resize needs the argument 'size'" },
+		{ "{\"execute\": \"block-resize\", \"arguments\": {\"controller\": 0, \"lun\": 0, "
+		  "\"size\": 0}}",
+		  "'size' must be 1 to" },
+		{ "{\"execute\": \"block-resize\", \"arguments\": {\"controller\": 0, \"lun\": 0, "
+		  "\"size\": -4096}}",
+		  "'size' must be 1 to" },
+		{ "{\"execute\": \"block-resize\", \"arguments\": {\"controller\": 0, \"lun\": 0, "
+		  "\"size\": 18446744073709551616}}",
+		  "not JSON" },
+		{ "{\"execute\": \"block-resize\", \"arguments\": {\"controller\": 0, \"lun\": 0, "
+		  "\"size\": \"2G\"}}",
+		  "argument 'size' must be an integer" },
+	};
+	struct conn *c = conn_open();
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		/* jansson refuses integers past 64 bits and NUL characters outright */
+		bool parse_error = !strncmp(bad[i].desc, "not JSON", 8);
+		expect_error(ask(c, bad[i].line),
+			     parse_error ? CONTROL_ERR_BAD_REQUEST : CONTROL_ERR_INVALID_ARGUMENT,
+			     bad[i].desc);
+	}
+	conn_close(c);
+	assert_int_equal(all_calls(), 0);
 }
 
 /* ---- framing and hostile input ---- */
@@ -1032,6 +1257,24 @@ static void test_vmm_ctl(void **state)
 	assert_int_equal(vmm_ctl("'%s' ctl %s resume", vmm, sock_path), 1);
 	assert_contains(out, "resume: the vCPUs are busy (CommandFailed)");
 
+	/* the SCSI commands' KEY=VALUE arguments arrive typed */
+	assert_int_equal(vmm_ctl("'%s' ctl %s scsi-add controller=1 lun=0x10 file='/a b.vhdx' "
+				 "read-only=true",
+				 vmm, sock_path),
+			 0);
+	assert_string_equal(out, "ok\n");
+	struct scsi_call call = last_scsi_call();
+	assert_int_equal(call.controller, 1);
+	assert_int_equal(call.lun, 16);
+	assert_string_equal(call.file, "/a b.vhdx");
+	assert_true(call.read_only);
+	assert_int_equal(vmm_ctl("'%s' ctl %s block-resize controller=1 lun=16 size=68719476736",
+				 vmm, sock_path),
+			 0);
+	assert_true(last_scsi_call().size == 64ull << 30);
+	assert_int_equal(vmm_ctl("'%s' ctl %s scsi-remove controller=1 lun=64", vmm, sock_path), 1);
+	assert_contains(out, "'lun' must be 0 to 63 (InvalidArgument)");
+
 	/* usage mistakes never reach the server */
 	unsigned before = all_calls();
 	assert_int_equal(vmm_ctl("'%s' ctl %s query-block bogus=1", vmm, sock_path), 3);
@@ -1041,6 +1284,9 @@ static void test_vmm_ctl(void **state)
 	assert_contains(out, "Try 'vmm ctl --help'.");
 	assert_int_equal(vmm_ctl("'%s' ctl %s", vmm, sock_path), 3);
 	assert_contains(out, "missing COMMAND after SOCK");
+	assert_int_equal(
+		vmm_ctl("'%s' ctl %s block-resize controller=0 lun=0 size=2G", vmm, sock_path), 3);
+	assert_contains(out, "size: '2G' is not an integer");
 	assert_int_equal(all_calls(), before);
 
 	/* no answer */
@@ -1087,6 +1333,8 @@ int main(void)
 		cmocka_unit_test_setup(test_ids_are_echoed, setup),
 		cmocka_unit_test_setup(test_bad_requests, setup),
 		cmocka_unit_test_setup(test_op_failures, setup),
+		cmocka_unit_test_setup(test_scsi_commands, setup),
+		cmocka_unit_test_setup(test_scsi_hostile_arguments, setup),
 		cmocka_unit_test_setup(test_framing, setup),
 		cmocka_unit_test_setup(test_long_lines, setup),
 		cmocka_unit_test_setup(test_binary_junk, setup),

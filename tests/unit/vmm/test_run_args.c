@@ -33,6 +33,21 @@ static int parse(struct vmm_run_config *cfg, const char *args)
 	return vmm_run_args_parse(argc, argv, &host, cfg, err, sizeof(err));
 }
 
+/* --scsi-controller: a controller without disks, repeatable, one bit per number. */
+static void test_scsi_controllers(void **state)
+{
+	(void)state;
+	struct vmm_run_config cfg;
+	assert_int_equal(parse(&cfg, ""), 0);
+	assert_int_equal(cfg.scsi_controllers, 0);
+	vmm_run_config_free(&cfg);
+	assert_int_equal(parse(&cfg, "--scsi-controller 3 --scsi-controller=0 --scsi-controller 3"),
+			 0);
+	assert_int_equal(cfg.scsi_controllers, 1u << 0 | 1u << 3);
+	assert_int_equal(cfg.ndrives, 0);
+	vmm_run_config_free(&cfg);
+}
+
 static void test_synic_modes(void **state)
 {
 	(void)state;
@@ -276,6 +291,10 @@ static const struct {
 	{ "--initrd i", "--initrd needs --kernel" },
 	{ "--append quiet", "--append needs --kernel" },
 	{ "--kernel=", "--kernel needs a non-empty FILE" },
+	{ "--scsi-controller 4", "--scsi-controller '4' must be a controller number from 0 to 3" },
+	{ "--scsi-controller -1", "--scsi-controller '-1' must be a controller number" },
+	{ "--scsi-controller=", "--scsi-controller '' must be a controller number" },
+	{ "--scsi-controller 0x1", "--scsi-controller '0x1' must be a controller number" },
 	{ "--firmware=", "--firmware needs a non-empty FILE" },
 };
 
@@ -473,6 +492,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_synic_modes),
+		cmocka_unit_test(test_scsi_controllers),
 		cmocka_unit_test(test_every_option),
 		cmocka_unit_test(test_values_after_equals_and_later_forms),
 		cmocka_unit_test(test_all_locations),
