@@ -753,6 +753,13 @@ unsigned storvsp_poll(struct storvsp *sv, unsigned channel)
 	return taken;
 }
 
+uint32_t storvsp_connection_id(struct storvsp *sv, unsigned channel)
+{
+	if (channel >= sv->cfg.channels)
+		return 0;
+	return VMBUS_CONNECTION_ID_CHANNELS + vmbus_channel_relid(sv->chans[channel].ch);
+}
+
 unsigned storvsp_inflight(struct storvsp *sv)
 {
 	unsigned n = 0;

@@ -79,6 +79,11 @@ void storvsp_destroy(struct storvsp *sv);
  * waited for room. Returns the packets taken. */
 unsigned storvsp_poll(struct storvsp *sv, unsigned channel);
 
+/* The connection id the guest signals channel c on (HvSignalEvent): the VMM may turn it
+ * into a write to the channel's eventfd (KVM_HYPERV_EVENTFD), which then stands for the
+ * kick the VMBus host would give. Stable for the controller's life; 0 for a bad channel. */
+uint32_t storvsp_connection_id(struct storvsp *sv, unsigned channel);
+
 /* Requests started and not yet completed, over every channel. */
 unsigned storvsp_inflight(struct storvsp *sv);
 

@@ -157,6 +157,7 @@ static void dispatch(struct event_loop *loop, uint64_t token)
 static void *loop_thread(void *arg)
 {
 	struct event_loop *loop = arg;
+	pthread_setname_np(pthread_self(), "io-loop");
 	for (;;) {
 		struct epoll_event events[16];
 		int n = epoll_wait(loop->epfd, events, 16, -1);

@@ -233,6 +233,19 @@ static int add_lun(struct scsi_controller *c, const struct vmm_scsi_disk *d, cha
 	return ret;
 }
 
+/* The guest's signal on a channel writes the channel's kick eventfd directly: in KVM with
+ * the in-kernel SynIC (no exit to the VMM at all), on the vCPU thread with the user-space
+ * one (no lookup in the VMBus host). fd -1 removes it. */
+static int set_doorbell(struct vmm_scsi *s, struct scsi_controller *c, unsigned channel, int fd,
+			char *err, size_t err_size)
+{
+	int ret = vm_hyperv_set_event_fd(s->vm, storvsp_connection_id(c->sv, channel), fd);
+	if (ret < 0 && err)
+		snprintf(err, err_size, "cannot connect SCSI controller %u's channel %u: %s",
+			 c->number, channel, strerror(-ret));
+	return ret;
+}
+
 static int start_controller(struct vmm_scsi *s, struct scsi_controller *c, unsigned channels,
 			    char *err, size_t err_size)
 {
@@ -252,6 +265,8 @@ static int start_controller(struct vmm_scsi *s, struct scsi_controller *c, unsig
 	if (ret < 0)
 		snprintf(err, err_size, "cannot create SCSI controller %u: %s", c->number,
 			 strerror(-ret));
+	for (unsigned i = 0; !ret && i < channels; i++)
+		ret = set_doorbell(s, c, i, c->channel[i].kick_fd, err, err_size);
 	return ret;
 }
 
@@ -282,6 +297,12 @@ int vmm_scsi_create(struct vm *vm, const struct vmm_scsi_disk *disks, unsigned n
 	return ret;
 }
 
+static void sleep_ns(long ns)
+{
+	struct timespec ts = { 0, ns };
+	nanosleep(&ts, NULL);
+}
+
 /* Completes what the guest left in flight, on this thread once the channel threads are
  * gone. */
 static void drain_controller(struct scsi_controller *c)
@@ -305,6 +326,8 @@ void vmm_scsi_destroy(struct vmm_scsi *s)
 		vmbus_stop(s->vb);
 	for (unsigned i = 0; i < s->nctrl; i++) {
 		struct scsi_controller *c = &s->ctrl[i];
+		for (unsigned ch = 0; c->sv && ch < c->channels; ch++)
+			set_doorbell(s, c, ch, -1, NULL, 0);
 		for (unsigned ch = 0; ch < c->channels; ch++)
 			stop_channel(&c->channel[ch]);
 		drain_controller(c);
@@ -320,10 +343,16 @@ void vmm_scsi_destroy(struct vmm_scsi *s)
 	free(s);
 }
 
+/* The guest's requests in flight write its memory: the reset waits for them (the channel
+ * threads complete them and drop their replies), so none lands in RAM the rebooted guest
+ * uses. */
 void vmm_scsi_reset(void *opaque)
 {
 	struct vmm_scsi *s = opaque;
 	vmbus_reset(s->vb);
+	for (unsigned i = 0; i < s->nctrl; i++)
+		while (s->ctrl[i].sv && storvsp_inflight(s->ctrl[i].sv))
+			sleep_ns(DRAIN_POLL_NS);
 }
 
 unsigned vmm_scsi_channels(const struct vmm_scsi *s)
@@ -332,12 +361,6 @@ unsigned vmm_scsi_channels(const struct vmm_scsi *s)
 }
 
 /* ---- LUNs at run time ---- */
-
-static void sleep_ns(long ns)
-{
-	struct timespec ts = { 0, ns };
-	nanosleep(&ts, NULL);
-}
 
 #define DRAIN_LIMIT_NS (VMM_SCSI_DRAIN_MS * 1000000l)
 

@@ -305,6 +305,9 @@ void *vcpu_thread(void *arg)
 	struct vcpu *v = arg;
 	struct vm *vm = v->vm;
 	current_vcpu = v;
+	char name[16];
+	snprintf(name, sizeof(name), "vcpu%u", v->index);
+	pthread_setname_np(pthread_self(), name); /* for ps -L, top -H and /proc/PID/task */
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, VM_KICK_SIGNAL);

@@ -15,6 +15,9 @@
 #   rig.l2_exit=button|acpi|port       how L2 ends its run (its rig.exit)
 #   rig.l2_format=vhdx|vhd rig.l2_disk_bytes=N rig.l2_dvd_bytes=N
 #                                      what query-block must report for the drives
+#   rig.diag_every=SECONDS             while vmm runs, print the state of each of its
+#                                      threads that often (a hung L2: is a vCPU thread in
+#                                      KVM, or blocked in the VMM, and where)
 /bin/busybox mkdir -p /proc /sys /dev /tmp /share /usr/bin /usr/sbin /bin /sbin
 /bin/busybox --install -s
 mount -t proc proc /proc
@@ -134,6 +137,20 @@ run_vmm() { # DISK DVD
 		--cpus "$(param l2_cpus 2)" --disk "ide:0:0=$disk" --dvd "ide:1:0=$dvd" "$@" \
 		--control "$CTL_SOCK" --serial stdio --test-exit </dev/null
 	echo $? >"$VMM_STATUS"
+}
+
+# Every EVERY seconds while vmm runs: one line per thread of it (name, state, kernel wait
+# channel) and the kernel stack of the vCPU threads.
+diagnose_vmm() { # EVERY
+	local pid t
+	sleep 2
+	pid=$(pidof vmm) || return 0
+	while sleep "$1" && [ -d "/proc/$pid" ]; do
+		for t in /proc/"$pid"/task/*; do
+			echo "RIG-DIAG: $(cat "$t/comm") state $(cut -d' ' -f3 "$t/stat") wchan $(cat "$t/wchan")"
+			case $(cat "$t/comm") in vcpu*) tr '\n' ' ' <"$t/stack" | sed 's/^/RIG-DIAG:   /'; echo ;; esac
+		done
+	done
 }
 
 step_ctl_status() {
@@ -313,6 +330,7 @@ step_vmm() {
 	[ -z "$(param l2_scsi)" ] || scsi_arg="--disk scsi:0:0=/share/$(param l2_scsi) --synic $(param l2_synic auto) "
 	echo "RIG: L1 running: vmm run --gen 1 --memory $(param l2_memory 1G) --cpus $(param l2_cpus 2) --disk ide:0:0=$disk --dvd ide:1:0=$dvd ${scsi_arg:-}--control $CTL_SOCK --serial stdio --test-exit"
 	run_vmm "$disk" "$dvd" 2>&1 | tee "$L2_LOG" "$L2_FIFO" &
+	[ -z "$(param diag_every)" ] || diagnose_vmm "$(param diag_every)" &
 	exec 3<"$L2_FIFO"
 	# L1's markers wait until vmm is done: on the console they would cut into L2's lines.
 	control_vmm "$disk" "$dvd" >/tmp/ctl-markers 2>&1
