@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "scsi_disk.h"
+#include "scsi_request.h"
 
 /* Sense keys (SPC-4 4.5.6) */
 enum {
@@ -40,6 +40,13 @@ enum {
 	OP_TEST_UNIT_READY = 0x00,
 	OP_REQUEST_SENSE = 0x03,
 	OP_INQUIRY = 0x12,
+	OP_MODE_SENSE_6 = 0x1A,
+	OP_START_STOP_UNIT = 0x1B,
+	OP_PREVENT_ALLOW_MEDIUM_REMOVAL = 0x1E,
+	OP_READ_CAPACITY_10 = 0x25,
+	OP_READ_10 = 0x28,
+	OP_MODE_SENSE_10 = 0x5A,
+	OP_READ_12 = 0xA8,
 };
 
 /* A command handler's result. */
@@ -53,6 +60,9 @@ int scsi_check(struct scsi_request *req, uint8_t key, uint16_t asc);
 int scsi_invalid_field(struct scsi_request *req);
 /* Ends req with GOOD and no data; returns CMD_DONE. */
 int scsi_good(struct scsi_request *req);
+/* Ends req with BUSY, nothing moved (the target ran out of memory: the initiator
+ * retries); returns CMD_DONE. */
+int scsi_busy(struct scsi_request *req);
 /* Ends req with GOOD and a reply of len bytes of which the CDB allowed alloc: moves
  * min(len, alloc, buffer room) bytes. Returns CMD_DONE. */
 int scsi_reply(struct scsi_request *req, const void *data, uint64_t len, uint64_t alloc);
@@ -71,5 +81,11 @@ bool scsi_cdb_complete(const struct scsi_request *req);
 
 /* Copies a string into a fixed ASCII field, padded with spaces. */
 void scsi_copy_ascii(uint8_t *field, const char *s, unsigned len);
+
+/* Points req->ctx.iov at the first len bytes of the request's buffers (inline entries, or
+ * an array on the heap when they do not fit). Returns 0 or -ENOMEM. */
+int scsi_slice_buffers(struct scsi_request *req, uint64_t len);
+/* Frees what a command allocated in its context (sliced iovecs, WRITE SAME's block). */
+void scsi_ctx_release(struct scsi_request_ctx *c);
 
 #endif
