@@ -2,7 +2,7 @@
  * struct scsi_request, its SAM status and fixed-format sense data, and the answers a
  * transport gives for LUNs without a target (REPORT LUNS, an absent LUN).
  *
- * The targets (scsi_disk.h: the SPC/SBC disk) take a request with
+ * The targets (scsi_disk.h: SPC/SBC disk, scsi_cdrom.h: MMC DVD-ROM) take a request with
  * the CDB, the direction and the guest's buffers as host iovecs the transport already
  * translated and bounded, and give it back with a status, sense data and the number of
  * bytes moved. Commands that need no I/O complete inline; the others complete from
@@ -18,6 +18,7 @@
 
 struct vdisk_queue;
 struct scsi_disk;
+struct scsi_cdrom;
 
 /* SAM status codes */
 enum {
@@ -32,12 +33,15 @@ enum {
 /* The target's own state while a command runs; callers do not touch it. */
 struct scsi_request_ctx {
 	struct scsi_disk *disk;
+	struct scsi_cdrom *cdrom;
 	struct vdisk_queue *queue;
 	uint64_t offset; /* bytes: where the current disk operation starts */
 	uint64_t end;	 /* bytes: where the command's range ends */
 	uint64_t length; /* bytes the command moves to or from the guest */
 	unsigned pending;
 	int error;
+	uint32_t medium_generation; /* scsi_cdrom: the medium a read was accepted on */
+	bool pieces;		    /* scsi_cdrom: a read moves in pieces (scsi_cdrom_start) */
 	uint8_t opcode;
 	bool write;
 	bool flush_after; /* FUA, or a write while the write cache is disabled */
