@@ -10,6 +10,7 @@
 #include "file.h"
 #include "geometry.h"
 #include "iov.h"
+#include "scsi_cdrom.h"
 #include "vdisk.h"
 
 /* ---- interrupts and command completion ---- */
@@ -90,11 +91,9 @@ static void io_finish(struct ide_channel *ch)
 	case XFER_FLUSH:
 		ide_command_done(ch, result < 0 ? ERR_ABRT : 0);
 		break;
-	case XFER_ATAPI_IN:
-		ide_atapi_pio_io_done(ch, result);
-		break;
 	case XFER_NONE:
 	case XFER_PACKET:
+	case XFER_ATAPI_IN: /* the ATAPI drive's reads go through its target */
 	case XFER_DMA_BUF:
 		break;
 	}
@@ -112,7 +111,6 @@ static int submit_part(struct ide_channel *ch, struct vdisk *disk, struct vdisk_
 	switch (ch->xfer) {
 	case XFER_PIO_IN:
 	case XFER_DMA_IN:
-	case XFER_ATAPI_IN:
 		return vdisk_readv(disk, q, iov, iovcnt, offset, io_done, ch);
 	case XFER_PIO_OUT:
 	case XFER_DMA_OUT:
@@ -121,6 +119,7 @@ static int submit_part(struct ide_channel *ch, struct vdisk *disk, struct vdisk_
 		return vdisk_flush(disk, q, io_done, ch);
 	case XFER_NONE:
 	case XFER_PACKET:
+	case XFER_ATAPI_IN:
 	case XFER_DMA_BUF:
 		break;
 	}
@@ -132,7 +131,6 @@ static void count_io(struct ide_drive *d, enum ide_xfer xfer, uint64_t bytes)
 	switch (xfer) {
 	case XFER_PIO_IN:
 	case XFER_DMA_IN:
-	case XFER_ATAPI_IN:
 		d->stats.reads++;
 		d->stats.read_bytes += bytes;
 		break;
@@ -146,6 +144,7 @@ static void count_io(struct ide_drive *d, enum ide_xfer xfer, uint64_t bytes)
 		break;
 	case XFER_NONE:
 	case XFER_PACKET:
+	case XFER_ATAPI_IN:
 	case XFER_DMA_BUF:
 		break;
 	}
@@ -222,15 +221,28 @@ static void io_done(void *opaque, int result)
 	pthread_mutex_unlock(&ch->lock);
 }
 
+void ide_io_begin(struct ide_channel *ch)
+{
+	ch->status = ST_BSY | ST_DRDY | ST_DSC;
+	ch->io_generation = ch->generation;
+	ch->io_pending++;
+}
+
+bool ide_io_end(struct ide_channel *ch)
+{
+	ch->io_pending--;
+	if (ch->io_generation == ch->generation)
+		return true;
+	if (!ch->io_pending && ch->reset_pending)
+		try_finish_reset(ch);
+	return false;
+}
+
 int ide_start_io(struct ide_channel *ch)
 {
 	struct vdisk *disk = ide_current(ch)->disk;
-	if (!disk)
-		return -ENOMEDIUM; /* the host took the DVD drive's medium out */
-	ch->status = ST_BSY | ST_DRDY | ST_DSC;
 	ch->io_result = 0;
-	ch->io_generation = ch->generation;
-	ch->io_pending++;
+	ide_io_begin(ch);
 	int ret = vdisk_queue_post(vdisk_queue(disk, 0), io_submit, ch);
 	if (ret < 0)
 		ch->io_pending--;
@@ -646,7 +658,8 @@ static void channel_power_on(struct ide_channel *ch)
 		struct ide_drive *d = &ch->drive[i];
 		d->write_cache = true;
 		d->transfer_mode = 0x08;
-		d->atapi.locked = false;
+		if (d->kind == IDE_DEVICE_CDROM)
+			scsi_cdrom_power_on(d->cdrom);
 	}
 	ch->control = 0;
 	ch->feature = ch->hob_feature = ch->hob_nsect = ch->hob_lbal = 0;
@@ -954,6 +967,8 @@ void ide_destroy(struct ide_controller *c)
 	if (!c)
 		return;
 	for (unsigned i = 0; i < 2; i++) {
+		for (unsigned unit = 0; unit < 2; unit++)
+			scsi_cdrom_destroy(c->channel[i].drive[unit].cdrom);
 		free(c->channel[i].buf);
 		free(c->channel[i].dma_iov);
 		free(c->channel[i].dma_parts);
@@ -1039,12 +1054,19 @@ int ide_query_device(struct ide_controller *c, unsigned channel, unsigned unit,
 	struct ide_channel *ch = &c->channel[channel];
 	pthread_mutex_lock(&ch->lock);
 	const struct ide_drive *d = &ch->drive[unit];
-	*out = (struct ide_device_info){ .kind = d->kind,
-					 .disk = d->disk,
-					 .inserted = d->disk != NULL,
-					 .tray_open = d->atapi.tray_open,
-					 .locked = d->atapi.locked,
-					 .stats = d->stats };
+	*out = (struct ide_device_info){
+		.kind = d->kind, .disk = d->disk, .inserted = d->disk != NULL, .stats = d->stats
+	};
+	if (d->kind == IDE_DEVICE_CDROM) {
+		struct scsi_cdrom_state s;
+		scsi_cdrom_get_state(d->cdrom, &s);
+		out->disk = s.medium;
+		out->inserted = s.medium != NULL;
+		out->tray_open = s.tray_open;
+		out->locked = s.locked;
+		out->stats.reads = s.stats.reads;
+		out->stats.read_bytes = s.stats.read_bytes;
+	}
 	pthread_mutex_unlock(&ch->lock);
 	return 0;
 }

@@ -44,7 +44,8 @@ int ide_attach_disk(struct ide_controller *c, unsigned channel, unsigned unit, s
 
 /* Attaches an ATAPI DVD-ROM drive with medium iso (a raw image the VMM opened read-only,
  * read in 2048-byte sectors; a partial last sector is not seen) or, with NULL, an empty
- * tray. Returns 0, -EINVAL (bad slot, image smaller than one sector) or -EBUSY. */
+ * tray. The drive is the MMC target of scsi-vsp/scsi_cdrom.h behind an ATAPI transport.
+ * Returns 0, -EINVAL (bad slot, image smaller than one sector), -EBUSY or -ENOMEM. */
 int ide_attach_cdrom(struct ide_controller *c, unsigned channel, unsigned unit, struct vdisk *iso);
 
 /* Media changes from the host (the control socket). The guest sees a UNIT ATTENTION
@@ -65,7 +66,7 @@ enum ide_device_kind {
 	IDE_DEVICE_DISK,
 	IDE_DEVICE_CDROM,
 };
-/* Guest requests that reached the block layer, per drive. */
+/* Guest requests that reached the block layer, per drive (a DVD drive: reads only). */
 struct ide_io_stats {
 	uint64_t reads, writes, flushes;
 	uint64_t read_bytes, write_bytes;

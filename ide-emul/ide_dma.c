@@ -93,6 +93,10 @@ static void dma_start(struct ide_channel *ch)
 		ide_dma_done(ch, 0);
 		return;
 	}
+	if (packet_device(ch)) { /* a read of the DVD drive's medium, through its target */
+		ide_atapi_dma_read(ch, iovcnt);
+		return;
+	}
 	split_parts(ch, iovcnt);
 	int ret = ide_start_io(ch);
 	if (ret < 0)

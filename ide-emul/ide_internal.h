@@ -9,13 +9,13 @@
 #include <sys/uio.h>
 
 #include "ide.h"
+#include "scsi_cdrom.h"
 
 #define IDE_SECTOR	 512u
 #define IDE_MAX_MULTIPLE 16u   /* sectors per DRQ block for READ/WRITE MULTIPLE */
 #define IDE_PRD_MAX	 8192u /* a PRD table fits in 64 KiB */
 #define IDE_IOV_PER_REQ	 1024  /* iovecs per block-layer request (the kernel's limit) */
 #define IDE_BUF_SIZE	 (IDE_MAX_MULTIPLE * IDE_SECTOR) /* the channel's PIO buffer */
-#define CD_SECTOR	 2048u
 #define ATAPI_CDB_SIZE	 12u /* IDENTIFY PACKET DEVICE word 0 bits 1:0 = 00 */
 
 /* Status register */
@@ -61,28 +61,19 @@ enum ide_xfer {
 	XFER_DMA_BUF,  /* ATAPI: a reply built in the channel's buffer, to guest memory */
 };
 
-/* The state of an ATAPI DVD drive beyond its medium. */
-struct ide_atapi {
-	bool tray_open;
-	bool locked;		      /* PREVENT ALLOW MEDIUM REMOVAL */
-	uint8_t sense_key, asc, ascq; /* of the last command, for REQUEST SENSE */
-	uint8_t ua_asc;		      /* pending UNIT ATTENTION: 0, 0x28 or 0x29 */
-	uint8_t media_event;	      /* pending GET EVENT STATUS media event code; 0 none */
-};
-
 struct ide_drive {
 	enum ide_device_kind kind;
-	struct vdisk *disk; /* the disk, or the DVD drive's medium (NULL: empty) */
-	uint64_t sectors;   /* 512-byte sectors of a disk, 2048-byte ones of a medium */
-	uint16_t cylinders; /* default CHS geometry */
+	struct vdisk *disk;	  /* an ATA disk */
+	struct scsi_cdrom *cdrom; /* a DVD drive: the MMC target with the medium, tray, sense */
+	uint64_t sectors;	  /* of a disk */
+	uint16_t cylinders;	  /* default CHS geometry */
 	uint8_t heads, spt;
 	uint8_t cur_heads, cur_spt; /* INITIALIZE DEVICE PARAMETERS */
 	unsigned multiple;	    /* sectors per DRQ block of READ/WRITE MULTIPLE; 0: off */
 	bool write_cache;
 	uint8_t transfer_mode; /* SET FEATURES 03h value: 0x08|pio, 0x20|mdma, 0x40|udma */
 	char serial[21];
-	struct ide_atapi atapi;
-	struct ide_io_stats stats;
+	struct ide_io_stats stats; /* of a disk; a DVD drive's target counts its own */
 };
 
 /* One block-layer request of a DMA transfer (the iovecs are split at IDE_IOV_PER_REQ). */
@@ -123,12 +114,20 @@ struct ide_channel {
 	uint64_t io_bytes;  /* bytes of a DMA transfer */
 
 	/* ATAPI PIO data-in: the byte count limit of the PACKET command, the end of the DRQ
-	 * block the guest is reading, and the bytes of the command still to come after the
-	 * buffer (medium reads refill it) */
+	 * block the guest is reading */
 	uint16_t byte_limit;
 	uint32_t drq_end;
-	uint64_t atapi_left;
 	bool packet_dma; /* the PACKET command asked for DMA (features bit 0) */
+	/* ATAPI: the packet as a request to the drive's MMC target. Replies come back in buf;
+	 * a read moves in pieces: the buffer's worth at a time (PIO) or once into the PRD
+	 * table's memory (DMA). */
+	uint8_t atapi_cdb[ATAPI_CDB_SIZE];
+	struct scsi_request atapi_req;
+	struct iovec atapi_iov;
+	uint64_t atapi_len;   /* bytes of the read */
+	uint64_t atapi_piece; /* where the piece being read starts in them */
+	uint64_t atapi_left;  /* bytes after that piece (PIO) */
+	bool atapi_done_inline;
 
 	/* asynchronous I/O: requests carry the generation they started in; a reset moves it on
 	 * so that late completions are dropped */
@@ -160,6 +159,11 @@ struct ide_drive *ide_current(struct ide_channel *ch);
 void ide_command_done(struct ide_channel *ch, uint8_t error);
 /* Starts the block-layer requests of the current transfer on the drive's queue. */
 int ide_start_io(struct ide_channel *ch);
+/* Other work of the current command in flight (the ATAPI drive's reads): the device is
+ * busy and a reset waits for it. ide_io_end returns whether the command is still the
+ * current one (no reset since); if not, a reset that waited for it finishes. */
+void ide_io_begin(struct ide_channel *ch);
+bool ide_io_end(struct ide_channel *ch);
 void ide_raise_irq(struct ide_channel *ch);
 /* A device's signature (ATA or packet) in the registers, as a reset leaves them;
  * ide_show_signature also selects device 0's LBA/head bits as a reset does and lets a
@@ -184,10 +188,10 @@ void ide_atapi_command(struct ide_channel *ch, struct ide_drive *d, uint8_t cmd)
 /* Data port accesses during the packet and data-in phases. */
 uint32_t ide_atapi_data_read(struct ide_channel *ch, unsigned size);
 void ide_atapi_data_write(struct ide_channel *ch, unsigned size, uint32_t value);
-/* A medium read into the buffer completed (PIO). */
-void ide_atapi_pio_io_done(struct ide_channel *ch, int result);
-/* A DMA transfer ended: 0, -EIO style errors from the medium, or -EFAULT for a PRD table
- * the bus master could not use. */
+/* The bus master started a read's DMA into ch->dma_iov (iovcnt entries, io_bytes). */
+void ide_atapi_dma_read(struct ide_channel *ch, int iovcnt);
+/* A DMA transfer ended: 0, -EIO when the target ended the read in error, or -EFAULT for
+ * a PRD table the bus master could not use. */
 void ide_atapi_dma_done(struct ide_channel *ch, int result);
 /* A reset (SRST, DEVICE RESET) reached the drive. */
 void ide_atapi_reset(struct ide_drive *d);

@@ -7,6 +7,7 @@
  * SELECT pages, the WRITE SAME block) is copied out of guest memory once and checked
  * whole before anything is done: the guest cannot change it under the target.
  */
+#include "scsi_disk.h"
 #include "scsi_internal.h"
 
 #include <errno.h>
@@ -28,25 +29,18 @@ enum {
 	OP_READ_6 = 0x08,
 	OP_WRITE_6 = 0x0A,
 	OP_MODE_SELECT_6 = 0x15,
-	OP_MODE_SENSE_6 = 0x1A,
-	OP_START_STOP_UNIT = 0x1B,
-	OP_PREVENT_ALLOW_MEDIUM_REMOVAL = 0x1E,
-	OP_READ_CAPACITY_10 = 0x25,
-	OP_READ_10 = 0x28,
 	OP_WRITE_10 = 0x2A,
 	OP_VERIFY_10 = 0x2F,
 	OP_SYNCHRONIZE_CACHE_10 = 0x35,
 	OP_WRITE_SAME_10 = 0x41,
 	OP_UNMAP = 0x42,
 	OP_MODE_SELECT_10 = 0x55,
-	OP_MODE_SENSE_10 = 0x5A,
 	OP_READ_16 = 0x88,
 	OP_WRITE_16 = 0x8A,
 	OP_VERIFY_16 = 0x8F,
 	OP_SYNCHRONIZE_CACHE_16 = 0x91,
 	OP_WRITE_SAME_16 = 0x93,
 	OP_SERVICE_ACTION_IN_16 = 0x9E,
-	OP_READ_12 = 0xA8,
 	OP_WRITE_12 = 0xAA,
 	OP_VERIFY_12 = 0xAF,
 };
@@ -192,10 +186,7 @@ void scsi_disk_reset(struct scsi_disk *d)
 
 static void finish(struct scsi_request *req)
 {
-	free(req->ctx.iov_heap);
-	req->ctx.iov_heap = NULL;
-	free(req->ctx.buf);
-	req->ctx.buf = NULL;
+	scsi_ctx_release(&req->ctx);
 	req->done(req);
 }
 
@@ -204,12 +195,9 @@ static void finish(struct scsi_request *req)
 static int io_failed(struct scsi_request *req, int err)
 {
 	bool write = req->ctx.write;
+	if (err == -ENOMEM || err == -EAGAIN)
+		return scsi_busy(req);
 	req->transferred = 0;
-	if (err == -ENOMEM || err == -EAGAIN) {
-		req->status = SCSI_STATUS_BUSY;
-		req->sense_len = 0;
-		return CMD_DONE;
-	}
 	if (err == -EROFS)
 		return write_protected(req);
 	if (write && (err == -ENOSPC || err == -EDQUOT))
@@ -254,28 +242,6 @@ static bool is_write(uint8_t opcode)
 	       opcode == OP_WRITE_16;
 }
 
-/* Points the context at the first len bytes of the guest's buffers. */
-static int slice_buffers(struct scsi_request *req, uint64_t len)
-{
-	struct scsi_request_ctx *c = &req->ctx;
-	if (iov_size(req->iov, req->iovcnt) == len) {
-		c->iov = req->iov;
-		c->iovcnt = req->iovcnt;
-		return 0;
-	}
-	int n = iov_slice(req->iov, req->iovcnt, 0, len, c->iov_inline, 4);
-	if (n == -E2BIG) {
-		n = iov_slice_alloc(req->iov, req->iovcnt, 0, len, &c->iov_heap);
-		c->iov = c->iov_heap;
-	} else {
-		c->iov = c->iov_inline;
-	}
-	if (n < 0)
-		return n;
-	c->iovcnt = n;
-	return 0;
-}
-
 static int read_write(struct scsi_disk *d, struct scsi_request *req)
 {
 	const uint8_t *cdb = req->cdb;
@@ -300,7 +266,7 @@ static int read_write(struct scsi_disk *d, struct scsi_request *req)
 	c->offset = r.lba * block_size(d);
 	c->length = bytes;
 	c->flush_after = c->write && ((!six && (cdb[1] & CDB_FUA)) || !write_cache_enabled(d));
-	int ret = slice_buffers(req, bytes);
+	int ret = scsi_slice_buffers(req, bytes);
 	if (ret == 0)
 		ret = c->write ? vdisk_writev(d->disk, c->queue, c->iov, c->iovcnt, c->offset,
 					      io_done, req)

@@ -2,6 +2,8 @@
  * REPORT LUNS (SPC-4). */
 #include "scsi_internal.h"
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "arith.h"
@@ -42,6 +44,14 @@ int scsi_good(struct scsi_request *req)
 	return CMD_DONE;
 }
 
+int scsi_busy(struct scsi_request *req)
+{
+	req->status = SCSI_STATUS_BUSY;
+	req->sense_len = 0;
+	req->transferred = 0;
+	return CMD_DONE;
+}
+
 static uint64_t room(const struct scsi_request *req)
 {
 	if (!req->iov || req->iovcnt <= 0)
@@ -78,6 +88,35 @@ void scsi_copy_ascii(uint8_t *field, const char *s, unsigned len)
 	size_t n = strnlen(s, len);
 	memset(field, ' ', len);
 	memcpy(field, s, n);
+}
+
+int scsi_slice_buffers(struct scsi_request *req, uint64_t len)
+{
+	struct scsi_request_ctx *c = &req->ctx;
+	if (iov_size(req->iov, req->iovcnt) == len) {
+		c->iov = req->iov;
+		c->iovcnt = req->iovcnt;
+		return 0;
+	}
+	int n = iov_slice(req->iov, req->iovcnt, 0, len, c->iov_inline, 4);
+	if (n == -E2BIG) {
+		n = iov_slice_alloc(req->iov, req->iovcnt, 0, len, &c->iov_heap);
+		c->iov = c->iov_heap;
+	} else {
+		c->iov = c->iov_inline;
+	}
+	if (n < 0)
+		return n;
+	c->iovcnt = n;
+	return 0;
+}
+
+void scsi_ctx_release(struct scsi_request_ctx *c)
+{
+	free(c->iov_heap);
+	c->iov_heap = NULL;
+	free(c->buf);
+	c->buf = NULL;
 }
 
 /* ---- absent LUN ---- */

@@ -15,6 +15,7 @@
 #   rig.l2_exit=button|acpi|port       how L2 ends its run (its rig.exit)
 #   rig.l2_format=vhdx|vhd rig.l2_disk_bytes=N rig.l2_dvd_bytes=N
 #                                      what query-block must report for the drives
+#   rig.kvm_amd=OPT,OPT...             more kvm_amd options (e.g. vls=0,vgif=0)
 #   rig.diag_every=SECONDS             while vmm runs, print the state of each of its
 #                                      threads that often (a hung L2: is a vCPU thread in
 #                                      KVM, or blocked in the VMM, and where)
@@ -30,10 +31,12 @@ exec </dev/console >/dev/console 2>&1
 VMM_PASS_STATUS=64 # with rig.l2_exit=port: the L2 /init wrote 0 to the test-exit port
 
 step_kvm_modules() {
-	local bad
-	bad=$(load_modules /etc/rig/modules-kvm kvm-amd nested=1)
+	local bad extra
+	extra=$(param kvm_amd | tr ',' ' ')
+	# shellcheck disable=SC2086 # one option per word
+	bad=$(load_modules /etc/rig/modules-kvm kvm-amd nested=1 $extra)
 	if [ -z "$bad" ] && [ -c /dev/kvm ]; then
-		marker l1-kvm-modules ok "$(wc -l </etc/rig/modules-kvm) loaded, kvm_amd nested=$(cat /sys/module/kvm_amd/parameters/nested)"
+		marker l1-kvm-modules ok "$(wc -l </etc/rig/modules-kvm) loaded, kvm_amd nested=$(cat /sys/module/kvm_amd/parameters/nested)${extra:+ $extra}"
 	else
 		marker l1-kvm-modules fail "not loaded:${bad:- none, but no /dev/kvm}; cpu flags: $(grep -o -w -e svm -e vmx /proc/cpuinfo | sort -u | tr '\n' ' ')"
 	fi

@@ -70,7 +70,9 @@ L1_STEPS=(l1-kvm-modules l1-kvm-probe)
 L2_STEPS=(modules hv-modules disk dvd fio-rand4k fio-seq1m pattern)
 # With RIG_SCSI=1, L2 under our VMM also gets a synthetic SCSI disk (VMBus, hv_storvsc);
 # RIG_SYNIC picks the SynIC path in L1 (auto, kernel, user). RIG_DIAG=SECONDS has L1 print
-# the state of vmm's threads that often (for a hung L2).
+# the state of vmm's threads that often (for a hung L2). RIG_KVM_AMD=OPT,OPT... adds
+# kvm_amd options in L1.
+L1_KVM_PARAM=${RIG_KVM_AMD:+ rig.kvm_amd=$RIG_KVM_AMD}
 L2_SCSI_STEPS=()
 SCSI_DISK_SECTORS=
 if [ "${RIG_SCSI:-0}" = 1 ]; then
@@ -228,7 +230,7 @@ host_check() { # IMAGE
 
 run_probe() {
 	boot "${L1_QEMU[@]}" -kernel "$images/vmlinuz" -initrd "$images/l1-initrd.img" \
-		-append "console=ttyS0 panic=-1 quiet rig.mode=probe"
+		-append "console=ttyS0 panic=-1 quiet rig.mode=probe$L1_KVM_PARAM"
 	check_markers "${L1_STEPS[@]}"
 }
 
@@ -312,7 +314,7 @@ run_vmm() {
 	rm -rf "$work/share"
 	boot "${L1_QEMU[@]}" -kernel "$images/vmlinuz" -initrd "$images/l1-initrd.img" \
 		-drive "file=$work/share.img,format=raw,if=virtio" \
-		-append "console=ttyS0 panic=-1 quiet rig.mode=vmm rig.l2_memory=1G rig.l2_cpus=2 rig.l2_disk=$disk_name rig.l2_dvd=dvd.iso rig.vmm_timeout=$((timeout - 60)) rig.l2_exit=$l2_exit rig.l2_format=$format rig.l2_disk_bytes=$((L2_DISK_SECTORS * 512)) rig.l2_dvd_bytes=$L2_DVD_BYTES $scsi_params${RIG_DIAG:+ rig.diag_every=$RIG_DIAG}"
+		-append "console=ttyS0 panic=-1 quiet rig.mode=vmm rig.l2_memory=1G rig.l2_cpus=2 rig.l2_disk=$disk_name rig.l2_dvd=dvd.iso rig.vmm_timeout=$((timeout - 60)) rig.l2_exit=$l2_exit rig.l2_format=$format rig.l2_disk_bytes=$((L2_DISK_SECTORS * 512)) rig.l2_dvd_bytes=$L2_DVD_BYTES $scsi_params${RIG_DIAG:+ rig.diag_every=$RIG_DIAG}$L1_KVM_PARAM"
 	local l1_steps=("${L1_STEPS[@]}" l1-share "${L1_CTL_STEPS[@]}" l1-vmm)
 	[ "$l2_exit" != button ] || l1_steps+=("${L1_BUTTON_STEPS[@]}")
 	# shellcheck disable=SC2046 # one word per step

@@ -572,6 +572,33 @@ static void test_dma_reads(void **state)
 	assert_true(s.dma_sectors >= (5 + 64) * 4);
 }
 
+/* A PRD table of more entries than one block layer request takes, and the drive's
+ * counters for query-block: one request per 1024 iovecs. */
+static void test_dma_many_prd_entries(void **state)
+{
+	struct rig *r = *state;
+	clear_power_on(r);
+	struct ide_device_info before, after;
+	assert_int_equal(ide_query_device(r->ide, 1, 0, &before), 0);
+	const unsigned entries = 1200, each = 512; /* 300 sectors, in 512-byte pieces */
+	for (unsigned i = 0; i < entries; i++)
+		put_prd(PRD_TABLE, i, 0x100000 + 1024 * i, each, i + 1 == entries);
+	uint8_t cdb[12] = { 0xA8 };
+	store_be32(cdb + 2, 7);
+	store_be32(cdb + 6, entries * each / 2048);
+	uint8_t st = packet_dma(r, cdb, PRD_TABLE);
+	assert_int_equal(st & ERR, 0);
+	for (unsigned i = 0; i < entries; i++) {
+		test_expect_pattern(ram_low + 0x100000 + 1024 * i, each, 7 * 2048 + i * each, SEED,
+				    "PRD entry");
+		assert_int_equal(ram_low[0x100000 + 1024 * i + each], 0); /* the gaps stay */
+	}
+	assert_int_equal(ide_query_device(r->ide, 1, 0, &after), 0);
+	assert_int_equal(after.stats.reads - before.stats.reads, 2);
+	assert_int_equal(after.stats.read_bytes - before.stats.read_bytes, entries * each);
+	assert_int_equal(after.stats.writes, 0);
+}
+
 /* ---- packet command replies ---- */
 
 static void test_capacity_toc_disc_track(void **state)
@@ -1149,6 +1176,22 @@ static void test_eject_before_dma_start(void **state)
 	assert_int_equal(inb(r, CMD + 1) >> 4, 2);
 }
 
+/* A machine reset is a hard reset: the guest's lock on the tray ends (SPC), and the next
+ * command reports the reset. */
+static void test_machine_reset_unlocks_the_tray(void **state)
+{
+	struct rig *r = *state;
+	clear_power_on(r);
+	uint8_t prevent[12] = { 0x1E, 0, 0, 0, 1 };
+	expect_sense(r, prevent, 0, 0, 0);
+	ide_reset(r->ide);
+	struct ide_device_info info;
+	ide_query_device(r->ide, 1, 0, &info);
+	assert_false(info.locked);
+	expect_sense(r, TUR, 6, 0x29, 0);
+	assert_int_equal(ide_cdrom_eject(r->ide, 1, 0, false), 0);
+}
+
 int main(void)
 {
 	rig_ram_alloc();
@@ -1160,12 +1203,15 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_seabios_el_torito_boot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pio_byte_count_limits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dma_reads, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dma_many_prd_entries, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_capacity_toc_disc_track, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_get_configuration, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mode_sense, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inquiry_and_sense, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_media_change, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_locked_tray, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_machine_reset_unlocks_the_tray, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_empty_tray, setup_empty, teardown),
 		cmocka_unit_test_setup_teardown(test_out_of_range, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile_dma, setup, teardown),
