@@ -70,8 +70,12 @@ L1_STEPS=(l1-kvm-modules l1-kvm-probe)
 L2_STEPS=(modules hv-modules disk dvd fio-rand4k fio-seq1m pattern)
 # With RIG_SCSI=1, L2 under our VMM also gets a synthetic SCSI disk (VMBus, hv_storvsc);
 # RIG_SYNIC picks the SynIC path in L1 (auto, kernel, user). RIG_DIAG=SECONDS has L1 print
-# the state of vmm's threads that often (for a hung L2). RIG_KVM_AMD=OPT,OPT... adds
-# kvm_amd options in L1.
+# the state of vmm's threads that often (for a hung L2). RIG_KVM_AMD=OPT,OPT... sets extra
+# kvm_amd options in L1; by default KVM in L1 uses neither virtual VMLOAD/VMSAVE nor
+# virtual GIF: with them, QEMU 7.2's emulated SVM crashed L1 now and then ("TASK stack
+# guard page was hit": a fault inside KVM's VMRUN path before the host's GS is back) or
+# left an L2 vCPU stuck, within a minute of L2's disk I/O with two vCPUs.
+RIG_KVM_AMD=${RIG_KVM_AMD-vls=0,vgif=0}
 L1_KVM_PARAM=${RIG_KVM_AMD:+ rig.kvm_amd=$RIG_KVM_AMD}
 L2_SCSI_STEPS=()
 SCSI_DISK_SECTORS=
