@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 
+#include "scsi_cdrom.h"
 #include "scsi_disk.h"
 
 struct scsi_target_ops {
@@ -92,6 +93,43 @@ static inline struct scsi_target scsi_target_of_disk(struct scsi_disk *d)
 		.destroy = scsi_target_disk_destroy,
 	};
 	return (struct scsi_target){ d ? &disk_ops : NULL, d };
+}
+
+/* ---- scsi_cdrom as a target ---- */
+
+/* The queue a transport hands over is that of the LUN's image, the medium the drive was
+ * created with: a transport using this wrapper changes no medium while the LUN is there. */
+static inline void scsi_target_cdrom_execute(void *impl, struct vdisk_queue *q,
+					     struct scsi_request *req)
+{
+	scsi_cdrom_execute(impl, q, req);
+}
+
+static inline void scsi_target_cdrom_reset(void *impl)
+{
+	scsi_cdrom_reset(impl);
+}
+
+static inline void scsi_target_cdrom_capacity_changed(void *impl)
+{
+	(void)impl; /* a medium's size does not change under the drive */
+}
+
+static inline void scsi_target_cdrom_destroy(void *impl)
+{
+	scsi_cdrom_destroy(impl);
+}
+
+/* The DVD drive cd as a target (NULL: no target). */
+static inline struct scsi_target scsi_target_of_cdrom(struct scsi_cdrom *cd)
+{
+	static const struct scsi_target_ops cdrom_ops = {
+		.execute = scsi_target_cdrom_execute,
+		.reset = scsi_target_cdrom_reset,
+		.capacity_changed = scsi_target_cdrom_capacity_changed,
+		.destroy = scsi_target_cdrom_destroy,
+	};
+	return (struct scsi_target){ cd ? &cdrom_ops : NULL, cd };
 }
 
 #endif

@@ -38,14 +38,14 @@ static int refuse_unavailable(const struct vmm_run_config *cfg)
 {
 	for (unsigned i = 0; i < cfg->ndrives; i++) {
 		const struct vmm_drive *d = &cfg->drives[i];
-		if (d->loc.bus != VMM_BUS_SCSI || d->kind != VMM_DRIVE_DVD)
+		if (d->loc.bus != VMM_BUS_SCSI || d->kind != VMM_DRIVE_DVD || d->path)
 			continue;
 		char loc[VMM_LOCATION_TEXT_MAX], msg[160];
 		vmm_location_format(&d->loc, loc, sizeof(loc));
 		snprintf(msg, sizeof(msg),
-			 "--dvd %s: SCSI DVD drives are not available yet; attach the DVD to IDE "
-			 "(ide:C:L, generation 1)",
-			 loc);
+			 "--dvd %s: a SCSI DVD drive needs its image (%s=FILE.iso); an empty "
+			 "drive is available on IDE (ide:C:L)",
+			 loc, loc);
 		return failure("run", msg);
 	}
 	return CLI_EXIT_OK;

@@ -516,11 +516,12 @@ static int create_scsi(struct vmm *v)
 	unsigned n = 0;
 	for (unsigned i = 0; i < v->ndrives; i++)
 		if (on_scsi(&v->drives[i]))
-			disks[n++] =
-				(struct vmm_scsi_disk){ .controller =
-								v->drives[i].cfg->loc.controller,
-							.lun = v->drives[i].cfg->loc.lun,
-							.disk = v->drives[i].disk };
+			disks[n++] = (struct vmm_scsi_disk){
+				.controller = v->drives[i].cfg->loc.controller,
+				.lun = v->drives[i].cfg->loc.lun,
+				.disk = v->drives[i].disk,
+				.dvd = v->drives[i].cfg->kind == VMM_DRIVE_DVD
+			};
 	if (!has_scsi(v->cfg))
 		return 0;
 	char err[256];
@@ -714,7 +715,7 @@ static int ctl_scsi_add(void *opaque, unsigned controller, unsigned lun, const c
 		forget_drive(d);
 		return ret;
 	}
-	struct vmm_scsi_disk sd = { controller, lun, d->disk };
+	struct vmm_scsi_disk sd = { controller, lun, d->disk, false };
 	ret = vmm_scsi_attach(v->scsi, &sd, err, err_size);
 	if (ret < 0) {
 		vdisk_close(d->disk);

@@ -206,21 +206,43 @@ static struct scsi_controller *controller_for(struct vmm_scsi *s, unsigned numbe
 	return c;
 }
 
-/* A disk target for the image, in *lun. */
-static int make_target(const struct vmm_scsi_disk *d, struct storvsp_lun *lun, char *err,
-		       size_t err_size)
+/* A DVD-ROM drive as Hyper-V's synthetic SCSI DVD presents itself. */
+static int make_cdrom(const struct vmm_scsi_disk *d, struct scsi_target *out)
+{
+	struct scsi_cdrom_config cfg = { .vendor = "Msft",
+					 .product = "Virtual DVD-ROM",
+					 .revision = "1.0",
+					 .interface = SCSI_CDROM_INTERFACE_SCSI };
+	snprintf(cfg.serial, sizeof(cfg.serial), "HVSCSI%u%02uDVD", d->controller, d->lun);
+	struct scsi_cdrom *cd = NULL;
+	int ret = scsi_cdrom_create(&cfg, d->disk, &cd);
+	*out = scsi_target_of_cdrom(cd);
+	return ret;
+}
+
+static int make_disk(const struct vmm_scsi_disk *d, struct scsi_target *out)
 {
 	struct scsi_disk_config dc;
 	struct scsi_disk *target = NULL;
 	int ret = scsi_disk_config_from_vdisk(d->disk, &dc);
 	if (!ret)
 		ret = scsi_disk_create(d->disk, &dc, &target);
+	*out = scsi_target_of_disk(target);
+	return ret;
+}
+
+/* The target for the image (a disk, or a DVD drive with it as the medium), in *lun. */
+static int make_target(const struct vmm_scsi_disk *d, struct storvsp_lun *lun, char *err,
+		       size_t err_size)
+{
+	struct scsi_target target;
+	int ret = d->dvd ? make_cdrom(d, &target) : make_disk(d, &target);
 	if (ret < 0) {
 		snprintf(err, err_size, "cannot serve scsi:%u:%u: %s", d->controller, d->lun,
 			 strerror(-ret));
 		return ret;
 	}
-	*lun = (struct storvsp_lun){ scsi_target_of_disk(target), d->disk };
+	*lun = (struct storvsp_lun){ target, d->disk };
 	return 0;
 }
 

@@ -10,6 +10,7 @@
 #ifndef HV_VMM_RUN_SCSI_H
 #define HV_VMM_RUN_SCSI_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,7 +24,8 @@ struct storvsp_lun_stats;
 /* One disk on a SCSI controller; the image has at least `channels` queues. */
 struct vmm_scsi_disk {
 	unsigned controller, lun;
-	struct vdisk *disk;
+	struct vdisk *disk; /* a disk, or the medium of a DVD drive */
+	bool dvd;	    /* a DVD-ROM drive (MMC) with disk as its medium */
 };
 
 /* Builds the VMBus host and the controllers (channels per controller: the vCPU count) and

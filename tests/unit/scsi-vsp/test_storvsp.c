@@ -1289,6 +1289,73 @@ static int group_teardown(void **state)
 	return test_teardown_tmpdir(state);
 }
 
+/* A DVD-ROM drive in a LUN slot (scsi_cdrom behind the same ops as a disk): storvsc's
+ * sr probe sees a CD/DVD device, the medium reads back in 2048-byte sectors on every
+ * channel, and writes are refused as MMC says for a read-only drive. */
+#define DVD_LUN	    5
+#define DVD_SECTORS 512
+#define DVD_SEED    0xD7D
+
+static void test_dvd_lun(void **state)
+{
+	(void)state;
+	struct rig *r = rig_ready();
+	open_subchannels(r);
+	start_threads(r);
+	const char *path = test_path("dvd.iso");
+	test_write_file(path, DVD_SECTORS * 2048ull, DVD_SEED);
+	struct vdisk *iso = open_disk(path);
+	__atomic_store_n(&r->disk[HOT], iso, __ATOMIC_RELEASE); /* the channel threads poll it */
+	struct scsi_cdrom_config cc = { .vendor = "Msft",
+					.product = "Virtual DVD-ROM",
+					.revision = "1.0",
+					.serial = "DVD5",
+					.interface = SCSI_CDROM_INTERFACE_SCSI };
+	struct scsi_cdrom *cd;
+	assert_int_equal(scsi_cdrom_create(&cc, iso, &cd), 0);
+	struct storvsp_lun lun = { scsi_target_of_cdrom(cd), iso };
+	assert_int_equal(storvsp_attach_lun(r->sv, DVD_LUN, &lun), 0);
+
+	uint8_t cdb[16];
+	struct vsc_srb_result res;
+	uint64_t buf = vsc_alloc(&r->v, 64 * 1024);
+	uint8_t *host = vsc_host(&r->v, buf);
+	vsc_srb(&r->ch[0], 0, DVD_LUN, cdb, cdb_simple(cdb, 0x12, 36), 1, buf, 36, &res);
+	assert_srb_good(&res, 36);
+	assert_int_equal(host[0], 0x05);	/* CD/DVD device */
+	assert_int_equal(host[1] & 0x80, 0x80); /* removable */
+	assert_memory_equal(host + 8, "Msft    ", 8);
+	vsc_srb(&r->ch[0], 0, DVD_LUN, cdb, cdb_simple(cdb, 0x00, 0), 2, 0, 0, &res);
+	assert_check(&res, SRB_ERROR | SRB_AUTOSENS, 6, 0x29, 0); /* power on */
+	memset(cdb, 0, sizeof(cdb));
+	cdb[0] = 0x25; /* READ CAPACITY(10) */
+	vsc_srb(&r->ch[0], 0, DVD_LUN, cdb, 10, 1, buf, 8, &res);
+	assert_srb_good(&res, 8);
+	assert_int_equal(load_be32(host), DVD_SECTORS - 1);
+	assert_int_equal(load_be32(host + 4), 2048);
+	for (unsigned c = 0; c < CHANNELS; c++) {
+		uint32_t lba = 100 + 16 * c;
+		vsc_srb(&r->ch[c], 0, DVD_LUN, cdb, cdb_rw10(cdb, 0x28, lba, 16), 1, buf, 32 * 1024,
+			&res);
+		assert_srb_good(&res, 32 * 1024);
+		test_expect_pattern(host, 32 * 1024, lba * 2048ull, DVD_SEED,
+				    "READ(10) of the DVD");
+	}
+	vsc_srb(&r->ch[1], 0, DVD_LUN, cdb, cdb_rw10(cdb, 0x2A, 0, 1), 0, buf, 2048, &res);
+	assert_check(&res, SRB_ERROR | SRB_AUTOSENS, 5, 0x20, 0);
+	expect_lun_stats(r, DVD_LUN,
+			 &(struct storvsp_lun_stats){ .reads = CHANNELS,
+						      .read_bytes = CHANNELS * 32 * 1024,
+						      .errors = 2 });
+
+	assert_int_equal(storvsp_detach_lun(r->sv, DVD_LUN), 0);
+	struct storvsp_lun out;
+	while (storvsp_release_lun(r->sv, DVD_LUN, &out) == -EBUSY)
+		usleep(1000);
+	scsi_target_destroy(out.target);
+	rig_free(r);
+}
+
 int main(void)
 {
 	vhdx_register();
@@ -1310,6 +1377,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_quiesce_then_close, close_disks),
 		cmocka_unit_test_teardown(test_resize, close_disks),
 		cmocka_unit_test_teardown(test_lun_counters, close_disks),
+		cmocka_unit_test_teardown(test_dvd_lun, close_disks),
 	};
 	return cmocka_run_group_tests(tests, NULL, group_teardown);
 }

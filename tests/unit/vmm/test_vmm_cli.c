@@ -85,9 +85,8 @@ static void test_run_failures(void **state)
 			     fw, disk),
 			 2);
 	assert_contains(out, "generation 2 VMs are not available yet");
-	assert_int_equal(
-		run("'%s' run --memory 64M --firmware %s --dvd scsi:0:3=%s", vmm, fw, disk), 2);
-	assert_contains(out, "--dvd scsi:0:3: SCSI DVD drives are not available yet");
+	assert_int_equal(run("'%s' run --memory 64M --firmware %s --dvd scsi:0:3", vmm, fw), 2);
+	assert_contains(out, "--dvd scsi:0:3: a SCSI DVD drive needs its image");
 	assert_int_equal(run("'%s' run --memory 64M --firmware %s --disk scsi:0:3=%s --synic off",
 			     vmm, fw, disk),
 			 2);
