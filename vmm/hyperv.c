@@ -233,9 +233,16 @@ static int partition_msr_write(struct hyperv *hv, uint32_t msr, uint64_t value)
 	return ret;
 }
 
+/* With the in-kernel SynIC, KVM answers the Hyper-V MSRs, except those it does not know
+ * (TSC_INVARIANT_CONTROL before Linux 6.2), which still reach this file. */
+static bool msr_served_here(const struct hyperv *hv, unsigned vp, uint32_t msr)
+{
+	return vp < hv->cfg.nvps && (!hv->cfg.kernel_synic || msr == HYPERV_MSR_TSC_INVARIANT_CTRL);
+}
+
 int hyperv_msr_read(struct hyperv *hv, unsigned vp, uint32_t msr, uint64_t *value)
 {
-	if (vp >= hv->cfg.nvps || hv->cfg.kernel_synic)
+	if (!msr_served_here(hv, vp, msr))
 		return -EINVAL;
 	if (is_partition_msr(msr))
 		return partition_msr_read(hv, msr, value);
@@ -244,7 +251,7 @@ int hyperv_msr_read(struct hyperv *hv, unsigned vp, uint32_t msr, uint64_t *valu
 
 int hyperv_msr_write(struct hyperv *hv, unsigned vp, uint32_t msr, uint64_t value)
 {
-	if (vp >= hv->cfg.nvps || hv->cfg.kernel_synic)
+	if (!msr_served_here(hv, vp, msr))
 		return -EINVAL;
 	if (is_partition_msr(msr))
 		return partition_msr_write(hv, msr, value);

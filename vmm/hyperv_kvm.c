@@ -325,12 +325,25 @@ static int reattach_kernel_fds(struct vm *vm)
 	return ret;
 }
 
+/* An MSR KVM does not know exits to the VMM instead of faulting: the Hyper-V MSRs an older
+ * KVM lacks (TSC_INVARIANT_CONTROL, which Linux writes when the TSC is offered as
+ * invariant) are then answered by hyperv.c; any other still faults there. Without the
+ * capability the guest gets KVM's #GP, which Linux reports and survives. */
+static void trap_unknown_msrs(struct vm *vm)
+{
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_X86_USER_SPACE_MSR,
+				      .args = { KVM_MSR_EXIT_REASON_UNKNOWN } };
+	ioctl(vm->vm_fd, KVM_ENABLE_CAP, &cap);
+}
+
 int hvkvm_setup_machine(struct vm *vm)
 {
 	if (vm->synic == HYPERV_SYNIC_USER)
 		return trap_hyperv_msrs(vm);
-	if (vm->synic == HYPERV_SYNIC_KERNEL)
+	if (vm->synic == HYPERV_SYNIC_KERNEL) {
+		trap_unknown_msrs(vm);
 		return reattach_kernel_fds(vm);
+	}
 	return 0;
 }
 

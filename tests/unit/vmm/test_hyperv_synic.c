@@ -255,6 +255,15 @@ static void test_kernel_synic(void **state)
 	hyperv_synic_signal_event(r->hv, 0, VMBUS_SINT, 3);
 	assert_int_equal(r->nraises, 2);
 	hv_rig_free(r);
+
+	/* an MSR KVM 6.1 does not know reaches this side: TSC_INVARIANT_CONTROL when offered */
+	r = hv_rig_new(2, true, true);
+	assert_int_equal(hyperv_msr_write(r->hv, 1, HYPERV_MSR_TSC_INVARIANT_CTRL, 1), 0);
+	assert_int_equal(hyperv_msr_read(r->hv, 1, HYPERV_MSR_TSC_INVARIANT_CTRL, &v), 0);
+	assert_int_equal(v, 1);
+	assert_int_equal(hyperv_msr_write(r->hv, 1, HYPERV_MSR_TSC_INVARIANT_CTRL, 2), -EINVAL);
+	assert_int_equal(hyperv_msr_read(r->hv, 0, HYPERV_MSR_GUEST_OS_ID, &v), -EINVAL);
+	hv_rig_free(r);
 }
 
 /* ---- a guest consuming while the host posts ---- */
