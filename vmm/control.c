@@ -151,6 +151,16 @@ static int run_action(int (*op)(void *, char *, size_t), const char *what, void 
 	return *ret ? 0 : -ENOMEM;
 }
 
+static int run_query_stats(const struct control_ops *ops, void *opaque, json_t *args, json_t **ret,
+			   const char **err_class, char *err, size_t err_size)
+{
+	(void)args;
+	if (!ops->query_stats)
+		return unsupported("count its exits", err_class, err, err_size);
+	int r = ops->query_stats(opaque, ret, err, err_size);
+	return r < 0 ? op_failed(r, err_class, err, err_size) : 0;
+}
+
 static int run_pause(const struct control_ops *ops, void *opaque, json_t *args, json_t **ret,
 		     const char **err_class, char *err, size_t err_size)
 {
@@ -283,6 +293,11 @@ static const struct control_command commands[] = {
 	  { { "location", CONTROL_ARG_STRING, false,
 	      "only the drive at this location (ide:0:0)" } },
 	  run_query_block },
+	{ "query-stats",
+	  "the VM's counters: exits (io_exits, mmio_exits), resets, and each drive's I/O, as "
+	  "--stats prints them at the end",
+	  {},
+	  run_query_stats },
 	{ "pause", "stop the virtual processors (the VM keeps its state)", {}, run_pause },
 	{ "resume", "let paused virtual processors run again", {}, run_resume },
 	{ "powerdown", "press the ACPI power button: the guest shuts down", {}, run_powerdown },

@@ -64,6 +64,8 @@ struct control_ops {
 			    size_t err_size);
 	/* Appends one object per drive, with control_block_append. */
 	int (*query_block)(void *opaque, json_t *drives, char *err, size_t err_size);
+	/* The VM's counters as one object (exits, io_exits, mmio_exits, resets, drives). */
+	int (*query_stats)(void *opaque, json_t **stats, char *err, size_t err_size);
 	int (*pause)(void *opaque, char *err, size_t err_size);
 	int (*resume)(void *opaque, char *err, size_t err_size);
 	int (*powerdown)(void *opaque, char *err, size_t err_size); /* ACPI power button */

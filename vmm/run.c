@@ -626,6 +626,15 @@ static int ctl_query_block(void *opaque, json_t *drives, char *err, size_t err_s
 	return 0;
 }
 
+static json_t *stats_json(struct vmm *v);
+
+static int ctl_query_stats(void *opaque, json_t **stats, char *err, size_t err_size)
+{
+	(void)err, (void)err_size;
+	*stats = stats_json(opaque);
+	return *stats ? 0 : -ENOMEM;
+}
+
 static int ctl_pause(void *opaque, char *err, size_t err_size)
 {
 	(void)err, (void)err_size;
@@ -759,6 +768,7 @@ static int ctl_block_resize(void *opaque, unsigned controller, unsigned lun, uin
 static const struct control_ops control_ops = {
 	.query_status = ctl_query_status,
 	.query_block = ctl_query_block,
+	.query_stats = ctl_query_stats,
 	.pause = ctl_pause,
 	.resume = ctl_resume,
 	.powerdown = ctl_powerdown,
@@ -796,8 +806,9 @@ static int exit_status(const struct vm_exit_status *st)
 	return fail(NULL, "the VM stopped: %s", st->message);
 }
 
-/* --stats: one JSON line on stderr, for benchmarks and tests that count exits per I/O. */
-static void print_stats(struct vmm *v)
+/* The VM's counters (exits by kind, resets, each drive's I/O): what --stats prints at the
+ * end and query-stats answers while the VM runs. */
+static json_t *stats_json(struct vmm *v)
 {
 	struct vm_stats vs;
 	vm_get_stats(v->vm, &vs);
@@ -818,10 +829,15 @@ static void print_stats(struct vmm *v)
 						(json_int_t)dev.stats.write_bytes, "flushes",
 						(json_int_t)dev.stats.flushes));
 	}
-	json_t *all =
-		json_pack("{s:I, s:I, s:I, s:I, s:o}", "exits", (json_int_t)vs.exits, "io_exits",
-			  (json_int_t)vs.io_exits, "mmio_exits", (json_int_t)vs.mmio_exits,
-			  "resets", (json_int_t)vs.resets, "drives", drives);
+	return json_pack("{s:I, s:I, s:I, s:I, s:o}", "exits", (json_int_t)vs.exits, "io_exits",
+			 (json_int_t)vs.io_exits, "mmio_exits", (json_int_t)vs.mmio_exits, "resets",
+			 (json_int_t)vs.resets, "drives", drives);
+}
+
+/* --stats: one JSON line on stderr, for benchmarks and tests that count exits per I/O. */
+static void print_stats(struct vmm *v)
+{
+	json_t *all = stats_json(v);
 	char *text = all ? json_dumps(all, JSON_COMPACT) : NULL;
 	if (text)
 		fprintf(stderr, "%s\n", text);

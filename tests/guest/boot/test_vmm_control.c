@@ -160,6 +160,19 @@ static void test_query_pause_resume_quit(void **state)
 		reads = disk_reads(sock);
 	assert_true(reads > 0);
 
+	/* the exit counters move while SeaBIOS runs; the drive counters match query-block's */
+	json_t *stats = ctl(sock, "query-stats");
+	uint64_t exits = (uint64_t)json_integer_value(json_object_get(stats, "exits"));
+	assert_true(json_integer_value(json_object_get(stats, "io_exits")) > 0);
+	json_t *first = json_array_get(json_object_get(stats, "drives"), 0);
+	assert_string_equal(json_string_value(json_object_get(first, "location")), "ide:0:0");
+	assert_true((uint64_t)json_integer_value(json_object_get(first, "reads")) >= reads);
+	json_decref(stats);
+	sleep_ms(200);
+	stats = ctl(sock, "query-stats");
+	assert_true((uint64_t)json_integer_value(json_object_get(stats, "exits")) > exits);
+	json_decref(stats);
+
 	json_t *list = ctl(sock, "query-block");
 	assert_int_equal(json_array_size(list), 2);
 	json_t *disk = drive_at(list, "ide:0:0"), *dvd = drive_at(list, "ide:1:0");
