@@ -95,13 +95,13 @@ vmm_exited() {
 	[ -e "$VMM_STATUS" ]
 }
 
-# Reads L2's serial lines until one holds TEXT; false at their end (vmm exited). Blocking
-# reads, not polling: every process L1 starts while L2 runs costs the nested guests time
-# (and interprocessor interrupts, which QEMU's emulated SVM has been seen to mishandle).
+# Reads L2's serial lines until one holds TEXT (left in L2_LINE); false at their end (vmm
+# exited). Blocking reads, not polling: every process L1 starts while L2 runs costs the
+# nested guests time (and interprocessor interrupts, which QEMU's emulated SVM has been
+# seen to mishandle).
 wait_l2() { # TEXT
-	local line
-	while read -r line <&3; do
-		case $line in *"$1"*) return 0 ;; esac
+	while read -r L2_LINE <&3; do
+		case $L2_LINE in *"$1"*) return 0 ;; esac
 	done
 	return 1
 }
@@ -133,7 +133,8 @@ run_vmm() { # DISK DVD
 	local disk=$1 dvd=$2 scsi
 	scsi=$(param l2_scsi)
 	set --
-	[ -z "$scsi" ] || set -- --disk "scsi:0:0=/share/$scsi" --synic "$(param l2_synic auto)"
+	[ -z "$scsi" ] || set -- --disk "scsi:0:0=/share/$scsi" --dvd "scsi:0:1=$2" \
+		--synic "$(param l2_synic auto)"
 	[ -z "$(param l2_kernel)" ] ||
 		set -- "$@" --kernel /share/vmlinuz --initrd /share/initrd.img --append "$(cat /share/cmdline)"
 	timeout "$(param vmm_timeout 900)" vmm run --gen 1 --memory "$(param l2_memory 1G)" \
@@ -306,11 +307,62 @@ step_powerdown() {
 
 # What L1 proves through the control socket while L2 runs. With the power-button ending it
 # also pauses L2 and presses the button; otherwise L2 ends the run itself.
+# VM exits over one of L2's I/O windows (query-stats at its begin and end lines), per I/O,
+# with the VMBus interrupts L2 counted.
+step_ctl_window() { # NAME
+	local begin end ios irqs
+	if ! wait_l2 "RIG: window begin $1"; then
+		marker "ctl-scsi-$1" fail "L2 never began its $1 window"
+		return
+	fi
+	begin=$(ctl query-stats | field exits)
+	if ! wait_l2 "RIG: window end $1"; then
+		marker "ctl-scsi-$1" fail "L2 never ended its $1 window"
+		return
+	fi
+	end=$(ctl query-stats | field exits)
+	ios=$(echo "$L2_LINE" | sed -n 's/.* ios=\([0-9]*\).*/\1/p')
+	irqs=$(echo "$L2_LINE" | sed -n 's/.* irqs=\([0-9]*\).*/\1/p')
+	if [ -n "$begin" ] && [ -n "$end" ] && [ "${ios:-0}" -gt 0 ]; then
+		marker "ctl-scsi-$1" ok "$(awk -v e=$((end - begin)) -v n="$ios" -v i="${irqs:-0}" 'BEGIN {
+			printf "%.2f VM exits and %.2f guest VMBus interrupts per 4k read (%d exits, %d interrupts, %d reads; SynIC '"$(param l2_synic auto)"')", e / n, i / n, e, i, n }')"
+	else
+		marker "ctl-scsi-$1" fail "query-stats: '${begin:-}' '${end:-}'; L2: $L2_LINE"
+	fi
+}
+
+# Hot-add, hot-remove and online resize, each when L2 asks for it.
+step_ctl_scsi_changes() {
+	local out
+	if wait_l2 "RIG: hotplug add please" &&
+		out=$(ctl scsi-add controller=0 lun=2 file=/share/hot.vhdx); then
+		marker ctl-scsi-add ok "scsi-add /share/hot.vhdx at scsi:0:2"
+	else
+		marker ctl-scsi-add fail "${out:-L2 never asked}"
+	fi
+	if wait_l2 "RIG: hotplug remove please" && out=$(ctl scsi-remove controller=0 lun=2); then
+		marker ctl-scsi-remove ok "scsi-remove scsi:0:2"
+	else
+		marker ctl-scsi-remove fail "${out:-L2 never asked}"
+	fi
+	if wait_l2 "RIG: resize please" &&
+		out=$(ctl block-resize controller=0 lun=0 size="$(param l2_grow_bytes)"); then
+		marker ctl-scsi-resize ok "block-resize scsi:0:0 to $(param l2_grow_bytes) bytes"
+	else
+		marker ctl-scsi-resize fail "${out:-L2 never asked}"
+	fi
+}
+
 control_vmm() { # DISK DVD
 	local button=0
 	[ "$(param l2_exit button)" != button ] || button=1
 	step_ctl_status
 	step_ctl_block "$1" "$2"
+	if [ -n "$(param l2_scsi)" ]; then
+		step_ctl_window qd1
+		step_ctl_window qd32
+		step_ctl_scsi_changes
+	fi
 	[ $button -eq 0 ] || step_ctl_pause
 	stop_reading_l2
 	[ $button -eq 0 ] || step_powerdown
@@ -330,7 +382,7 @@ step_vmm() {
 	rm -f "$L2_LOG" "$L2_FIFO" "$VMM_STATUS"
 	mkfifo "$L2_FIFO"
 	local scsi_arg=
-	[ -z "$(param l2_scsi)" ] || scsi_arg="--disk scsi:0:0=/share/$(param l2_scsi) --synic $(param l2_synic auto) "
+	[ -z "$(param l2_scsi)" ] || scsi_arg="--disk scsi:0:0=/share/$(param l2_scsi) --dvd scsi:0:1=$dvd --synic $(param l2_synic auto) "
 	echo "RIG: L1 running: vmm run --gen 1 --memory $(param l2_memory 1G) --cpus $(param l2_cpus 2) --disk ide:0:0=$disk --dvd ide:1:0=$dvd ${scsi_arg:-}--control $CTL_SOCK --serial stdio --test-exit"
 	run_vmm "$disk" "$dvd" 2>&1 | tee "$L2_LOG" "$L2_FIFO" &
 	[ -z "$(param diag_every)" ] || diagnose_vmm "$(param diag_every)" &

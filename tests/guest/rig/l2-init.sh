@@ -15,7 +15,12 @@
 #   rig.pattern_mib=N    where the pattern goes in the data area (MiB); 1 MiB long
 #   rig.exit=acpi|port|button   how to end the run (see finish)
 #   rig.scsi_sectors=N   a synthetic SCSI disk of N sectors is attached (under our VMM);
-#                        the scsi steps find it behind hv_storvsc and run fio on it
+#                        the scsi steps find it behind hv_storvsc and run fio on it, read
+#                        the SCSI DVD (the same ISO as the IDE one), count interrupts per
+#                        I/O, and with L1 (which reads these lines) go through a hot-add,
+#                        a hot-remove and an online resize:
+#   rig.hot_sectors=N    the size of the disk L1 hot-adds
+#   rig.grow_sectors=N   the size L1 grows the SCSI disk to
 /bin/busybox mkdir -p /proc /sys /dev /tmp /usr/bin /usr/sbin /bin /sbin
 /bin/busybox --install -s
 mount -t proc proc /proc
@@ -248,13 +253,120 @@ finish() {
 	poweroff -f
 }
 
-# The synthetic SCSI disk: the sd device whose path runs through the VMBus device.
-find_scsi_disk() {
-	local dev
-	for dev in /sys/block/sd*; do
+# The block devices of a kind (sd, sr) whose path runs through the VMBus device, with the
+# SCSI address H:C:T:L of each: "NAME H:C:T:L" lines.
+vmbus_devices() { # sd|sr
+	local dev path
+	for dev in /sys/block/"$1"*; do
 		[ -e "$dev" ] || continue
-		case $(readlink -f "$dev") in */VMBUS:*) echo "${dev##*/}" && return ;; esac
+		path=$(readlink -f "$dev/device")
+		case $(readlink -f "$dev") in */VMBUS:*) echo "${dev##*/} ${path##*/}" ;; esac
 	done
+}
+
+# The disk behind VMBus at LUN (H:C:T:LUN).
+lun_disk() { # LUN
+	vmbus_devices sd | awk -v lun="$1" '{ n = split($2, a, ":") } a[n] == lun { print $1; exit }'
+}
+
+find_scsi_disk() {
+	lun_disk 0
+}
+
+dvd_device() {
+	vmbus_devices sr | awk '{ print $1; exit }'
+}
+
+device_gone() { # NAME
+	[ -e "/sys/block/$1" ] || echo gone
+}
+
+# Reads a block (the command that meets a capacity-changed unit attention), then rescans
+# as udev does on it; prints the size once it is SECTORS.
+capacity_is() { # NAME SECTORS
+	dd if="/dev/$1" of=/dev/null bs=4k count=1 iflag=direct 2>/dev/null
+	echo 1 >"/sys/block/$1/device/rescan"
+	[ "$(cat "/sys/block/$1/size")" != "$2" ] || echo "$2"
+}
+
+# Waits up to 60 s for COMMAND (a function too) to print something; prints it.
+wait_output() { # COMMAND...
+	local out i
+	for i in $(seq 60); do
+		out=$("$@")
+		[ -z "$out" ] || { echo "$out"; return 0; }
+		sleep 1
+	done
+	return 1
+}
+
+# The SCSI DVD drive holds the same ISO as the IDE one.
+step_scsi_dvd() {
+	local sr got
+	if ! sr=$(wait_output dvd_device); then
+		marker scsi-dvd fail "no sr device behind VMBus: $(ls /sys/block | tr '\n' ' ')"
+		return
+	fi
+	got=$(timeout $IO_TIMEOUT sha256sum "/dev/$sr")
+	got=${got%% *}
+	if [ "$got" = "$(param dvd_sha256)" ] &&
+		[ "$(blockdev --getsize64 "/dev/$sr")" = "$(param dvd_bytes)" ]; then
+		marker scsi-dvd ok "/dev/$sr behind hv_storvsc, $(param dvd_bytes) bytes, sha256 matches; $(cat "/sys/block/$sr/device/vendor" "/sys/block/$sr/device/model" | tr -s ' \n' ' ')"
+	else
+		marker scsi-dvd fail "/dev/$sr: sha256 $got (want $(param dvd_sha256))"
+	fi
+}
+
+# The Hyper-V callback interrupts (VMBus) so far, over every CPU.
+hyperv_irqs() {
+	awk '$1 == "HYP:" { n = 0; for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) n += $i; print n }' /proc/interrupts
+}
+
+# A window L1 measures VM exits over (it reads these lines): random 4 KiB reads at a queue
+# depth, a fixed number of them, and the guest's VMBus interrupts during them.
+io_window() { # NAME DEPTH IOS
+	local before after
+	echo "RIG: window begin $1"
+	sleep 3 # L1 takes its first sample meanwhile
+	before=$(hyperv_irqs)
+	timeout $FIO_TIMEOUT fio --name="$1" --filename="/dev/$scsi" --rw=randread --bs=4k \
+		--iodepth="$2" --number_ios="$3" --size=64M --ioengine=libaio --direct=1 \
+		--output-format=terse >/dev/null 2>&1
+	after=$(hyperv_irqs)
+	sleep 1
+	echo "RIG: window end $1 ios=$3 irqs=$((after - before))"
+}
+
+# L1 hot-adds a disk at LUN 2 when asked, removes it, then grows LUN 0's disk.
+step_scsi_hotplug() {
+	local hot want sectors
+	want=$(param hot_sectors)
+	echo "RIG: hotplug add please"
+	if hot=$(wait_output lun_disk 2); then
+		sectors=$(cat "/sys/block/$hot/size")
+		if [ "$sectors" = "$want" ]; then
+			marker scsi-hot-add ok "/dev/$hot appeared at LUN 2 with $sectors sectors"
+		else
+			marker scsi-hot-add fail "/dev/$hot has $sectors sectors (want $want)"
+		fi
+	else
+		marker scsi-hot-add fail "no disk at LUN 2 within 60 s"
+	fi
+	echo "RIG: hotplug remove please"
+	if [ -z "$hot" ]; then
+		marker scsi-hot-remove fail "no hot-added disk to see go"
+	elif wait_output device_gone "$hot" >/dev/null; then
+		marker scsi-hot-remove ok "/dev/${hot:-?} went away"
+	else
+		marker scsi-hot-remove fail "/dev/$hot still there after 60 s"
+	fi
+	want=$(param grow_sectors)
+	echo "RIG: resize please"
+	if wait_output capacity_is "$scsi" "$want" >/dev/null; then
+		marker scsi-resize ok "/dev/$scsi now has $want sectors"
+	else
+		marker scsi-resize fail "/dev/$scsi has $(cat "/sys/block/$scsi/size") sectors (want $want)"
+	fi
 }
 
 step_scsi() {
@@ -280,6 +392,10 @@ step_scsi() {
 	fio_on "/dev/$scsi" scsi-fio-rand4k 0 8M --rw=randwrite --bs=4k --iodepth=32 --numjobs=2 \
 		--offset_increment=8M --group_reporting=1
 	fio_on "/dev/$scsi" scsi-fio-seq1m 32M 16M --rw=write --bs=1M --iodepth=4
+	step_scsi_dvd
+	io_window qd1 1 1000
+	io_window qd32 32 4000
+	step_scsi_hotplug
 }
 
 echo "RIG: L2 init on $(uname -r)"

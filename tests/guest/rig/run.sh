@@ -80,13 +80,18 @@ L1_KVM_PARAM=${RIG_KVM_AMD:+ rig.kvm_amd=$RIG_KVM_AMD}
 L2_SCSI_STEPS=()
 SCSI_DISK_SECTORS=
 if [ "${RIG_SCSI:-0}" = 1 ]; then
-	L2_SCSI_STEPS=(scsi-disk scsi-fio-rand4k scsi-fio-seq1m)
+	L2_SCSI_STEPS=(scsi-disk scsi-fio-rand4k scsi-fio-seq1m scsi-dvd scsi-hot-add scsi-hot-remove
+		scsi-resize)
 	SCSI_DISK_SECTORS=$((256 * 2048))
+	HOT_DISK_SECTORS=$((64 * 2048))     # the disk L1 hot-adds at LUN 2
+	GROW_DISK_SECTORS=$((320 * 2048))   # the size L1 grows the SCSI disk to
 fi
 # With --l2-exit button: L2 readies acpid, then its handler reports the press.
 L2_BUTTON_STEPS=(acpi-button power-button)
 # What L1 proves through the control socket while L2 runs (--vmm).
 L1_CTL_STEPS=(ctl-status ctl-block)
+[ -z "$SCSI_DISK_SECTORS" ] ||
+	L1_CTL_STEPS+=(ctl-scsi-qd1 ctl-scsi-qd32 ctl-scsi-add ctl-scsi-remove ctl-scsi-resize)
 L1_BUTTON_STEPS=(ctl-pause powerdown)
 WAITING_MARKER="RIG: waiting for power button"
 
@@ -305,13 +310,15 @@ run_vmm() {
 	local scsi_params=
 	if [ -n "$SCSI_DISK_SECTORS" ]; then
 		rig_vdisk create -f vhdx "$work/share/scsi.vhdx" $((SCSI_DISK_SECTORS * 512)) >/dev/null
+		rig_vdisk create -f vhdx "$work/share/hot.vhdx" $((HOT_DISK_SECTORS * 512)) >/dev/null
 		scsi_params="rig.l2_scsi=scsi.vhdx rig.l2_synic=${RIG_SYNIC:-auto}"
 		# With the Hyper-V interface SeaBIOS has no kvmclock and times its disk waits with
 		# the PM timer, an exit per read: SYSLINUX's load through INT 13h crawls in the
 		# nested rig. The kernel and initrd go in through fw_cfg DMA instead (--kernel).
 		cp "$images/vmlinuz" "$work/share/vmlinuz"
 		cp "$images/l2-initrd.img" "$work/share/initrd.img"
-		rig_l2_cmdline "$l2_exit" "$token" "$SCSI_DISK_SECTORS" >"$work/share/cmdline"
+		echo "$(rig_l2_cmdline "$l2_exit" "$token" "$SCSI_DISK_SECTORS") rig.hot_sectors=$HOT_DISK_SECTORS rig.grow_sectors=$GROW_DISK_SECTORS" >"$work/share/cmdline"
+		scsi_params="$scsi_params rig.l2_grow_bytes=$((GROW_DISK_SECTORS * 512))"
 		scsi_params="$scsi_params rig.l2_kernel=1"
 	fi
 	mke2fs -q -t ext4 -L rigshare -d "$work/share" "$work/share.img" 1G
@@ -330,6 +337,13 @@ run_vmm() {
 	debugfs -R "dump /scsi.vhdx $work/scsi.vhdx" "$work/share.img" >/dev/null 2>&1 ||
 		record host-extract-scsi fail "debugfs could not take scsi.vhdx out of $work/share.img"
 	[ ! -e "$work/scsi.vhdx" ] || check_scsi_image "$work/scsi.vhdx"
+	local size
+	size=$(rig_vdisk info --json "$work/scsi.vhdx" 2>/dev/null | sed -n 's/.*"virtual_size": *\([0-9]*\).*/\1/p')
+	if [ "$size" = $((GROW_DISK_SECTORS * 512)) ]; then
+		record host-scsi-grown ok "the image L1 grew while L2 ran is $size bytes"
+	else
+		record host-scsi-grown fail "the grown image is ${size:-?} bytes (want $((GROW_DISK_SECTORS * 512)))"
+	fi
 }
 
 start=$(date +%s)
