@@ -206,6 +206,16 @@ static void report_internal_error(struct vcpu *v)
 		      regs);
 }
 
+/* The CPU shut down: the machine resets. Where it was is worth telling (a guest that
+ * crashes this way prints nothing itself). */
+static void report_triple_fault(struct vcpu *v)
+{
+	char regs[160], cause[200];
+	describe_regs(v, regs, sizeof(regs));
+	snprintf(cause, sizeof(cause), "triple fault on vCPU %u at %s", v->index, regs);
+	vm_request_reset(v->vm, cause);
+}
+
 static void report_failed_entry(struct vcpu *v)
 {
 	char regs[160];
@@ -259,7 +269,7 @@ static void handle_exit(struct vcpu *v)
 	case KVM_EXIT_INTR:
 		break;
 	case KVM_EXIT_SHUTDOWN: /* triple fault: the CPU resets the machine */
-		vm_request_reset(vm, "triple fault");
+		report_triple_fault(v);
 		break;
 	case KVM_EXIT_SYSTEM_EVENT:
 		handle_system_event(v);

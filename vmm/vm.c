@@ -313,7 +313,7 @@ void vm_request_reset(struct vm *vm, const char *cause)
 	pthread_mutex_lock(&vm->lock);
 	if (!vm->stop_pending && !vm->reset_pending) {
 		vm->reset_pending = true;
-		vm->reset_cause = cause;
+		snprintf(vm->reset_cause, sizeof(vm->reset_cause), "%s", cause);
 		signal_change(vm);
 	}
 	pthread_mutex_unlock(&vm->lock);
@@ -353,7 +353,7 @@ bool vm_is_paused(struct vm *vm)
 const char *vm_reset_cause(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);
-	const char *cause = vm->reset_cause;
+	const char *cause = vm->reset_cause[0] ? vm->reset_cause : NULL;
 	pthread_mutex_unlock(&vm->lock);
 	return cause;
 }

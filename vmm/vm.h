@@ -76,12 +76,13 @@ void vm_set_pam(struct vm *vm, uint64_t base, uint64_t len, unsigned mode);
  * restart, after PAM has returned to its power-on state (all "ROM"). -ENOSPC past
  * VM_MAX_RESET_HOOKS. Register before vm_run. */
 int vm_add_reset_hook(struct vm *vm, void (*fn)(void *opaque), void *opaque);
-/* The cause of the last reset requested (NULL before any), e.g. for a reset hook. */
+/* The cause of the last reset requested (NULL before any), e.g. for a reset hook; valid
+ * until the next reset request (none comes while the hooks run). */
 const char *vm_reset_cause(struct vm *vm);
 
 /* Thread-safe, callable from device handlers on vCPU threads and from other threads. The
  * first stop request wins; a stop wins over a pending reset. cause says who asked for the
- * reset ("triple fault", "reset control register", ...): a static string. */
+ * reset ("triple fault ...", "reset control register", ...); it is copied. */
 void vm_request_reset(struct vm *vm, const char *cause);
 void vm_request_stop(struct vm *vm, enum vm_stop_reason reason, unsigned test_exit_value);
 

@@ -66,7 +66,7 @@ struct vm {
 	pthread_cond_t cond;
 	bool attention; /* any of the flags below set: vCPUs take the lock before KVM_RUN */
 	bool paused, stop_pending, reset_pending, vcpus_exit, in_run;
-	const char *reset_cause; /* of the last reset requested (a static string) */
+	char reset_cause[200]; /* of the last reset requested */
 	unsigned active; /* vCPU threads neither parked nor gone */
 	struct vm_exit_status stop;
 	struct reset_hook hooks[VM_MAX_RESET_HOOKS];

@@ -208,7 +208,7 @@ static void test_boot_dvd(void **state)
 /* The guest resets the machine while its disk has a command in progress, as a kernel
  * that reboots or triple-faults in the middle of its I/O leaves it (resetboot.S):
  * SeaBIOS finds the disk again and boots it a second time. */
-static void reboot_after_reset(uint8_t method)
+static void reboot_after_reset(uint8_t method, const char *cause)
 {
 	const char *program = getenv("RESETBOOT");
 	if (!program)
@@ -228,24 +228,27 @@ static void reboot_after_reset(uint8_t method)
 			 BOOT_VM_EXIT_OK);
 	assert_contains(log, "hvreset: resetting");
 	assert_contains(log, "hvreset: rebooted");
+	char want[160];
+	snprintf(want, sizeof(want), "vmm: the guest reset the machine (%s", cause);
+	assert_contains(out, want);
 }
 
 static void test_reboot_after_reset_register(void **state)
 {
 	(void)state;
-	reboot_after_reset(1);
+	reboot_after_reset(1, "reset control register)");
 }
 
 static void test_reboot_after_triple_fault(void **state)
 {
 	(void)state;
-	reboot_after_reset(2);
+	reboot_after_reset(2, "triple fault on vCPU 0 at CS:IP 0008:");
 }
 
 static void test_reboot_after_keyboard_controller_reset(void **state)
 {
 	(void)state;
-	reboot_after_reset(3);
+	reboot_after_reset(3, "keyboard controller reset line)");
 }
 
 int main(void)
