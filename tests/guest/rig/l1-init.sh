@@ -133,7 +133,7 @@ run_vmm() { # DISK DVD
 	local disk=$1 dvd=$2 scsi
 	scsi=$(param l2_scsi)
 	set --
-	[ -z "$scsi" ] || set -- --disk "scsi:0:0=/share/$scsi" --dvd "scsi:0:1=$2" \
+	[ -z "$scsi" ] || set -- --disk "scsi:0:0=/share/$scsi" --dvd "scsi:0:1=$dvd" \
 		--synic "$(param l2_synic auto)"
 	[ -z "$(param l2_kernel)" ] ||
 		set -- "$@" --kernel /share/vmlinuz --initrd /share/initrd.img --append "$(cat /share/cmdline)"
