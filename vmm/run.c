@@ -628,6 +628,40 @@ static int ctl_query_block(void *opaque, json_t *drives, char *err, size_t err_s
 
 static json_t *stats_json(struct vmm *v);
 
+static char *version_text(char *buf, size_t size, unsigned major, unsigned minor)
+{
+	snprintf(buf, size, "%u.%u", major, minor);
+	return buf;
+}
+
+/* The VMBus host and each SCSI controller: what the guest negotiated, what moved. */
+static json_t *vmbus_json(struct vmm_scsi *scsi)
+{
+	struct vmbus_stats bus;
+	struct vmm_scsi_controller_stats ctrl[VMM_SCSI_CONTROLLERS];
+	unsigned n = vmm_scsi_bus_stats(scsi, &bus, ctrl, VMM_SCSI_CONTROLLERS);
+	char version[16];
+	json_t *controllers = json_array();
+	for (unsigned i = 0; i < n; i++) {
+		const struct storvsp_stats *st = &ctrl[i].stats;
+		json_array_append_new(
+			controllers,
+			json_pack("{s:i, s:s, s:i, s:I, s:I, s:I}", "controller",
+				  (int)ctrl[i].controller, "protocol",
+				  version_text(version, sizeof(version), st->protocol >> 8,
+					       st->protocol & 0xFF),
+				  "subchannels", (int)st->subchannels, "requests",
+				  (json_int_t)st->requests, "errors", (json_int_t)st->errors,
+				  "ring_full", (json_int_t)st->ring_full));
+	}
+	return json_pack(
+		"{s:s, s:I, s:I, s:I, s:o}", "version",
+		version_text(version, sizeof(version), bus.version >> 16, bus.version & 0xFFFF),
+		"messages_in", (json_int_t)bus.messages_in, "signals_in",
+		(json_int_t)bus.signals_in, "signals_out", (json_int_t)bus.signals_out, "scsi",
+		controllers);
+}
+
 static int ctl_query_stats(void *opaque, json_t **stats, char *err, size_t err_size)
 {
 	(void)err, (void)err_size;
@@ -829,9 +863,13 @@ static json_t *stats_json(struct vmm *v)
 						(json_int_t)dev.stats.write_bytes, "flushes",
 						(json_int_t)dev.stats.flushes));
 	}
-	return json_pack("{s:I, s:I, s:I, s:I, s:o}", "exits", (json_int_t)vs.exits, "io_exits",
-			 (json_int_t)vs.io_exits, "mmio_exits", (json_int_t)vs.mmio_exits, "resets",
-			 (json_int_t)vs.resets, "drives", drives);
+	json_t *all =
+		json_pack("{s:I, s:I, s:I, s:I, s:o}", "exits", (json_int_t)vs.exits, "io_exits",
+			  (json_int_t)vs.io_exits, "mmio_exits", (json_int_t)vs.mmio_exits,
+			  "resets", (json_int_t)vs.resets, "drives", drives);
+	if (all && v->scsi)
+		json_object_set_new(all, "vmbus", vmbus_json(v->scsi));
+	return all;
 }
 
 /* --stats: one JSON line on stderr, for benchmarks and tests that count exits per I/O. */

@@ -598,6 +598,21 @@ int vmm_scsi_resize(struct vmm_scsi *s, unsigned controller, unsigned lun, uint6
 	return 0;
 }
 
+unsigned vmm_scsi_bus_stats(struct vmm_scsi *s, struct vmbus_stats *bus,
+			    struct vmm_scsi_controller_stats *out, unsigned max)
+{
+	vmbus_get_stats(s->vb, bus);
+	unsigned n = 0;
+	for (unsigned i = 0; i < s->nctrl && n < max; i++) {
+		if (!s->ctrl[i].sv)
+			continue;
+		out[n].controller = s->ctrl[i].number;
+		storvsp_get_stats(s->ctrl[i].sv, &out[n].stats);
+		n++;
+	}
+	return n;
+}
+
 int vmm_scsi_get_stats(struct vmm_scsi *s, unsigned controller, unsigned lun,
 		       struct storvsp_lun_stats *out)
 {

@@ -14,6 +14,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "storvsp.h"
+#include "vmbus.h"
+
 struct vm;
 struct vdisk;
 struct vmm_scsi;
@@ -68,6 +71,15 @@ int vmm_scsi_detach(struct vmm_scsi *s, unsigned controller, unsigned lun, struc
 int vmm_scsi_resize(struct vmm_scsi *s, unsigned controller, unsigned lun, uint64_t size, char *err,
 		    size_t err_size);
 /* The LUN's I/O counters since it was attached: 0 or -ENODEV. */
+/* What the guest negotiated and the host counted: the VMBus host's counters, and per
+ * controller (up to max, in out) its number and storvsp's counters. Returns how many. */
+struct vmm_scsi_controller_stats {
+	unsigned controller;
+	struct storvsp_stats stats;
+};
+unsigned vmm_scsi_bus_stats(struct vmm_scsi *s, struct vmbus_stats *bus,
+			    struct vmm_scsi_controller_stats *out, unsigned max);
+
 int vmm_scsi_get_stats(struct vmm_scsi *s, unsigned controller, unsigned lun,
 		       struct storvsp_lun_stats *out);
 

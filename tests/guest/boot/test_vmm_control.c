@@ -233,6 +233,14 @@ static void test_scsi_hotplug(void **state)
 	start_vm(drives, sock);
 	assert_string_equal(status_of(sock), "running");
 	assert_null(find_drive(sock, "scsi:0:2"));
+	/* the empty controller is on the VMBus host; no guest driver has connected */
+	json_t *vm_stats = ctl(sock, "query-stats");
+	json_t *vmbus = json_object_get(vm_stats, "vmbus");
+	assert_string_equal(json_string_value(json_object_get(vmbus, "version")), "0.0");
+	json_t *scsi = json_array_get(json_object_get(vmbus, "scsi"), 0);
+	assert_int_equal(json_integer_value(json_object_get(scsi, "controller")), 0);
+	assert_string_equal(json_string_value(json_object_get(scsi, "protocol")), "0.0");
+	json_decref(vm_stats);
 
 	snprintf(cmd, sizeof(cmd), "scsi-add controller=0 lun=2 file='%s'", data);
 	json_decref(ctl(sock, cmd));
