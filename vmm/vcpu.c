@@ -207,11 +207,14 @@ static void report_internal_error(struct vcpu *v)
 }
 
 /* The CPU shut down: the machine resets. Where it was is worth telling (a guest that
- * crashes this way prints nothing itself). */
+ * crashes this way prints nothing itself), when KVM kept it: on AMD, KVM has already put
+ * the vCPU in its INIT state (the VMCB is undefined after a shutdown). */
 static void report_triple_fault(struct vcpu *v)
 {
 	char regs[160], cause[200];
 	describe_regs(v, regs, sizeof(regs));
+	if (strstr(regs, "CS:IP f000:fff0 "))
+		snprintf(regs, sizeof(regs), "an address KVM did not keep");
 	snprintf(cause, sizeof(cause), "triple fault on vCPU %u at %s", v->index, regs);
 	vm_request_reset(v->vm, cause);
 }

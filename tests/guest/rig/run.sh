@@ -64,7 +64,9 @@ esac
 disk_name=l2.$format
 rig_need_tools qemu-system-x86_64 qemu-img vhdiinfo timeout mcopy mke2fs debugfs cmp
 
-L1_QEMU=(qemu-system-x86_64 -accel tcg -cpu max -m 4G -smp 2 -nographic -no-reboot -nic none)
+# RIG_L1_CPUS: L1's CPUs (default 2; L2 has 2 vCPUs either way).
+L1_QEMU=(qemu-system-x86_64 -accel tcg -cpu max -m 4G -smp "${RIG_L1_CPUS:-2}" -nographic -no-reboot
+	-nic none)
 # The markers each mode must see, in the order the guests print them.
 L1_STEPS=(l1-kvm-modules l1-kvm-probe)
 L2_STEPS=(modules hv-modules disk dvd fio-rand4k fio-seq1m pattern)
