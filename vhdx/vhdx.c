@@ -30,6 +30,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "arith.h"
 #include "endian.h"
 #include "iov.h"
 #include "vhdx_internal.h"
@@ -1317,6 +1318,32 @@ int vhdx_log_commit(struct vdisk *disk, const struct vhdx_log_update *updates, u
 	return ret;
 }
 
+uint64_t vhdx_alloc_end(struct vdisk *disk)
+{
+	struct vhdx_io *io = io_of(disk);
+	pthread_mutex_lock(&io->lock);
+	uint64_t end = io->alloc_end;
+	pthread_mutex_unlock(&io->lock);
+	return end;
+}
+
+uint64_t vhdx_used_end(const struct vhdx *v, uint64_t *blocks_end)
+{
+	uint64_t end = v->header.log_offset + v->header.log_length, blocks = 0;
+	for (unsigned i = 0; i < v->nregions; i++)
+		end = max_u64(end, v->regions[i].file_offset + v->regions[i].length);
+	for (uint64_t i = 0; i < v->bat_entries; i++) {
+		if (!vhdx_entry_present(v, i))
+			continue;
+		uint64_t span = vhdx_is_bitmap_index(v, i) ? VHDX_BITMAP_BLOCK_SIZE : v->block_size;
+		blocks = max_u64(blocks, vhdx_bat_offset(v->bat[i]) + span);
+	}
+	if (blocks_end)
+		*blocks_end = blocks;
+	end = max_u64(end, blocks);
+	return (end + VHDX_ALIGN - 1) & ~(uint64_t)(VHDX_ALIGN - 1);
+}
+
 int vhdx_io_reinit(struct vdisk *disk)
 {
 	struct vhdx *v = vhdx_of(disk);
@@ -1331,6 +1358,10 @@ int vhdx_io_reinit(struct vdisk *disk)
 		io->applied_head = keep.applied_head;
 		io->durable_size = keep.durable_size;
 		io->data_guid_renewed = keep.data_guid_renewed;
+		/* Allocation goes on where it was, not at the file's end: the file may reach
+		 * past what is used (extended ahead of allocation), and that space stays
+		 * free for the next blocks. */
+		io->alloc_end = max_u64(keep.alloc_end, vhdx_used_end(v, NULL));
 	}
 	if (ret < 0) {
 		io_free(v);

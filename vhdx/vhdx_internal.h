@@ -116,6 +116,16 @@ static inline bool vhdx_is_bitmap_index(const struct vhdx *v, uint64_t index)
 	return index % (v->chunk_ratio + 1) == v->chunk_ratio;
 }
 
+/* A BAT entry that points at data in the file: a payload block fully or partially
+ * present, or a present sector bitmap block. */
+static inline bool vhdx_entry_present(const struct vhdx *v, uint64_t index)
+{
+	unsigned st = vhdx_bat_state(v->bat[index]);
+	if (vhdx_is_bitmap_index(v, index))
+		return st == VHDX_BITMAP_PRESENT;
+	return st == VHDX_BLOCK_FULLY_PRESENT || st == VHDX_BLOCK_PARTIALLY_PRESENT;
+}
+
 /* Index in the BAT of payload block n, and of the sector bitmap block of chunk c. */
 static inline uint64_t vhdx_payload_index(const struct vhdx *v, uint64_t n)
 {
@@ -190,6 +200,11 @@ int vhdx_log_commit(struct vdisk *disk, const struct vhdx_log_update *updates, u
 /* Shrinks (or grows) the file to size once every change is durable and the log holds
  * nothing to replay; nothing the BAT names may lie past size. */
 int vhdx_truncate_file(struct vdisk *disk, uint64_t size);
+/* Where the next block goes: the end of everything in use (the file may reach past it). */
+uint64_t vhdx_alloc_end(struct vdisk *disk);
+/* The end of the log, the regions and every present block, 1 MiB aligned; the end of the
+ * last present block alone in *blocks_end (unaligned) when not NULL. */
+uint64_t vhdx_used_end(const struct vhdx *v, uint64_t *blocks_end);
 /* Rebuilds the I/O path's state after the geometry (virtual size, BAT) changed; the log
  * writer's position carries over. */
 int vhdx_io_reinit(struct vdisk *disk);

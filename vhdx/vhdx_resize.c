@@ -46,14 +46,6 @@
 #define ENTRIES_PER_PAGE (PAGE / VHDX_BAT_ENTRY_SIZE)
 #define CHUNK		 (1u << 20)
 
-static bool entry_present(const struct vhdx *v, uint64_t index)
-{
-	unsigned st = vhdx_bat_state(v->bat[index]);
-	if (vhdx_is_bitmap_index(v, index))
-		return st == VHDX_BITMAP_PRESENT;
-	return st == VHDX_BLOCK_FULLY_PRESENT || st == VHDX_BLOCK_PARTIALLY_PRESENT;
-}
-
 /* ---- the plan: the geometry of the new size and where new things go ---- */
 
 struct plan {
@@ -68,21 +60,12 @@ struct plan {
 	uint64_t new_blocks; /* fixed images: where the first new block goes */
 };
 
-static void plan_used_end(struct plan *p, const struct vdisk_file *file)
+/* What is in use ends at the allocator's end (the file may reach past it, extended ahead
+ * of allocation), or further where metadata or blocks lie. */
+static void plan_used_end(struct plan *p, struct vdisk *disk)
 {
-	const struct vhdx *v = p->v;
-	uint64_t end = round_up(file->size, VHDX_ALIGN);
-	end = max_u64(end, v->header.log_offset + v->header.log_length);
-	for (unsigned i = 0; i < v->nregions; i++)
-		end = max_u64(end, v->regions[i].file_offset + v->regions[i].length);
-	p->blocks_end = 0;
-	for (uint64_t i = 0; i < v->bat_entries; i++) {
-		if (!entry_present(v, i))
-			continue;
-		uint64_t span = vhdx_is_bitmap_index(v, i) ? VHDX_BITMAP_BLOCK_SIZE : v->block_size;
-		p->blocks_end = max_u64(p->blocks_end, vhdx_bat_offset(v->bat[i]) + span);
-	}
-	p->used_end = round_up(max_u64(end, p->blocks_end), VHDX_ALIGN);
+	uint64_t end = vhdx_used_end(p->v, &p->blocks_end);
+	p->used_end = max_u64(round_up(vhdx_alloc_end(disk), VHDX_ALIGN), end);
 }
 
 static int plan_make(struct plan *p, struct vdisk *disk, uint64_t new_size, char *err,
@@ -99,7 +82,7 @@ static int plan_make(struct plan *p, struct vdisk *disk, uint64_t new_size, char
 	p->g.virtual_size = new_size;
 	vhdx_derive_geometry(&p->g);
 	p->fixed = v->leave_blocks_allocated && !v->has_parent;
-	plan_used_end(p, disk->file);
+	plan_used_end(p, disk);
 	uint64_t need = p->g.bat_entries * VHDX_BAT_ENTRY_SIZE;
 	uint64_t next = p->used_end;
 	if (need > v->bat_length) {

@@ -372,6 +372,38 @@ static void test_locked(void **state)
 	assert_contains(out, "\"virtual_size\": 8388608");
 }
 
+/* A VM grows a dynamic VHDX it is writing (block-resize): the file was extended ahead of
+ * the blocks in use (allocation does that in steps), and that reserve must not become
+ * space nothing uses: after the close the image checks clean and ends where its data ends,
+ * and the data written before and after the resize reads back through qemu-img. */
+static void test_vhdx_grow_while_written(void **state)
+{
+	(void)state;
+	const char *img = test_path("online.vhdx");
+	assert_int_equal(run("create --force -f vhdx '%s' 256M", img), 0);
+	struct vdisk *d = open_disk(img, false);
+	uint8_t a[4096], b[4096];
+	memset(a, 0xA1, sizeof(a));
+	memset(b, 0xB2, sizeof(b));
+	assert_int_equal(vdisk_pwrite(d, a, sizeof(a), 0), 0);
+	char err[256];
+	assert_int_equal(vdisk_resize(d, 320 * MiB, 0, NULL, err, sizeof(err)), 0);
+	assert_int_equal(vdisk_pwrite(d, b, sizeof(b), 300 * MiB), 0);
+	test_close_disk(d);
+	if (run("check '%s'", img) != 0)
+		fail_msg("vdisk check after an online grow: %s", out);
+	assert_int_equal(run("info --json '%s'", img), 0);
+	assert_contains(out, "\"virtual_size\": 335544320");
+	struct stat st;
+	assert_int_equal(stat(img, &st), 0);
+	assert_true((uint64_t)st.st_size < 64 * MiB + 2 * 32 * MiB); /* two blocks, metadata */
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd),
+		 "qemu-io -f vhdx -c 'read -P 0xA1 0 4k' -c 'read -P 0xB2 300M 4k' '%s'", img);
+	if (test_run(out, sizeof(out), "%s", cmd) != 0 || strstr(out, "fail"))
+		fail_msg("qemu-io: %s", out);
+}
+
 /* Read-only opens and read-only file systems: refused with a clear error. */
 static void test_read_only(void **state)
 {
@@ -428,6 +460,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_bad_sizes, teardown),
 		cmocka_unit_test_teardown(test_locked, teardown),
 		cmocka_unit_test_teardown(test_read_only, teardown),
+		cmocka_unit_test_teardown(test_vhdx_grow_while_written, teardown),
 	};
 	int ret = cmocka_run_group_tests(tests, NULL, NULL);
 	test_tmpdir_remove();
