@@ -331,6 +331,18 @@ step_ctl_window() { # NAME
 	fi
 }
 
+# What L2's drivers negotiated with the VMBus host and storvsp, and how many requests went.
+step_ctl_scsi_bus() {
+	local out protocol
+	out=$(ctl query-stats)
+	protocol=$(echo "$out" | field protocol)
+	if [ -n "$protocol" ] && [ "$protocol" != 0.0 ]; then
+		marker ctl-scsi-bus ok "VMBus $(echo "$out" | sed -n '/^vmbus:/,$p' | field version), storvsp protocol $protocol, $(echo "$out" | field subchannels) sub-channel(s), $(echo "$out" | field requests) requests"
+	else
+		marker ctl-scsi-bus fail "query-stats: $(echo "$out" | tr '\n' ' ')"
+	fi
+}
+
 # Hot-add, hot-remove and online resize, each when L2 asks for it.
 step_ctl_scsi_changes() {
 	local out
@@ -361,6 +373,7 @@ control_vmm() { # DISK DVD
 	if [ -n "$(param l2_scsi)" ]; then
 		step_ctl_window qd1
 		step_ctl_window qd32
+		step_ctl_scsi_bus
 		step_ctl_scsi_changes
 	fi
 	[ $button -eq 0 ] || step_ctl_pause

@@ -96,7 +96,8 @@ L2_BUTTON_STEPS=(acpi-button power-button)
 # What L1 proves through the control socket while L2 runs (--vmm).
 L1_CTL_STEPS=(ctl-status ctl-block)
 [ -z "$SCSI_DISK_SECTORS" ] ||
-	L1_CTL_STEPS+=(ctl-scsi-qd1 ctl-scsi-qd32 ctl-scsi-add ctl-scsi-remove ctl-scsi-resize)
+	L1_CTL_STEPS+=(ctl-scsi-qd1 ctl-scsi-qd32 ctl-scsi-bus ctl-scsi-add ctl-scsi-remove
+		ctl-scsi-resize)
 L1_BUTTON_STEPS=(ctl-pause powerdown)
 WAITING_MARKER="RIG: waiting for power button"
 
