@@ -80,6 +80,7 @@ enum {
 #define MAX_IOV		  (MAX_PFNS + GUEST_MEM_MAX_REGIONS)
 #define MAX_PACKET	  4096u /* larger packets are refused */
 #define REQUESTS_PER_CHAN 256u	/* past this the channel stops taking packets */
+#define SELF_POLL_BUDGET  256u	/* packets completions may take between kicked polls */
 
 static const uint16_t protocols[] = { 0x0602, 0x0600, 0x0501, 0x0402, 0x0200 };
 
@@ -118,9 +119,11 @@ struct sv_channel {
 	struct storvsp *sv;
 	struct vmbus_channel *ch;
 	unsigned index;
-	bool kicked;  /* atomic: a poll is due */
-	bool starved; /* the pool ran dry: a freed request asks for a poll */
-	bool masked;  /* the guest's ring was left masked: a completion asks for a poll */
+	bool kicked;	      /* atomic: a poll is due */
+	bool starved;	      /* the pool ran dry: a freed request asks for a poll */
+	bool masked;	      /* the guest's ring was left masked: a completion asks for a poll */
+	bool polling;	      /* storvsp_poll runs on this channel: no poll from inside it */
+	unsigned self_polled; /* packets taken by completions' polls since a kicked poll */
 	struct sv_request *free;
 	unsigned allocated;
 	unsigned inflight;			   /* atomic */
@@ -180,15 +183,25 @@ static bool request_available(const struct sv_channel *c)
 	return c->free || c->allocated < REQUESTS_PER_CHAN;
 }
 
+static void poll_channel(struct sv_channel *c);
+
+/* With the guest's ring left masked, a completion polls only when the guest queued
+ * packets, or when it is the last one in flight and the ring must be unmasked. */
+static bool masked_poll_due(struct sv_channel *c)
+{
+	return !__atomic_load_n(&c->inflight, __ATOMIC_RELAXED) ||
+	       vmbus_channel_has_packets(c->ch, vmbus_channel_session(c->ch));
+}
+
 static void request_put(struct sv_request *r)
 {
 	struct sv_channel *c = r->chan;
 	r->next = c->free;
 	c->free = r;
 	__atomic_fetch_sub(&c->inflight, 1, __ATOMIC_RELAXED);
-	if (c->starved || c->masked) {
+	if (c->starved || (c->masked && masked_poll_due(c))) {
 		c->starved = c->masked = false;
-		kick(c);
+		poll_channel(c);
 	}
 }
 
@@ -719,13 +732,12 @@ static void kick_queues(struct sv_channel *c)
 	c->unkicked = 0;
 }
 
-unsigned storvsp_poll(struct storvsp *sv, unsigned channel)
+/* What storvsp_poll does (c->polling set). */
+static unsigned serve(struct sv_channel *c)
 {
-	if (channel >= sv->cfg.channels)
-		return 0;
-	struct sv_channel *c = &sv->chans[channel];
+	unsigned channel = c->index;
 	__atomic_store_n(&c->kicked, false, __ATOMIC_RELEASE);
-	c->masked = false;
+	c->starved = c->masked = false;
 	flush_backlog(c);
 	uint32_t session = vmbus_channel_session(c->ch);
 	start_held(c, session);
@@ -750,6 +762,33 @@ unsigned storvsp_poll(struct storvsp *sv, unsigned channel)
 	kick_queues(c);
 	if (stalled && !c->backlog && !request_available(c))
 		c->starved = true;
+	return taken;
+}
+
+/* Polls from a completion, on the channel's thread (where its queues complete), instead of
+ * waking that thread through the kick: it is already running. Inside a poll it must not
+ * recurse; and past a budget it leaves the poll to the thread's event loop, so that a guest
+ * that keeps queueing cannot hold the thread in one queue's completions for ever. */
+static void poll_channel(struct sv_channel *c)
+{
+	if (c->polling || c->self_polled >= SELF_POLL_BUDGET) {
+		kick(c);
+		return;
+	}
+	c->polling = true;
+	c->self_polled += serve(c);
+	c->polling = false;
+}
+
+unsigned storvsp_poll(struct storvsp *sv, unsigned channel)
+{
+	if (channel >= sv->cfg.channels)
+		return 0;
+	struct sv_channel *c = &sv->chans[channel];
+	c->self_polled = 0;
+	c->polling = true;
+	unsigned taken = serve(c);
+	c->polling = false;
 	return taken;
 }
 
