@@ -132,6 +132,9 @@ struct sv_channel {
 	/* LUNs whose queue got requests this poll (bit = LUN), each holding one extra count
 	 * of the LUN's in-flight commands so that it cannot be released before the kick */
 	uint64_t unkicked;
+	/* The queue whose completion runs now (on this thread, inside its vdisk_queue_poll,
+	 * which submits what was queued on it when it returns), or NULL. */
+	struct vdisk_queue *reaping;
 	uint8_t packet[MAX_PACKET];
 };
 
@@ -485,10 +488,15 @@ static void srb_done(struct scsi_request *req)
 	} else {
 		reply[SRB_STATUS_AT] = SRB_ERROR;
 	}
-	count_io(r->chan->sv, r);
-	if (r->lun)
+	struct sv_channel *c = r->chan;
+	count_io(c->sv, r);
+	struct vdisk_queue *outer = c->reaping;
+	if (r->lun) {
+		c->reaping = vdisk_queue(r->lun->held.disk, c->index);
 		lun_exit(r->lun); /* the target is done with it: after this it may go */
+	}
 	complete(r);
+	c->reaping = outer;
 }
 
 /* The data buffer of a GPA-direct packet: page ranges between the packet descriptor and
@@ -721,12 +729,15 @@ static unsigned drain(struct sv_channel *c, uint32_t session, bool *stalled)
 
 /* Hands what this poll queued to the kernel, once per queue: the channel's thread may
  * poll its queues only when their event fd fires, which requests never submitted cannot
- * make happen. */
+ * make happen. The queue being reaped is left to its poll, which submits once after the
+ * whole batch of completions rather than between their replies. */
 static void kick_queues(struct sv_channel *c)
 {
 	for (uint64_t m = c->unkicked; m; m &= m - 1) {
 		struct sv_lun *l = &c->sv->luns[__builtin_ctzll(m)];
-		vdisk_queue_kick(vdisk_queue(l->held.disk, c->index));
+		struct vdisk_queue *q = vdisk_queue(l->held.disk, c->index);
+		if (q != c->reaping)
+			vdisk_queue_kick(q);
 		lun_exit(l);
 	}
 	c->unkicked = 0;
