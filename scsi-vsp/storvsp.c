@@ -9,8 +9,10 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "arith.h"
 #include "endian.h"
@@ -80,7 +82,11 @@ enum {
 #define MAX_IOV		  (MAX_PFNS + GUEST_MEM_MAX_REGIONS)
 #define MAX_PACKET	  4096u /* larger packets are refused */
 #define REQUESTS_PER_CHAN 256u	/* past this the channel stops taking packets */
-#define SELF_POLL_BUDGET  256u	/* packets completions may take between kicked polls */
+/* How long an idle ring may be watched before it is unmasked; the window adapts between 0
+ * and the maximum to how soon the guest came back after the last unmask. */
+#define IDLE_POLL_MAX_NS   10000u
+#define IDLE_POLL_START_NS 1000u
+#define SELF_POLL_BUDGET   256u /* packets completions may take between kicked polls */
 
 static const uint16_t protocols[] = { 0x0602, 0x0600, 0x0501, 0x0402, 0x0200 };
 
@@ -119,11 +125,13 @@ struct sv_channel {
 	struct storvsp *sv;
 	struct vmbus_channel *ch;
 	unsigned index;
-	bool kicked;	      /* atomic: a poll is due */
-	bool starved;	      /* the pool ran dry: a freed request asks for a poll */
-	bool masked;	      /* the guest's ring was left masked: a completion asks for a poll */
-	bool polling;	      /* storvsp_poll runs on this channel: no poll from inside it */
-	unsigned self_polled; /* packets taken by completions' polls since a kicked poll */
+	bool kicked;	       /* atomic: a poll is due */
+	bool starved;	       /* the pool ran dry: a freed request asks for a poll */
+	bool masked;	       /* the guest's ring was left masked: a completion asks for a poll */
+	bool polling;	       /* storvsp_poll runs on this channel: no poll from inside it */
+	unsigned self_polled;  /* packets taken by completions' polls since a kicked poll */
+	uint32_t idle_poll_ns; /* the current window of the idle poll */
+	uint64_t unmasked_at;  /* when an idle poll found nothing and unmasked; 0: not since */
 	struct sv_request *free;
 	unsigned allocated;
 	unsigned inflight;			   /* atomic */
@@ -727,6 +735,47 @@ static unsigned drain(struct sv_channel *c, uint32_t session, bool *stalled)
 	}
 }
 
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Before unmasking an idle ring, watches it for a moment: a guest refilling its queue after
+ * a batch of completions adds its next request within microseconds, and finding it here
+ * spares the guest's signal and this thread's wake-up. Yielding between looks lets a
+ * vCPU that shares this CPU run meanwhile. */
+static bool packets_soon(struct sv_channel *c, uint32_t session)
+{
+	uint64_t start = monotonic_ns(), now = start;
+	while (now - start < c->idle_poll_ns) {
+		if (vmbus_channel_has_packets(c->ch, session))
+			return true;
+		sched_yield();
+		now = monotonic_ns();
+	}
+	c->unmasked_at = now;
+	return false;
+}
+
+/* After an idle poll that found nothing, the next poll tells how long the guest took to
+ * come back: within the maximum window the window grows to catch it next time, past it
+ * the window shrinks (to 0 for a guest that is slow to come back: polling would only
+ * burn CPU). */
+static void adapt_idle_poll(struct sv_channel *c)
+{
+	if (!c->unmasked_at)
+		return;
+	uint64_t idle = monotonic_ns() - c->unmasked_at;
+	c->unmasked_at = 0;
+	if (idle > IDLE_POLL_MAX_NS)
+		c->idle_poll_ns /= 2;
+	else
+		c->idle_poll_ns = (uint32_t)min_u64(
+			max_u64(2ull * c->idle_poll_ns, IDLE_POLL_START_NS), IDLE_POLL_MAX_NS);
+}
+
 /* Hands what this poll queued to the kernel, once per queue: the channel's thread may
  * poll its queues only when their event fd fires, which requests never submitted cannot
  * make happen. The queue being reaped is left to its poll, which submits once after the
@@ -749,6 +798,7 @@ static unsigned serve(struct sv_channel *c)
 	unsigned channel = c->index;
 	__atomic_store_n(&c->kicked, false, __ATOMIC_RELEASE);
 	c->starved = c->masked = false;
+	adapt_idle_poll(c);
 	flush_backlog(c);
 	uint32_t session = vmbus_channel_session(c->ch);
 	start_held(c, session);
@@ -757,8 +807,8 @@ static unsigned serve(struct sv_channel *c)
 	if (channel == 0)
 		send_bus_notice(c, session);
 	unsigned taken = 0;
-	bool stalled = false, more;
-	do {
+	bool stalled = false;
+	for (;;) {
 		vmbus_channel_begin_drain(c->ch, session);
 		taken += drain(c, session, &stalled);
 		/* While requests are in flight, their completions bring this thread back here:
@@ -768,8 +818,11 @@ static unsigned serve(struct sv_channel *c)
 			c->masked = true;
 			break;
 		}
-		more = vmbus_channel_end_drain(c->ch, session);
-	} while (more && !stalled);
+		if (!stalled && packets_soon(c, session))
+			continue;
+		if (!vmbus_channel_end_drain(c->ch, session) || stalled)
+			break;
+	}
 	kick_queues(c);
 	if (stalled && !c->backlog && !request_available(c))
 		c->starved = true;
@@ -1064,7 +1117,9 @@ int storvsp_create(struct vmbus *vb, const struct storvsp_config *cfg, struct st
 	if (guid_is_zero(&info.instance_id))
 		info.instance_id = default_instance(cfg->controller);
 	for (unsigned i = 0; i < cfg->channels; i++)
-		chans[i] = (struct sv_channel){ .sv = sv, .index = i };
+		chans[i] = (struct sv_channel){ .sv = sv,
+						.index = i,
+						.idle_poll_ns = IDLE_POLL_MAX_NS };
 	int ret = vmbus_device_add(vb, &info, &device_ops, sv, &sv->dev);
 	if (ret) {
 		pthread_mutex_destroy(&sv->lun_lock);
