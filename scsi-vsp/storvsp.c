@@ -9,8 +9,10 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "arith.h"
 #include "endian.h"
@@ -80,6 +82,11 @@ enum {
 #define MAX_IOV		  (MAX_PFNS + GUEST_MEM_MAX_REGIONS)
 #define MAX_PACKET	  4096u /* larger packets are refused */
 #define REQUESTS_PER_CHAN 256u	/* past this the channel stops taking packets */
+/* How long an idle ring may be watched before it is unmasked; the window adapts between 0
+ * and the maximum to how soon the guest came back after the last unmask. */
+#define IDLE_POLL_MAX_NS   10000u
+#define IDLE_POLL_START_NS 1000u
+#define SELF_POLL_BUDGET   256u /* packets completions may take between kicked polls */
 
 static const uint16_t protocols[] = { 0x0602, 0x0600, 0x0501, 0x0402, 0x0200 };
 
@@ -118,9 +125,13 @@ struct sv_channel {
 	struct storvsp *sv;
 	struct vmbus_channel *ch;
 	unsigned index;
-	bool kicked;  /* atomic: a poll is due */
-	bool starved; /* the pool ran dry: a freed request asks for a poll */
-	bool masked;  /* the guest's ring was left masked: a completion asks for a poll */
+	bool kicked;	       /* atomic: a poll is due */
+	bool starved;	       /* the pool ran dry: a freed request asks for a poll */
+	bool masked;	       /* the guest's ring was left masked: a completion asks for a poll */
+	bool polling;	       /* storvsp_poll runs on this channel: no poll from inside it */
+	unsigned self_polled;  /* packets taken by completions' polls since a kicked poll */
+	uint32_t idle_poll_ns; /* the current window of the idle poll */
+	uint64_t unmasked_at;  /* when an idle poll found nothing and unmasked; 0: not since */
 	struct sv_request *free;
 	unsigned allocated;
 	unsigned inflight;			   /* atomic */
@@ -129,6 +140,9 @@ struct sv_channel {
 	/* LUNs whose queue got requests this poll (bit = LUN), each holding one extra count
 	 * of the LUN's in-flight commands so that it cannot be released before the kick */
 	uint64_t unkicked;
+	/* The queue whose completion runs now (on this thread, inside its vdisk_queue_poll,
+	 * which submits what was queued on it when it returns), or NULL. */
+	struct vdisk_queue *reaping;
 	uint8_t packet[MAX_PACKET];
 };
 
@@ -180,15 +194,25 @@ static bool request_available(const struct sv_channel *c)
 	return c->free || c->allocated < REQUESTS_PER_CHAN;
 }
 
+static void poll_channel(struct sv_channel *c);
+
+/* With the guest's ring left masked, a completion polls only when the guest queued
+ * packets, or when it is the last one in flight and the ring must be unmasked. */
+static bool masked_poll_due(struct sv_channel *c)
+{
+	return !__atomic_load_n(&c->inflight, __ATOMIC_RELAXED) ||
+	       vmbus_channel_has_packets(c->ch, vmbus_channel_session(c->ch));
+}
+
 static void request_put(struct sv_request *r)
 {
 	struct sv_channel *c = r->chan;
 	r->next = c->free;
 	c->free = r;
 	__atomic_fetch_sub(&c->inflight, 1, __ATOMIC_RELAXED);
-	if (c->starved || c->masked) {
+	if (c->starved || (c->masked && masked_poll_due(c))) {
 		c->starved = c->masked = false;
-		kick(c);
+		poll_channel(c);
 	}
 }
 
@@ -472,10 +496,15 @@ static void srb_done(struct scsi_request *req)
 	} else {
 		reply[SRB_STATUS_AT] = SRB_ERROR;
 	}
-	count_io(r->chan->sv, r);
-	if (r->lun)
+	struct sv_channel *c = r->chan;
+	count_io(c->sv, r);
+	struct vdisk_queue *outer = c->reaping;
+	if (r->lun) {
+		c->reaping = vdisk_queue(r->lun->held.disk, c->index);
 		lun_exit(r->lun); /* the target is done with it: after this it may go */
+	}
 	complete(r);
+	c->reaping = outer;
 }
 
 /* The data buffer of a GPA-direct packet: page ranges between the packet descriptor and
@@ -706,26 +735,70 @@ static unsigned drain(struct sv_channel *c, uint32_t session, bool *stalled)
 	}
 }
 
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Before unmasking an idle ring, watches it for a moment: a guest refilling its queue after
+ * a batch of completions adds its next request within microseconds, and finding it here
+ * spares the guest's signal and this thread's wake-up. Yielding between looks lets a
+ * vCPU that shares this CPU run meanwhile. */
+static bool packets_soon(struct sv_channel *c, uint32_t session)
+{
+	uint64_t start = monotonic_ns(), now = start;
+	while (now - start < c->idle_poll_ns) {
+		if (vmbus_channel_has_packets(c->ch, session))
+			return true;
+		sched_yield();
+		now = monotonic_ns();
+	}
+	c->unmasked_at = now;
+	return false;
+}
+
+/* After an idle poll that found nothing, the next poll tells how long the guest took to
+ * come back: within the maximum window the window grows to catch it next time, past it
+ * the window shrinks (to 0 for a guest that is slow to come back: polling would only
+ * burn CPU). */
+static void adapt_idle_poll(struct sv_channel *c)
+{
+	if (!c->unmasked_at)
+		return;
+	uint64_t idle = monotonic_ns() - c->unmasked_at;
+	c->unmasked_at = 0;
+	if (idle > IDLE_POLL_MAX_NS)
+		c->idle_poll_ns /= 2;
+	else
+		c->idle_poll_ns = (uint32_t)min_u64(
+			max_u64(2ull * c->idle_poll_ns, IDLE_POLL_START_NS), IDLE_POLL_MAX_NS);
+}
+
 /* Hands what this poll queued to the kernel, once per queue: the channel's thread may
  * poll its queues only when their event fd fires, which requests never submitted cannot
- * make happen. */
+ * make happen. The queue being reaped is left to its poll, which submits once after the
+ * whole batch of completions rather than between their replies. */
 static void kick_queues(struct sv_channel *c)
 {
 	for (uint64_t m = c->unkicked; m; m &= m - 1) {
 		struct sv_lun *l = &c->sv->luns[__builtin_ctzll(m)];
-		vdisk_queue_kick(vdisk_queue(l->held.disk, c->index));
+		struct vdisk_queue *q = vdisk_queue(l->held.disk, c->index);
+		if (q != c->reaping)
+			vdisk_queue_kick(q);
 		lun_exit(l);
 	}
 	c->unkicked = 0;
 }
 
-unsigned storvsp_poll(struct storvsp *sv, unsigned channel)
+/* What storvsp_poll does (c->polling set). */
+static unsigned serve(struct sv_channel *c)
 {
-	if (channel >= sv->cfg.channels)
-		return 0;
-	struct sv_channel *c = &sv->chans[channel];
+	unsigned channel = c->index;
 	__atomic_store_n(&c->kicked, false, __ATOMIC_RELEASE);
-	c->masked = false;
+	c->starved = c->masked = false;
+	adapt_idle_poll(c);
 	flush_backlog(c);
 	uint32_t session = vmbus_channel_session(c->ch);
 	start_held(c, session);
@@ -734,8 +807,8 @@ unsigned storvsp_poll(struct storvsp *sv, unsigned channel)
 	if (channel == 0)
 		send_bus_notice(c, session);
 	unsigned taken = 0;
-	bool stalled = false, more;
-	do {
+	bool stalled = false;
+	for (;;) {
 		vmbus_channel_begin_drain(c->ch, session);
 		taken += drain(c, session, &stalled);
 		/* While requests are in flight, their completions bring this thread back here:
@@ -745,11 +818,41 @@ unsigned storvsp_poll(struct storvsp *sv, unsigned channel)
 			c->masked = true;
 			break;
 		}
-		more = vmbus_channel_end_drain(c->ch, session);
-	} while (more && !stalled);
+		if (!stalled && packets_soon(c, session))
+			continue;
+		if (!vmbus_channel_end_drain(c->ch, session) || stalled)
+			break;
+	}
 	kick_queues(c);
 	if (stalled && !c->backlog && !request_available(c))
 		c->starved = true;
+	return taken;
+}
+
+/* Polls from a completion, on the channel's thread (where its queues complete), instead of
+ * waking that thread through the kick: it is already running. Inside a poll it must not
+ * recurse; and past a budget it leaves the poll to the thread's event loop, so that a guest
+ * that keeps queueing cannot hold the thread in one queue's completions for ever. */
+static void poll_channel(struct sv_channel *c)
+{
+	if (c->polling || c->self_polled >= SELF_POLL_BUDGET) {
+		kick(c);
+		return;
+	}
+	c->polling = true;
+	c->self_polled += serve(c);
+	c->polling = false;
+}
+
+unsigned storvsp_poll(struct storvsp *sv, unsigned channel)
+{
+	if (channel >= sv->cfg.channels)
+		return 0;
+	struct sv_channel *c = &sv->chans[channel];
+	c->self_polled = 0;
+	c->polling = true;
+	unsigned taken = serve(c);
+	c->polling = false;
 	return taken;
 }
 
@@ -1014,7 +1117,9 @@ int storvsp_create(struct vmbus *vb, const struct storvsp_config *cfg, struct st
 	if (guid_is_zero(&info.instance_id))
 		info.instance_id = default_instance(cfg->controller);
 	for (unsigned i = 0; i < cfg->channels; i++)
-		chans[i] = (struct sv_channel){ .sv = sv, .index = i };
+		chans[i] = (struct sv_channel){ .sv = sv,
+						.index = i,
+						.idle_poll_ns = IDLE_POLL_MAX_NS };
 	int ret = vmbus_device_add(vb, &info, &device_ops, sv, &sv->dev);
 	if (ret) {
 		pthread_mutex_destroy(&sv->lun_lock);

@@ -684,6 +684,16 @@ bool vmbus_channel_end_drain(struct vmbus_channel *ch, uint32_t session)
 	return more && __atomic_load_n(&ch->vb->running, __ATOMIC_ACQUIRE);
 }
 
+bool vmbus_channel_has_packets(struct vmbus_channel *ch, uint32_t session)
+{
+	if (!__atomic_load_n(&ch->vb->running, __ATOMIC_ACQUIRE))
+		return false;
+	pthread_mutex_lock(&ch->lock);
+	bool more = session_current(ch, session) && vmbus_ring_has_packets(&ch->in);
+	pthread_mutex_unlock(&ch->lock);
+	return more;
+}
+
 int vmbus_channel_send(struct vmbus_channel *ch, uint32_t session, uint16_t type, uint16_t flags,
 		       uint64_t trans_id, const struct iovec *iov, int iovcnt)
 {

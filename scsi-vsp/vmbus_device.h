@@ -81,6 +81,10 @@ void vmbus_channel_begin_drain(struct vmbus_channel *ch, uint32_t session);
 int vmbus_channel_recv(struct vmbus_channel *ch, uint32_t session, void *buf, size_t size,
 		       struct vmbus_packet_info *info);
 bool vmbus_channel_end_drain(struct vmbus_channel *ch, uint32_t session);
+/* Whether packets wait in the guest->host ring (false when the session is over or the host
+ * stopped). It takes nothing and changes no header field: a device that left the ring
+ * masked (no end_drain) can look at each completion instead of being woken. */
+bool vmbus_channel_has_packets(struct vmbus_channel *ch, uint32_t session);
 
 /* Sends one packet on the host->guest ring and signals the guest when it needs it.
  * Returns 0, -EAGAIN (ring full: the guest signals once it has read; try again then),

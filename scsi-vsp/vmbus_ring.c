@@ -175,6 +175,11 @@ bool vmbus_ring_unmask(struct vmbus_ring *r)
 	return load_acquire(r, RING_WRITE_INDEX) != r->index;
 }
 
+bool vmbus_ring_has_packets(const struct vmbus_ring *r)
+{
+	return !r->broken && load_acquire(r, RING_WRITE_INDEX) != r->index;
+}
+
 /* Whether a packet of total bytes fits now; if not, asks the guest (pending_send_sz) to
  * signal once it has made room, then looks again so a read racing with the request is
  * not missed. */

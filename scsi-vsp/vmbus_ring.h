@@ -75,6 +75,9 @@ bool vmbus_ring_recv_done(struct vmbus_ring *r);
  * packet. Clearing it returns whether packets arrived meanwhile (drain again then). */
 void vmbus_ring_mask(struct vmbus_ring *r);
 bool vmbus_ring_unmask(struct vmbus_ring *r);
+/* Whether the guest wrote past the host's read index: a look at its write index that takes
+ * nothing (a corrupt index counts as packets; the next recv reports it). */
+bool vmbus_ring_has_packets(const struct vmbus_ring *r);
 
 /* ---- host -> guest ---- */
 

@@ -630,6 +630,65 @@ static void test_subchannels_own_threads(void **state)
 	rig_free(r);
 }
 
+/* ---- the ring left masked while requests are in flight ---- */
+
+static uint32_t guest_to_host_mask(const struct vsc_channel *ch)
+{
+	return load_le32(ch->send_hdr + 8);
+}
+
+/* Requests the guest adds while the host keeps its ring masked make no signal; the
+ * completions of those in flight find them and start them, with no kick; the last one
+ * unmasks the ring, so the guest's next request signals again (no lost wake-up). */
+static void test_masked_ring_completions_poll(void **state)
+{
+	(void)state;
+	struct rig *r = rig_ready();
+	struct vsc_channel *ch = &r->ch[0];
+	struct vdisk_queue *q = vdisk_queue(r->disk[0], 0);
+	const unsigned first = 8, later = 8;
+	uint64_t buf = vsc_alloc(&r->v, (first + later) * 4096ull);
+	uint8_t cdb[16];
+	unsigned signals = ch->guest_signals;
+	for (unsigned i = 0; i < first; i++)
+		vsc_srb_send(ch, 0, cdb, cdb_rw10(cdb, 0x28, i * 8, 8), 1, buf + i * 4096ull, 4096);
+	assert_int_equal(ch->guest_signals, signals + 1); /* only the first into an idle host */
+	assert_true(__atomic_exchange_n(&r->kicked[0], false, __ATOMIC_ACQ_REL));
+	assert_int_equal(storvsp_poll(r->sv, 0), first);
+	assert_int_equal(storvsp_inflight(r->sv), first);
+	assert_int_equal(guest_to_host_mask(ch), 1);
+	for (unsigned i = first; i < first + later; i++)
+		vsc_srb_send(ch, 0, cdb, cdb_rw10(cdb, 0x28, i * 8, 8), 1, buf + i * 4096ull, 4096);
+	assert_int_equal(ch->guest_signals, signals + 1);
+	/* only the queue is reaped: the host takes the new requests from completions */
+	unsigned kicks = __atomic_load_n(&r->kicks, __ATOMIC_RELAXED);
+	for (int i = 0; storvsp_inflight(r->sv) && i < 100000; i++)
+		vdisk_queue_poll(q, 1);
+	assert_int_equal(storvsp_inflight(r->sv), 0);
+	assert_int_equal(__atomic_load_n(&r->kicks, __ATOMIC_RELAXED), kicks);
+	assert_false(__atomic_load_n(&r->kicked[0], __ATOMIC_ACQUIRE));
+	assert_int_equal(guest_to_host_mask(ch), 0);
+	for (unsigned n = 0; n < first + later; n++) {
+		struct vsc_srb_result res;
+		uint64_t id = vsc_srb_wait_any(ch, &res);
+		assert_srb_good(&res, 4096);
+		assert_true(id >= 1);
+	}
+	for (unsigned i = 0; i < first + later; i++)
+		test_expect_pattern(vsc_host(&r->v, buf + i * 4096ull), 4096, i * 4096ull, SEED,
+				    "READ started by a completion");
+	/* idle and unmasked: the next request signals and kicks */
+	struct vsc_srb_result res;
+	vsc_srb(ch, 0, 0, cdb, cdb_rw10(cdb, 0x28, 0, 8), 1, buf, 4096, &res);
+	assert_srb_good(&res, 4096);
+	assert_int_equal(ch->guest_signals, signals + 2);
+	assert_true(__atomic_load_n(&r->kicks, __ATOMIC_RELAXED) > kicks);
+	struct storvsp_stats st;
+	storvsp_get_stats(r->sv, &st);
+	assert_int_equal(st.reads, first + later + 1);
+	rig_free(r);
+}
+
 /* ---- rings ---- */
 
 static void test_small_rings(void **state)
@@ -1366,6 +1425,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_read_write_vhdx, close_disks),
 		cmocka_unit_test_teardown(test_scsi_paths, close_disks),
 		cmocka_unit_test_teardown(test_subchannels_own_threads, close_disks),
+		cmocka_unit_test_teardown(test_masked_ring_completions_poll, close_disks),
 		cmocka_unit_test_teardown(test_small_rings, close_disks),
 		cmocka_unit_test_teardown(test_bus_notices, close_disks),
 		cmocka_unit_test_teardown(test_hostile_packets, close_disks),

@@ -832,6 +832,54 @@ static void test_ring_hostile(void **state)
 	rig_free(r);
 }
 
+/* The look a device takes at a ring it left masked: it sees what the guest wrote, takes
+ * nothing, changes no header field, and says nothing for a stale session, a stopped host
+ * or a corrupt ring once found. */
+static void test_has_packets(void **state)
+{
+	(void)state;
+	struct rig *r = rig_connected(1);
+	struct vmbus_channel *vch = vmbus_device_channel(r->e.dev, 0);
+	struct vsc_channel ch;
+	assert_int_equal(vsc_open(&r->v, primary(r), 2 * VSC_PAGE, 2 * VSC_PAGE, 0, &ch), 0);
+	uint32_t session = vmbus_channel_session(vch);
+	assert_false(vmbus_channel_has_packets(vch, session));
+	/* masked, as a device leaves it while requests are in flight: the guest does not
+	 * signal, and the look finds its packets */
+	vmbus_channel_begin_drain(vch, session);
+	unsigned signals = ch.guest_signals;
+	assert_int_equal(vsc_ring_write(&ch, 6, 1, 1, NULL, 0, "ping....", 8), 0);
+	assert_int_equal(vsc_ring_write(&ch, 6, 1, 2, NULL, 0, "ping....", 8), 0);
+	assert_int_equal(ch.guest_signals, signals);
+	uint8_t header[VSC_PAGE];
+	memcpy(header, ch.send_hdr, sizeof(header));
+	assert_true(vmbus_channel_has_packets(vch, session));
+	assert_true(vmbus_channel_has_packets(vch, session));
+	assert_memory_equal(header, ch.send_hdr, sizeof(header)); /* mask, read index */
+	/* a stale session or a stopped host sees nothing */
+	assert_false(vmbus_channel_has_packets(vch, session + 1));
+	vmbus_stop(r->v.vb);
+	assert_false(vmbus_channel_has_packets(vch, session));
+	vmbus_start(r->v.vb);
+	/* both packets are still there, in order; then the ring is empty */
+	uint8_t pkt[64];
+	struct vmbus_packet_info info;
+	for (uint64_t id = 1; id <= 2; id++) {
+		assert_int_equal(vmbus_channel_recv(vch, session, pkt, sizeof(pkt), &info), 1);
+		assert_int_equal(info.trans_id, id);
+	}
+	assert_false(vmbus_channel_has_packets(vch, session));
+	assert_false(vmbus_channel_end_drain(vch, session));
+	/* a corrupt write index looks like packets, so the device polls and finds it */
+	store_le32(ch.send_hdr, 13);
+	assert_true(vmbus_channel_has_packets(vch, session));
+	assert_int_equal(vmbus_channel_recv(vch, session, pkt, sizeof(pkt), &info), -EIO);
+	assert_false(vmbus_channel_has_packets(vch, session));
+	vsc_close(&ch);
+	assert_false(vmbus_channel_has_packets(vch, session));
+	rig_free(r);
+}
+
 /* ---- connection lifetime ---- */
 
 static void test_unload_and_reconnect(void **state)
@@ -1006,6 +1054,7 @@ int main(void)
 		cmocka_unit_test(test_ring_full_and_pending_send),
 		cmocka_unit_test(test_notification_rules),
 		cmocka_unit_test(test_ring_hostile),
+		cmocka_unit_test(test_has_packets),
 		cmocka_unit_test(test_unload_and_reconnect),
 		cmocka_unit_test(test_rescind_and_modify),
 		cmocka_unit_test(test_malformed_messages),
