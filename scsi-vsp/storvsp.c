@@ -728,6 +728,10 @@ static unsigned drain(struct sv_channel *c, uint32_t session, bool *stalled)
 			*stalled = true; /* session over, or a corrupt ring: nothing more */
 			return taken;
 		}
+		/* A bus change the host announced before the guest wrote this packet goes out
+		 * before its reply: the packet's arrival makes that announcement visible. */
+		if (c->index == 0)
+			send_bus_notice(c, session);
 		struct sv_request *r = request_get(c);
 		r->session = session;
 		taken++;
