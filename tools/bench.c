@@ -5,13 +5,14 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "file.h"
 
 static const char *const pattern_names[] = {
 	[BENCH_RANDREAD] = "randread", [BENCH_RANDWRITE] = "randwrite", [BENCH_RANDRW] = "randrw",
-	[BENCH_READ] = "read",         [BENCH_WRITE] = "write",         [BENCH_RW] = "rw",
+	[BENCH_READ] = "read",	       [BENCH_WRITE] = "write",		[BENCH_RW] = "rw",
 };
 
 bool bench_pattern_parse(const char *text, enum bench_pattern *out)
@@ -49,6 +50,8 @@ struct slot {
 	bool write;
 };
 
+#define HUGE_PAGE (2u << 20)
+
 struct worker {
 	pthread_t thread;
 	struct vdisk *disk;
@@ -56,6 +59,8 @@ struct worker {
 	const struct bench_params *p;
 	atomic_uint_fast64_t *issued; /* shared request budget in --ios mode */
 	struct slot *slots;
+	uint8_t *buffers; /* every slot's buffer, one after the other */
+	size_t buffers_len;
 	uint64_t rng;
 	uint64_t region_start, region_blocks;
 	uint64_t region_steps, next_step; /* sequential: positions stride apart */
@@ -204,6 +209,32 @@ static void *worker_run(void *arg)
 	return NULL;
 }
 
+/* One region holds every slot's buffer, advised for transparent huge pages: a request's
+ * buffer is then one physically contiguous segment (as from a guest's huge-page-backed
+ * RAM), so the device sees one request per I/O. With 4 KiB pages a 1 MiB buffer has 256
+ * segments, more than a virtio disk takes (254): the kernel splits it in two and may merge
+ * the halves with their neighbours, and the device sees a pattern that depends on where
+ * the pages happened to land. */
+static int map_buffers(struct worker *w)
+{
+	size_t len = (size_t)w->p->iodepth * w->p->block_size;
+	len = (len + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1);
+	void *p = mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		       -1, 0);
+	if (p == MAP_FAILED)
+		return -ENOMEM;
+	/* keep the huge-page-aligned part only */
+	uintptr_t start = ((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
+	size_t head = start - (uintptr_t)p;
+	if (head)
+		munmap(p, head);
+	munmap((uint8_t *)start + len, HUGE_PAGE - head);
+	madvise((void *)start, len, MADV_HUGEPAGE); /* a hint: without THP, 4 KiB pages */
+	w->buffers = (uint8_t *)start;
+	w->buffers_len = len;
+	return 0;
+}
+
 static int worker_setup(struct worker *w, struct vdisk *disk, const struct bench_params *p,
 			unsigned index, atomic_uint_fast64_t *issued)
 {
@@ -227,27 +258,26 @@ static int worker_setup(struct worker *w, struct vdisk *disk, const struct bench
 	w->slots = calloc(p->iodepth, sizeof(*w->slots));
 	if (!w->slots)
 		return -ENOMEM;
+	int ret = map_buffers(w);
+	if (ret < 0)
+		return ret;
 	for (unsigned i = 0; i < p->iodepth; i++) {
-		void *buf = vdisk_alloc_aligned(p->block_size);
-		if (!buf)
-			return -ENOMEM;
+		uint8_t *buf = w->buffers + (size_t)i * p->block_size;
 		/* Incompressible, never all-zero data, like fio's default buffers. */
 		for (uint32_t j = 0; j < p->block_size; j += 8) {
 			uint64_t v = next_random(w);
 			memcpy((uint8_t *)buf + j, &v,
 			       p->block_size - j < 8 ? p->block_size - j : 8);
 		}
-		w->slots[i] = (struct slot){.w = w, .iov = {buf, p->block_size}};
+		w->slots[i] = (struct slot){ .w = w, .iov = { buf, p->block_size } };
 	}
 	return 0;
 }
 
 static void worker_free(struct worker *w)
 {
-	if (!w->slots)
-		return;
-	for (unsigned i = 0; i < w->p->iodepth; i++)
-		free(w->slots[i].iov.iov_base);
+	if (w->buffers)
+		munmap(w->buffers, w->buffers_len);
 	free(w->slots);
 }
 
