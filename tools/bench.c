@@ -8,8 +8,6 @@
 #include <sys/mman.h>
 #include <time.h>
 
-#include "file.h"
-
 static const char *const pattern_names[] = {
 	[BENCH_RANDREAD] = "randread", [BENCH_RANDWRITE] = "randwrite", [BENCH_RANDRW] = "randrw",
 	[BENCH_READ] = "read",	       [BENCH_WRITE] = "write",		[BENCH_RW] = "rw",

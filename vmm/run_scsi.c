@@ -50,7 +50,6 @@ struct vmm_scsi {
 	struct vmbus *vb;
 	struct scsi_controller ctrl[VMM_SCSI_CONTROLLERS];
 	unsigned nctrl;
-	unsigned channels;
 };
 
 /* ---- the SynIC and the VMBus host, connected both ways ---- */
@@ -303,7 +302,6 @@ int vmm_scsi_create(struct vm *vm, const struct vmm_scsi_disk *disks, unsigned n
 	*out = s;
 	if (channels > STORVSP_MAX_CHANNELS)
 		channels = STORVSP_MAX_CHANNELS;
-	s->channels = channels;
 	int ret = create_host(s, channels, err, err_size);
 	for (unsigned i = 0; !ret && i < ndisks; i++) {
 		struct scsi_controller *c = controller_for(s, disks[i].controller);
@@ -375,11 +373,6 @@ void vmm_scsi_reset(void *opaque)
 	for (unsigned i = 0; i < s->nctrl; i++)
 		while (s->ctrl[i].sv && storvsp_inflight(s->ctrl[i].sv))
 			sleep_ns(DRAIN_POLL_NS);
-}
-
-unsigned vmm_scsi_channels(const struct vmm_scsi *s)
-{
-	return s->channels;
 }
 
 /* ---- LUNs at run time ---- */

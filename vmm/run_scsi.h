@@ -44,9 +44,6 @@ void vmm_scsi_destroy(struct vmm_scsi *s);
 /* A VM reset hook: every channel closes and the host waits for the guest to connect. */
 void vmm_scsi_reset(void *opaque);
 
-/* The image's queue count a disk on these controllers needs. */
-unsigned vmm_scsi_channels(const struct vmm_scsi *s);
-
 /* Whether controller:lun can take a disk: 0, -ENODEV (no such controller; also with s
  * NULL), -EINVAL (lun out of range), -EEXIST (the LUN holds a disk) or -EBUSY (the LUN's
  * removal has not finished), with a sentence in err. */
