@@ -9,17 +9,18 @@
 #include "gen1_layout.h"
 #include "table_loader.h"
 
-/* dsdt_gen1_aml_code[] and dsdt_gen1_vmbus_aml_code[]: dsdt_gen1.asl as compiled by iasl
- * -tc at build time, without and with the VMBus device. */
+/* dsdt_gen1_aml_code[], dsdt_gen1_vmbus_aml_code[] and dsdt_gen2_aml_code[]: dsdt.asl as
+ * compiled by iasl -tc at build time, for generation 1 without and with the VMBus device and
+ * for generation 2 (always with it). */
 #include "dsdt_gen1.hex"
 #include "dsdt_gen1_vmbus.hex"
+#include "dsdt_gen2.hex"
 
 /* ---- table layout (ACPI 6.x numbering; FADT revision 3 is the ACPI 2.0 layout) ---- */
 
 #define HDR_LEN	     36
 #define HDR_CHECKSUM 9
 #define OEM_ID	     "HVSTCK"
-#define OEM_TABLE_ID "HVGEN1  "
 #define CREATOR_ID   "HVSK"
 
 #define RSDP_LEN	  36
@@ -99,14 +100,15 @@ static size_t blob_reserve(struct blob *b, size_t len, size_t align)
 	return at;
 }
 
-/* The header of a table built here; the checksum stays 0 for the loader to compute. */
-static void put_header(uint8_t *t, const char *sig, uint32_t len, uint8_t rev)
+/* The header of a table built here for generation gen; the checksum stays 0 for the loader
+ * to compute. */
+static void put_header(uint8_t *t, unsigned gen, const char *sig, uint32_t len, uint8_t rev)
 {
 	memcpy(t, sig, 4);
 	store_le32(t + 4, len);
 	t[8] = rev;
 	memcpy(t + 10, OEM_ID, 6);
-	memcpy(t + 16, OEM_TABLE_ID, 8);
+	memcpy(t + 16, gen == 2 ? "HVGEN2  " : "HVGEN1  ", 8); /* as the DSDT's */
 	store_le32(t + 24, 1);
 	memcpy(t + 28, CREATOR_ID, 4);
 	store_le32(t + 32, 1);
@@ -123,6 +125,8 @@ static void put_gas(uint8_t *p, uint8_t bits, uint8_t access, uint64_t port)
 
 /* Everything one build produces. */
 struct build {
+	unsigned gen; /* 1 or 2 */
+	bool vmbus;   /* generation 1: the DSDT with the VMBus device */
 	struct blob tables;
 	uint8_t rsdp[RSDP_LEN];
 	struct table_loader loader;
@@ -159,10 +163,26 @@ static size_t build_facs(struct build *b)
 	return at;
 }
 
-static size_t build_dsdt(struct build *b, bool vmbus)
+/* The compiled DSDT for the build's generation (and, on generation 1, VMBus or not). */
+static void dsdt_aml(const struct build *b, const uint8_t **aml, size_t *len)
 {
-	const uint8_t *aml = vmbus ? dsdt_gen1_vmbus_aml_code : dsdt_gen1_aml_code;
-	size_t len = vmbus ? sizeof(dsdt_gen1_vmbus_aml_code) : sizeof(dsdt_gen1_aml_code);
+	if (b->gen == 2) {
+		*aml = dsdt_gen2_aml_code;
+		*len = sizeof(dsdt_gen2_aml_code);
+	} else if (b->vmbus) {
+		*aml = dsdt_gen1_vmbus_aml_code;
+		*len = sizeof(dsdt_gen1_vmbus_aml_code);
+	} else {
+		*aml = dsdt_gen1_aml_code;
+		*len = sizeof(dsdt_gen1_aml_code);
+	}
+}
+
+static size_t build_dsdt(struct build *b)
+{
+	const uint8_t *aml;
+	size_t len;
+	dsdt_aml(b, &aml, &len);
 	size_t at = blob_reserve(&b->tables, len, 8);
 	if (b->tables.err)
 		return 0;
@@ -178,13 +198,14 @@ static size_t build_fadt(struct build *b, unsigned ncpus, size_t facs, size_t ds
 	if (b->tables.err)
 		return 0;
 	uint8_t *t = b->tables.data + at;
-	put_header(t, "FACP", FADT_LEN, FADT_REV);
+	const uint32_t pm_base = b->gen == 2 ? GEN2_PM_BASE : GEN1_PM_BASE;
+	put_header(t, b->gen, "FACP", FADT_LEN, FADT_REV);
 	t[44] = 1; /* ACPI 1.0 INT_MODEL: APIC */
 	store_le16(t + 46, GEN1_SCI_IRQ);
 	/* SMI_CMD, ACPI_ENABLE, ACPI_DISABLE stay 0: no SMM, always in ACPI mode. */
-	store_le32(t + 56, GEN1_PM_BASE + GEN1_PM1_EVT_OFFSET);
-	store_le32(t + 64, GEN1_PM_BASE + GEN1_PM1_CNT_OFFSET);
-	store_le32(t + 76, GEN1_PM_BASE + GEN1_PM_TMR_OFFSET);
+	store_le32(t + 56, pm_base + GEN1_PM1_EVT_OFFSET);
+	store_le32(t + 64, pm_base + GEN1_PM1_CNT_OFFSET);
+	store_le32(t + 76, pm_base + GEN1_PM_TMR_OFFSET);
 	store_le32(t + 80, GEN1_GPE0_BASE);
 	t[88] = 4; /* PM1_EVT_LEN */
 	t[89] = 2; /* PM1_CNT_LEN */
@@ -201,9 +222,9 @@ static size_t build_fadt(struct build *b, unsigned ncpus, size_t facs, size_t ds
 	store_le32(t + 112, flags);
 	put_gas(t + 116, 8, GAS_ACCESS_BYTE, GEN1_RESET_CONTROL);
 	t[128] = RESET_VALUE;
-	put_gas(t + 148, 32, 0, GEN1_PM_BASE + GEN1_PM1_EVT_OFFSET);
-	put_gas(t + 172, 16, 0, GEN1_PM_BASE + GEN1_PM1_CNT_OFFSET);
-	put_gas(t + 208, 32, 0, GEN1_PM_BASE + GEN1_PM_TMR_OFFSET);
+	put_gas(t + 148, 32, 0, pm_base + GEN1_PM1_EVT_OFFSET);
+	put_gas(t + 172, 16, 0, pm_base + GEN1_PM1_CNT_OFFSET);
+	put_gas(t + 208, 32, 0, pm_base + GEN1_PM_TMR_OFFSET);
 	put_gas(t + 220, GEN1_GPE0_LEN * 8, 0, GEN1_GPE0_BASE);
 	/* The tables load below 4 GiB: FIRMWARE_CTRL (X_FIRMWARE_CTRL 0) and both DSDT fields. */
 	link_pointer(b, b->tables.data, ACPI_TABLES_FILE, (uint32_t)(at + FADT_FACS), 4, facs);
@@ -232,7 +253,7 @@ static size_t build_madt(struct build *b, unsigned ncpus)
 	if (b->tables.err)
 		return 0;
 	uint8_t *t = b->tables.data + at;
-	put_header(t, "APIC", len, 1);
+	put_header(t, b->gen, "APIC", len, 1);
 	store_le32(t + 36, GEN1_LAPIC_BASE);
 	store_le32(t + 40, MADT_PCAT_COMPAT);
 	uint8_t *p = t + 44;
@@ -335,7 +356,7 @@ static size_t build_ssdt(struct build *b, unsigned ncpus)
 	if (b->tables.err)
 		return 0;
 	uint8_t *t = b->tables.data + at;
-	put_header(t, "SSDT", len, 2);
+	put_header(t, b->gen, "SSDT", len, 2);
 	uint8_t *p = t + HDR_LEN;
 	*p++ = AML_SCOPE_OP;
 	p += put_pkg_length(p, scope_body);
@@ -356,7 +377,7 @@ static size_t build_sdt(struct build *b, const char *sig, uint8_t entry_size, co
 	size_t at = blob_reserve(&b->tables, len, 8);
 	if (b->tables.err)
 		return 0;
-	put_header(b->tables.data + at, sig, len, 1);
+	put_header(b->tables.data + at, b->gen, sig, len, 1);
 	for (unsigned i = 0; i < n; i++)
 		link_pointer(b, b->tables.data, ACPI_TABLES_FILE,
 			     (uint32_t)(at + HDR_LEN + i * entry_size), entry_size, offsets[i]);
@@ -378,12 +399,12 @@ static void build_rsdp(struct build *b, size_t rsdt, size_t xsdt)
 	table_loader_add_checksum(&b->loader, ACPI_RSDP_FILE, RSDP_EXT_CHECKSUM, 0, RSDP_LEN);
 }
 
-static int build_all(struct build *b, unsigned ncpus, bool vmbus)
+static int build_all(struct build *b, unsigned ncpus)
 {
 	table_loader_allocate(&b->loader, ACPI_TABLES_FILE, 64, TABLE_LOADER_ZONE_HIGH);
 	table_loader_allocate(&b->loader, ACPI_RSDP_FILE, 16, TABLE_LOADER_ZONE_FSEG);
 	size_t facs = build_facs(b);
-	size_t dsdt = build_dsdt(b, vmbus);
+	size_t dsdt = build_dsdt(b);
 	size_t listed[3];
 	listed[0] = build_fadt(b, ncpus, facs, dsdt);
 	listed[1] = build_madt(b, ncpus);
@@ -396,13 +417,13 @@ static int build_all(struct build *b, unsigned ncpus, bool vmbus)
 	return b->loader.err;
 }
 
-int acpi_gen1_add_tables(struct fw_cfg *fw, unsigned ncpus, bool vmbus)
+int acpi_add_tables(struct fw_cfg *fw, unsigned gen, unsigned ncpus, bool vmbus)
 {
-	if (ncpus < 1 || ncpus > ACPI_MAX_CPUS)
+	if (ncpus < 1 || ncpus > ACPI_MAX_CPUS || gen < 1 || gen > 2)
 		return -EINVAL;
-	struct build b = { 0 };
+	struct build b = { .gen = gen, .vmbus = vmbus || gen == 2 };
 	table_loader_init(&b.loader);
-	int ret = build_all(&b, ncpus, vmbus);
+	int ret = build_all(&b, ncpus);
 	if (ret == 0)
 		ret = fw_cfg_add_file(fw, ACPI_TABLES_FILE, b.tables.data, b.tables.len);
 	if (ret == 0)

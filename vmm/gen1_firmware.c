@@ -103,7 +103,8 @@ static int add_file_u32(struct fw_cfg *fw, const char *name, uint32_t v)
 static bool params_valid(const struct gen1_firmware_params *p)
 {
 	return p->ram_size >= GEN1_FW_MIN_RAM && p->ram_size <= GEN1_FW_MAX_RAM &&
-	       p->ram_size % PAGE_SIZE == 0 && p->ncpus >= 1 && p->ncpus <= ACPI_MAX_CPUS;
+	       p->ram_size % PAGE_SIZE == 0 && p->ncpus >= 1 && p->ncpus <= ACPI_MAX_CPUS &&
+	       p->gen <= 2;
 }
 
 /* Keys SeaBIOS reads that stay absent read as zeros: UUID, NUMA, and the legacy ACPI,
@@ -132,6 +133,6 @@ int gen1_firmware_setup(struct fw_cfg *fw, const struct gen1_firmware_params *p)
 	if (ret == 0 && p->serial_console)
 		ret = add_file_u16(fw, "etc/sercon-port", GEN1_COM1_BASE);
 	if (ret == 0)
-		ret = acpi_gen1_add_tables(fw, p->ncpus, p->vmbus);
+		ret = acpi_add_tables(fw, p->gen == 2 ? 2 : 1, p->ncpus, p->vmbus);
 	return ret;
 }

@@ -2,7 +2,10 @@
  * signature and ID (from fw_cfg itself), CPU counts, the e820 memory map, boot order and
  * boot-failure wait, the serial console port, the IRQ0 override flag, and the ACPI tables
  * with their table loader. SMBIOS is left to SeaBIOS, which builds its own tables when
- * fw_cfg has none. */
+ * fw_cfg has none.
+ *
+ * Generation 2's OVMF reads the same items (it skips the SeaBIOS-only ones and takes the
+ * CPU count as the exact number of APs to wait for); only its ACPI tables differ (acpi.h). */
 #ifndef HV_VMM_GEN1_FIRMWARE_H
 #define HV_VMM_GEN1_FIRMWARE_H
 
@@ -33,6 +36,7 @@ struct gen1_firmware_params {
 	bool serial_console;	    /* SeaBIOS's console on COM1 (no VGA needed) */
 	uint32_t boot_fail_wait_ms; /* before rebooting when nothing boots */
 	bool vmbus;		    /* the DSDT has the VMBus device (Hyper-V interface on) */
+	unsigned gen;		    /* 2: generation 2's ACPI tables (with VMBus); 0 or 1: gen 1 */
 };
 
 /* Adds everything SeaBIOS reads to a fresh fw (only the built-in items). Returns 0,

@@ -4,6 +4,10 @@
  *
  * Layout follows the i440FX + PIIX3/PIIX4 PC that SeaBIOS knows: host bridge 00:00.0,
  * PIIX function 0 (ISA bridge) at 00:01.0, IDE at 00:01.1, ACPI/PM at 00:01.3.
+ *
+ * Generation 2 uses the same layout without the IDE function: OVMF needs a host bridge it
+ * knows (i440FX or Q35), the PM timer, the RTC and fw_cfg, and finds its serial console
+ * through the ISA bridge. Only the PM block's address differs (GEN2_PM_BASE).
  */
 #ifndef HV_GEN1_LAYOUT_H
 #define HV_GEN1_LAYOUT_H
@@ -42,8 +46,10 @@
 	{ 5, 9, 10, 11 }
 
 /* ---- ACPI / PM (PIIX4 function 3) ---- */
-/* SeaBIOS programs PMBA to 0x600 when a table loader exists; the FADT says the same. */
+/* SeaBIOS programs PMBA to 0x600 when a table loader exists; the FADT says the same.
+ * OVMF (generation 2) puts the block at 0xB000 on an i440FX; its FADT says so. */
 #define GEN1_PM_BASE	    0x600
+#define GEN2_PM_BASE	    0xB000
 #define GEN1_PM1_EVT_OFFSET 0x00 /* PM1a status (2 bytes) + enable (2 bytes) */
 #define GEN1_PM1_CNT_OFFSET 0x04 /* PM1a control (2 bytes): SCI_EN bit0, SLP_TYP 12:10, SLP_EN bit13 */
 #define GEN1_PM_TMR_OFFSET  0x08 /* 24-bit timer at 3.579545 MHz (4 bytes) */

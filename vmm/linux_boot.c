@@ -257,7 +257,7 @@ int linux_boot_publish(struct fw_cfg *fw, const struct linux_boot_input *in,
 	if (ret == 0)
 		ret = add_blob(fw, FW_CFG_CMDLINE_ADDR, FW_CFG_CMDLINE_SIZE, FW_CFG_CMDLINE_DATA,
 			       l->cmdline_addr, cmdline, l->cmdline_len);
-	if (ret == 0)
+	if (ret == 0 && in->rom)
 		ret = fw_cfg_add_file(fw, LINUX_BOOT_ROM_FILE, in->rom, in->rom_size);
 	free(setup);
 	return ret;

@@ -153,11 +153,11 @@ struct linux_boot_input {
 	const uint8_t *initrd; /* NULL with initrd_size 0: none */
 	size_t initrd_size;
 	const char *cmdline; /* NULL: empty */
-	const uint8_t *rom;  /* checked by linux_boot_check_rom */
-	size_t rom_size;
+	const uint8_t *rom;  /* checked by linux_boot_check_rom; NULL for OVMF, which loads */
+	size_t rom_size;     /* the kernel itself (as an EFI program) */
 };
 
-/* Publishes a boot on fw, which keeps copies: the ROM file and the twelve items, the setup
+/* Publishes a boot on fw, which keeps copies: the ROM file (if any) and the twelve items, the setup
  * patched. hdr comes from linux_boot_parse(in->kernel), layout from linux_boot_plan for
  * this command line and initrd. Returns 0 or fw_cfg's error (-ENOMEM, -EEXIST, -ENOSPC). */
 int linux_boot_publish(struct fw_cfg *fw, const struct linux_boot_input *in,

@@ -406,7 +406,8 @@ void piix_reset(struct piix *p)
 {
 	pci_host_reset(&p->host);
 	reset_registers(p);
-	ide_reset(p->ide);
+	if (p->ide)
+		ide_reset(p->ide);
 }
 
 int piix_create(const struct piix_config *cfg, struct piix **out)
@@ -425,7 +426,7 @@ int piix_create(const struct piix_config *cfg, struct piix **out)
 	ret = add_i440fx(p);
 	if (ret == 0)
 		ret = add_isa_bridge(p);
-	if (ret == 0)
+	if (ret == 0 && !cfg->without_ide)
 		ret = add_ide(p);
 	if (ret == 0)
 		ret = add_pm(p);

@@ -37,6 +37,7 @@ struct piix_config {
 	struct dev_bus *bus;	     /* where everything registers */
 	const struct guest_mem *mem; /* guest RAM for IDE bus-master DMA */
 	struct platform_hooks hooks;
+	bool without_ide; /* generation 2: no function 1, nothing on the IDE ports */
 };
 
 /* Builds the chipset and registers its ports. Returns 0 or -errno (-ENOMEM, or -EEXIST when
@@ -52,7 +53,7 @@ void piix_destroy(struct piix *p);
  * left to reset IDE itself: SeaBIOS waits for a channel to leave busy before its SRST. */
 void piix_reset(struct piix *p);
 
-/* The IDE controller, for attaching disks. */
+/* The IDE controller, for attaching disks; NULL for a chipset built without_ide. */
 struct ide_controller *piix_ide(struct piix *p);
 /* Bus 0, for further PCI functions. */
 struct pci_host *piix_pci_host(struct piix *p);

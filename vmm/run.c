@@ -1,4 +1,8 @@
-/* `vmm run`: builds the generation 1 VM from a parsed configuration and runs it.
+/* `vmm run`: builds the generation 1 or 2 VM from a parsed configuration and runs it.
+ *
+ * Both generations share the chipset (gen1_layout.h). Generation 2 has no IDE function,
+ * boots OVMF (its variable store mapped below the code, read-only: OVMF then keeps its
+ * variables in RAM) and always has VMBus with SCSI controller 0.
  *
  * Threads: one per vCPU (vm.c), the event loop (disk queue completions: every IDE drive's
  * queue 0 belongs to it), the SCSI channel threads (run_scsi.c), the serial backend's
@@ -106,18 +110,54 @@ static int read_whole_file(const char *path, const char *what, const char *hint,
 	return 0;
 }
 
+static int check_firmware_size(const char *path, const char *what, size_t size)
+{
+	if (!size || size % 512)
+		return fail(path, "is not %s: %zu bytes (want a multiple of 512)", what, size);
+	return 0;
+}
+
+/* OVMF's flash device: the variable store directly below the code, both ending at 4 GiB
+ * (REFERENCES-FIRMWARE 3.1), as one image. */
+static int prepend_uefi_vars(struct vmm *v)
+{
+	const char *path = v->cfg->uefi_vars;
+	uint8_t *vars;
+	size_t size;
+	int ret = read_whole_file(path, "UEFI variable store", " (install the ovmf package)",
+				  VM_MAX_FIRMWARE, &vars, &size);
+	if (!ret)
+		ret = check_firmware_size(path, "a UEFI variable store", size);
+	if (!ret && size > VM_MAX_FIRMWARE - v->firmware_size)
+		ret = fail(path, "with the firmware it is %zu MiB; at most %u MiB fit below 4 GiB",
+			   (size + v->firmware_size) >> 20, VM_MAX_FIRMWARE >> 20);
+	uint8_t *image = ret ? NULL : malloc(size + v->firmware_size);
+	if (!ret && !image)
+		ret = fail(NULL, "out of memory");
+	if (!ret) {
+		memcpy(image, vars, size);
+		memcpy(image + size, v->firmware, v->firmware_size);
+		free(v->firmware);
+		v->firmware = image;
+		v->firmware_size += size;
+	}
+	free(vars);
+	return ret;
+}
+
 static int load_firmware(struct vmm *v)
 {
 	const char *path = v->cfg->firmware;
 	int ret = read_whole_file(path, "firmware",
-				  " (install the seabios package or give --firmware)",
+				  v->cfg->gen == 2
+					  ? " (install the ovmf package or give --firmware)"
+					  : " (install the seabios package or give --firmware)",
 				  VM_MAX_FIRMWARE, &v->firmware, &v->firmware_size);
-	if (ret)
-		return ret;
-	if (!v->firmware_size || v->firmware_size % 512)
-		return fail(path, "is not a firmware image: %zu bytes (want a multiple of 512)",
-			    v->firmware_size);
-	return 0;
+	if (!ret)
+		ret = check_firmware_size(path, "a firmware image", v->firmware_size);
+	if (!ret && v->cfg->uefi_vars)
+		ret = prepend_uefi_vars(v);
+	return ret;
 }
 
 static bool on_scsi(const struct run_drive *d)
@@ -131,13 +171,20 @@ static unsigned scsi_channels(const struct vmm_run_config *cfg)
 	return cfg->cpus;
 }
 
-/* Whether the VM has SCSI controllers: for its disks, or asked for empty. */
+/* Empty SCSI controllers the VM has (a mask): those asked for, and on generation 2
+ * controller 0, which it always has (as on Hyper-V). */
+static unsigned empty_scsi_controllers(const struct vmm_run_config *cfg)
+{
+	return cfg->scsi_controllers | (cfg->gen == 2 ? 1u : 0u);
+}
+
+/* Whether the VM has SCSI controllers: for its disks, or empty ones. */
 static bool has_scsi(const struct vmm_run_config *cfg)
 {
 	for (unsigned i = 0; i < cfg->ndrives; i++)
 		if (cfg->drives[i].loc.bus == VMM_BUS_SCSI)
 			return true;
-	return cfg->scsi_controllers != 0;
+	return empty_scsi_controllers(cfg) != 0;
 }
 
 /* Opens a drive's image as the drive asks: -errno with the reason in err. */
@@ -209,6 +256,18 @@ static void drain_drives(struct vmm *v)
 
 /* ---- direct kernel boot ---- */
 
+/* SeaBIOS boots a kernel through QEMU's loader option ROM. */
+static int load_linux_loader_rom(struct run_kernel *k)
+{
+	int ret = read_whole_file(LINUX_BOOT_DEFAULT_ROM, "Linux loader option ROM",
+				  " (install the qemu-system-data package)",
+				  LINUX_BOOT_MAX_ROM_FILE, &k->rom, &k->rom_size);
+	char err[256];
+	if (!ret && linux_boot_check_rom(k->rom, k->rom_size, err, sizeof(err)) < 0)
+		ret = fail(LINUX_BOOT_DEFAULT_ROM, "%s", err);
+	return ret;
+}
+
 /* Reads the kernel, initrd and loader ROM and decides where they go, so that whatever
  * refuses the boot does it before a VM exists. */
 static int load_kernel(struct vmm *v)
@@ -228,13 +287,9 @@ static int load_kernel(struct vmm *v)
 		if (ret)
 			return ret;
 	}
-	ret = read_whole_file(LINUX_BOOT_DEFAULT_ROM, "Linux loader option ROM",
-			      " (install the qemu-system-data package)", LINUX_BOOT_MAX_ROM_FILE,
-			      &k->rom, &k->rom_size);
+	ret = cfg->gen == 1 ? load_linux_loader_rom(k) : 0; /* OVMF loads the kernel itself */
 	if (ret)
 		return ret;
-	if (linux_boot_check_rom(k->rom, k->rom_size, err, sizeof(err)) < 0)
-		return fail(LINUX_BOOT_DEFAULT_ROM, "%s", err);
 	uint64_t low_ram_end = min_u64(cfg->memory_bytes, GEN1_PCI_HOLE_START);
 	size_t cmdline_chars = cfg->append ? strlen(cfg->append) : 0;
 	if (linux_boot_plan(&k->hdr, low_ram_end, cmdline_chars, k->initrd_size, &k->layout, err,
@@ -436,7 +491,8 @@ static int setup_firmware_config(struct vmm *v)
 		ret = publish_kernel(v);
 		if (ret)
 			return ret;
-		order[n++] = LINUX_BOOT_ROM_PATH; /* SeaBIOS runs the loader ROM first */
+		if (v->cfg->gen == 1)
+			order[n++] = LINUX_BOOT_ROM_PATH; /* SeaBIOS runs the loader ROM first */
 	}
 	for (unsigned k = 0; k < nkinds; k++)
 		for (unsigned i = 0; i < v->ndrives; i++) {
@@ -455,7 +511,8 @@ static int setup_firmware_config(struct vmm *v)
 					  .boot_strict = v->cfg->nboot > 0,
 					  .serial_console = v->cfg->serial != VMM_SERIAL_NONE,
 					  .boot_fail_wait_ms = BOOT_FAIL_WAIT_MS,
-					  .vmbus = vm_hyperv(v->vm) != NULL };
+					  .vmbus = vm_hyperv(v->vm) != NULL,
+					  .gen = v->cfg->gen };
 	ret = gen1_firmware_setup(v->fw, &p);
 	return ret < 0 ? fail(NULL, "cannot fill fw_cfg for the firmware: %s", strerror(-ret)) : 0;
 }
@@ -525,8 +582,8 @@ static int create_scsi(struct vmm *v)
 	if (!has_scsi(v->cfg))
 		return 0;
 	char err[256];
-	int ret = vmm_scsi_create(v->vm, disks, n, v->cfg->scsi_controllers, scsi_channels(v->cfg),
-				  &v->scsi, err, sizeof(err));
+	int ret = vmm_scsi_create(v->vm, disks, n, empty_scsi_controllers(v->cfg),
+				  scsi_channels(v->cfg), &v->scsi, err, sizeof(err));
 	if (ret < 0)
 		return fail(NULL, "%s", err);
 	ret = vm_add_reset_hook(v->vm, vmm_scsi_reset, v->scsi);
@@ -539,7 +596,8 @@ static int build_platform(struct vmm *v)
 		v->gsi[i] = vm_gsi_line(v->vm, i);
 	struct piix_config pc = { .bus = vm_bus(v->vm),
 				  .mem = vm_guest_mem(v->vm),
-				  .hooks = platform_hooks(v) };
+				  .hooks = platform_hooks(v),
+				  .without_ide = v->cfg->gen == 2 };
 	int ret = piix_create(&pc, &v->piix);
 	if (ret < 0)
 		return fail(NULL, "cannot create the i440FX/PIIX chipset: %s", strerror(-ret));
@@ -962,8 +1020,6 @@ static void teardown(struct vmm *v)
 
 int vmm_run(const struct vmm_run_config *cfg)
 {
-	if (cfg->gen != 1)
-		return fail(NULL, "generation %u VMs are not available yet; use --gen 1", cfg->gen);
 	if (has_scsi(cfg) && cfg->synic == HYPERV_SYNIC_OFF)
 		return fail(NULL, "SCSI controllers are served over VMBus, which needs the "
 				  "Hyper-V interface: drop --synic off");

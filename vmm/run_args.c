@@ -37,6 +37,12 @@ static const char help_text[] =
 	"  --hugepages          back guest RAM with 2M huge pages (SIZE then a multiple of 2M)\n"
 	"  --firmware FILE      firmware image (default " VMM_DEFAULT_FW_GEN1 " for\n"
 	"                       generation 1, " VMM_DEFAULT_FW_GEN2 " for generation 2)\n"
+	"  --uefi-vars FILE|none\n"
+	"                       generation 2: the UEFI variable store the firmware starts from\n"
+	"                       (default " VMM_DEFAULT_UEFI_VARS "; OVMF_VARS_4M.ms.fd has\n"
+	"                       Secure Boot on); the file is not changed, variables the guest\n"
+	"                       sets last until the VM stops; none for a --firmware image\n"
+	"                       that holds its own store\n"
 	"  --synic auto|kernel|user|off\n"
 	"                       the Hyper-V interface (CPUID, MSRs, hypercalls, SynIC) that\n"
 	"                       VMBus needs: kernel is KVM's SynIC, user the VMM's own, auto\n"
@@ -47,15 +53,17 @@ static const char help_text[] =
 	"                       attach a raw, VHD or VHDX image; ro attaches it read-only; MODE\n"
 	"                       is direct (default, bypasses the host page cache) or writeback\n"
 	"  --dvd BUS:C:L[=FILE] attach a DVD drive holding an ISO image (empty without FILE)\n"
-	"  --boot disk|dvd|LIST boot order, for example dvd,disk (default: the firmware's)\n"
+	"  --boot disk|dvd|LIST boot order, for example dvd,disk (default: the firmware's);\n"
+	"                       generation 1 only\n"
 	"    BUS:C:L is ide:C:L for generation 1 (C and L 0 or 1), or scsi:C:L (C 0 to 3,\n"
-	"    L 0 to 63; synthetic SCSI on VMBus, disks only so far). Write a comma in FILE\n"
+	"    L 0 to 63; synthetic SCSI on VMBus, both generations). Write a comma in FILE\n"
 	"    twice (\",,\").\n"
 	"  --scsi-controller N  a SCSI controller N (0 to 3) even without disks, for disks\n"
 	"                       attached later with 'vmm ctl SOCK scsi-add'\n"
 	"\n"
-	"Direct kernel boot (instead of booting from a drive):\n"
-	"  --kernel FILE        a Linux kernel (bzImage)\n"
+	"Direct kernel boot (instead of booting from a drive; on generation 2 the way to\n"
+	"boot, as the UEFI firmware has no driver for synthetic SCSI):\n"
+	"  --kernel FILE        a Linux kernel (bzImage; generation 2 runs it as an EFI program)\n"
 	"  --initrd FILE        its initial RAM disk (needs --kernel)\n"
 	"  --append TEXT        its command line (needs --kernel)\n"
 	"\n"
@@ -84,7 +92,10 @@ static const char help_text[] =
 	"  vmm run --memory 512M --disk ide:0:0=base.vhdx,ro \\\n"
 	"          --disk ide:0:1=data.vhdx,cache=writeback --control /run/vm1.sock\n"
 	"  vmm run --memory 256M --kernel vmlinuz --initrd initrd.img \\\n"
-	"          --append \"console=ttyS0\" --serial stdio --no-reboot\n";
+	"          --append \"console=ttyS0\" --serial stdio --no-reboot\n"
+	"  vmm run --gen 2 --cpus 2 --kernel vmlinuz --initrd initrd.img \\\n"
+	"          --append \"console=ttyS0\" --disk scsi:0:0=data.vhdx \\\n"
+	"          --dvd scsi:0:1=tools.iso --serial stdio\n";
 /* clang-format on */
 
 const char *vmm_run_help(void)
@@ -497,6 +508,7 @@ static const struct run_option options[] = {
 	{ "append", "TEXT", opt_string, FIELD(append), false },
 	{ "control", "SOCK", opt_control, FIELD(control), false },
 	{ "firmware", "FILE", opt_string, FIELD(firmware), false },
+	{ "uefi-vars", "FILE", opt_string, FIELD(uefi_vars), false },
 	{ "synic", "MODE", opt_synic, 0, false },
 	{ "debugcon", "FILE", opt_string, FIELD(debugcon), false },
 	{ "no-reboot", NULL, opt_flag, FIELD(no_reboot), false },
@@ -591,6 +603,9 @@ static bool has_drive(const struct vmm_run_config *cfg, enum vmm_drive_kind kind
 static int check_boot(struct parser *p)
 {
 	const struct vmm_run_config *cfg = p->cfg;
+	if (cfg->nboot && cfg->gen == 2)
+		return fail(p, "--boot: generation 2 boots with --kernel; its UEFI firmware has no "
+			       "driver for synthetic SCSI disks or DVDs");
 	if (cfg->nboot && cfg->kernel)
 		return fail(p, "--boot and --kernel conflict: --kernel starts the kernel without "
 			       "the firmware's boot order; drop one");
@@ -610,6 +625,27 @@ static int check_boot(struct parser *p)
 	return 0;
 }
 
+/* Generation 2's store defaults to OVMF's empty one; generation 1's firmware has none. */
+static int check_uefi_vars(struct parser *p)
+{
+	struct vmm_run_config *cfg = p->cfg;
+	if (cfg->gen == 1 && cfg->uefi_vars)
+		return fail(p, "--uefi-vars is for generation 2 (UEFI); add --gen 2 or drop it");
+	if (cfg->gen == 1)
+		return 0;
+	if (cfg->synic == HYPERV_SYNIC_OFF)
+		return fail(p, "--synic off: generation 2's storage is synthetic SCSI on VMBus, "
+			       "which needs the Hyper-V interface");
+	if (!cfg->uefi_vars)
+		return set_string(p, &cfg->uefi_vars, VMM_DEFAULT_UEFI_VARS,
+				  strlen(VMM_DEFAULT_UEFI_VARS));
+	if (strcmp(cfg->uefi_vars, "none"))
+		return 0;
+	free(cfg->uefi_vars);
+	cfg->uefi_vars = NULL;
+	return 0;
+}
+
 /* What no single option can check: how options combine, and the host's limits. */
 static int check_config(struct parser *p)
 {
@@ -618,6 +654,8 @@ static int check_config(struct parser *p)
 		ret = check_drives(p);
 	if (ret == 0)
 		ret = check_boot(p);
+	if (ret == 0)
+		ret = check_uefi_vars(p);
 	if (ret == 0 && !p->cfg->firmware)
 		ret = set_string(p, &p->cfg->firmware, vmm_default_firmware(p->cfg->gen),
 				 strlen(vmm_default_firmware(p->cfg->gen)));
@@ -661,8 +699,8 @@ void vmm_run_config_free(struct vmm_run_config *cfg)
 {
 	for (unsigned i = 0; i < cfg->ndrives; i++)
 		free(cfg->drives[i].path);
-	char **strings[] = { &cfg->serial_path, &cfg->kernel,	&cfg->initrd,  &cfg->append,
-			     &cfg->control,	&cfg->firmware, &cfg->debugcon };
+	char **strings[] = { &cfg->serial_path, &cfg->kernel,	&cfg->initrd,	&cfg->append,
+			     &cfg->control,	&cfg->firmware, &cfg->debugcon, &cfg->uefi_vars };
 	for (unsigned i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {
 		free(*strings[i]);
 		*strings[i] = NULL;
@@ -729,7 +767,8 @@ int vmm_run_config_check_files(const struct vmm_run_config *cfg, char *err, size
 		const char *what, *path;
 	} files[] = { { "--kernel", cfg->kernel },
 		      { "--initrd", cfg->initrd },
-		      { "--firmware", cfg->firmware } };
+		      { "--firmware", cfg->firmware },
+		      { "--uefi-vars", cfg->uefi_vars } };
 	struct stat st;
 	for (unsigned i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		if (!files[i].path)

@@ -70,6 +70,9 @@ struct vmm_run_config {
 	char *kernel, *initrd, *append;
 	char *control;	/* the control socket's path, or NULL */
 	char *firmware; /* never NULL after a successful parse: the platform's default */
+	/* Generation 2: the UEFI variable store mapped below the firmware, or NULL (--uefi-vars
+	 * none: the firmware image holds its own). Generation 1: always NULL. */
+	char *uefi_vars;
 	char *debugcon; /* file for the firmware's debug port (GEN1_DEBUGCON_PORT), or NULL */
 	enum vmm_boot_device boot[VMM_BOOT_MAX]; /* firmware boot order; nboot 0: default */
 	unsigned nboot;
@@ -110,6 +113,9 @@ const char *vmm_run_help(void);
 #define VMM_DEFAULT_FW_GEN1 "/usr/share/seabios/bios.bin"
 #define VMM_DEFAULT_FW_GEN2 "/usr/share/OVMF/OVMF_CODE_4M.fd"
 const char *vmm_default_firmware(unsigned gen);
+/* The generation 2 variable store used when --uefi-vars is not given: OVMF's empty one (no
+ * Secure Boot keys). */
+#define VMM_DEFAULT_UEFI_VARS "/usr/share/OVMF/OVMF_VARS_4M.fd"
 
 /* Builds and runs the VM; returns the exit status of `vmm run` (see the enum above) after
  * printing any failure. */

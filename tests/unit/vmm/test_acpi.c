@@ -236,14 +236,22 @@ static bool is_target(const struct load *l, uint64_t gpa)
 	return false;
 }
 
+static void check_fadt_pm(uint64_t fadt, unsigned ncpus, uint32_t pm_base);
+
 static void check_fadt(uint64_t fadt, unsigned ncpus)
+{
+	check_fadt_pm(fadt, ncpus, GEN1_PM_BASE);
+}
+
+/* The FADT with the PM block at pm_base (where the generation's firmware puts it). */
+static void check_fadt_pm(uint64_t fadt, unsigned ncpus, uint32_t pm_base)
 {
 	const uint8_t *f = ram + fadt;
 	assert_int_equal(load_le16(f + 46), GEN1_SCI_IRQ);
 	assert_int_equal(load_le32(f + 48), 0); /* SMI_CMD: no SMM */
-	assert_int_equal(load_le32(f + 56), GEN1_PM_BASE + GEN1_PM1_EVT_OFFSET);
-	assert_int_equal(load_le32(f + 64), GEN1_PM_BASE + GEN1_PM1_CNT_OFFSET);
-	assert_int_equal(load_le32(f + 76), GEN1_PM_BASE + GEN1_PM_TMR_OFFSET);
+	assert_int_equal(load_le32(f + 56), pm_base + GEN1_PM1_EVT_OFFSET);
+	assert_int_equal(load_le32(f + 64), pm_base + GEN1_PM1_CNT_OFFSET);
+	assert_int_equal(load_le32(f + 76), pm_base + GEN1_PM_TMR_OFFSET);
 	assert_int_equal(load_le32(f + 80), GEN1_GPE0_BASE);
 	assert_int_equal(f[108], 0x32);				     /* century */
 	assert_int_equal(load_le16(f + 109) & 3, 3);		     /* legacy devices, 8042 */
@@ -254,8 +262,8 @@ static void check_fadt(uint64_t fadt, unsigned ncpus)
 	assert_int_equal(f[116], 1); /* reset register in I/O */
 	assert_int_equal(load_le64(f + 120), GEN1_RESET_CONTROL);
 	assert_int_equal(f[128], 6);
-	assert_int_equal(load_le64(f + 172 + 4), GEN1_PM_BASE + GEN1_PM1_CNT_OFFSET); /* X_ */
-	assert_int_equal(load_le64(f + 208 + 4), GEN1_PM_BASE + GEN1_PM_TMR_OFFSET);
+	assert_int_equal(load_le64(f + 172 + 4), pm_base + GEN1_PM1_CNT_OFFSET); /* X_ */
+	assert_int_equal(load_le64(f + 208 + 4), pm_base + GEN1_PM_TMR_OFFSET);
 }
 
 static void check_madt(uint64_t madt, unsigned ncpus)
@@ -510,7 +518,7 @@ static void build_and_check(unsigned ncpus)
 	memset(ram, 0, RAM_SIZE);
 	struct fw_cfg *fw;
 	assert_int_equal(fw_cfg_create(&mem, &fw), 0);
-	assert_int_equal(acpi_gen1_add_tables(fw, ncpus, false), 0);
+	assert_int_equal(acpi_add_tables(fw, 1, ncpus, false), 0);
 	struct load l;
 	run_loader(fw, &l);
 	struct tables t;
@@ -591,7 +599,7 @@ static void test_vmbus_device(void **state)
 	memset(ram, 0, RAM_SIZE);
 	struct fw_cfg *fw;
 	assert_int_equal(fw_cfg_create(&mem, &fw), 0);
-	assert_int_equal(acpi_gen1_add_tables(fw, 2, true), 0);
+	assert_int_equal(acpi_add_tables(fw, 1, 2, true), 0);
 	struct load l;
 	run_loader(fw, &l);
 	struct tables t;
@@ -603,16 +611,43 @@ static void test_vmbus_device(void **state)
 	fw_cfg_destroy(fw);
 }
 
+/* Generation 2: OVMF's PM block address in the FADT, the VMBus device in the DSDT whether
+ * or not vmbus is asked for, and every table says which generation it describes. */
+static void test_generation2(void **state)
+{
+	(void)state;
+	memset(ram, 0, RAM_SIZE);
+	struct fw_cfg *fw;
+	assert_int_equal(fw_cfg_create(&mem, &fw), 0);
+	assert_int_equal(acpi_add_tables(fw, 2, 2, false), 0);
+	struct load l;
+	run_loader(fw, &l);
+	struct tables t;
+	walk(&t);
+	check_fadt_pm(t.fadt, 2, GEN2_PM_BASE);
+	check_madt(t.madt, 2);
+	const uint64_t all[] = { t.rsdt, t.xsdt, t.fadt, t.madt, t.ssdt, t.dsdt };
+	for (unsigned i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		assert_memory_equal(ram + all[i] + 16, "HVGEN2", 6);
+	dump("dsdt.dat", t.dsdt, load_le32(ram + t.dsdt + 4));
+	disassemble("dsdt");
+	assert_contains(out, "DefinitionBlock (\"\", \"DSDT\", 2, \"HVSTCK\", \"HVGEN2\"");
+	check_vmbus_device();
+	fw_cfg_destroy(fw);
+}
+
 static void test_refusals(void **state)
 {
 	(void)state;
 	struct fw_cfg *fw;
 	assert_int_equal(fw_cfg_create(&mem, &fw), 0);
-	assert_int_equal(acpi_gen1_add_tables(fw, 0, false), -EINVAL);
-	assert_int_equal(acpi_gen1_add_tables(fw, ACPI_MAX_CPUS + 1, true), -EINVAL);
+	assert_int_equal(acpi_add_tables(fw, 1, 0, false), -EINVAL);
+	assert_int_equal(acpi_add_tables(fw, 1, ACPI_MAX_CPUS + 1, true), -EINVAL);
+	assert_int_equal(acpi_add_tables(fw, 0, 1, false), -EINVAL);
+	assert_int_equal(acpi_add_tables(fw, 3, 1, true), -EINVAL);
 	assert_int_equal(fw_cfg_read_file(fw, TABLE_LOADER_FILE, NULL, 0), -ENOENT);
-	assert_int_equal(acpi_gen1_add_tables(fw, 4, false), 0);
-	assert_int_equal(acpi_gen1_add_tables(fw, 4, true), -EEXIST);
+	assert_int_equal(acpi_add_tables(fw, 1, 4, false), 0);
+	assert_int_equal(acpi_add_tables(fw, 1, 4, true), -EEXIST);
 	fw_cfg_destroy(fw);
 }
 
@@ -627,9 +662,8 @@ int main(void)
 	if (!ram || !out || guest_mem_add(&mem, 0, RAM_SIZE, ram) != 0)
 		return 1;
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_one_cpu),
-		cmocka_unit_test(test_cpu_counts),
-		cmocka_unit_test(test_vmbus_device),
+		cmocka_unit_test(test_one_cpu),	     cmocka_unit_test(test_cpu_counts),
+		cmocka_unit_test(test_vmbus_device), cmocka_unit_test(test_generation2),
 		cmocka_unit_test(test_refusals),
 	};
 	int ret = cmocka_run_group_tests(tests, NULL, test_teardown_tmpdir);

@@ -227,6 +227,7 @@ static void test_refusals(void **state)
 		params(64 * MIB, 1),
 		params(64 * MIB, 1),
 		params(64 * MIB, 1),
+		params(64 * MIB, 1),
 	};
 	cases[6].boot_order = &bad_paths[0];
 	cases[6].nboot = 1;
@@ -234,6 +235,7 @@ static void test_refusals(void **state)
 	cases[7].nboot = 1;
 	cases[8].boot_order = &bad_paths[2];
 	cases[8].nboot = 1;
+	cases[9].gen = 3;
 	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		assert_int_equal(fw_cfg_create(&mem, &fw), 0);
 		if (gen1_firmware_setup(fw, &cases[i]) != -EINVAL)
@@ -293,13 +295,33 @@ static void test_seabios_items(void **state)
 	rig_free(r);
 }
 
+/* The generation picks the ACPI tables: generation 2's (for OVMF) say so in every header. */
+static void test_generation_tables(void **state)
+{
+	(void)state;
+	for (unsigned gen = 1; gen <= 2; gen++) {
+		struct gen1_firmware_params p = params(1 * GIB, 2);
+		p.gen = gen;
+		struct rig *r = rig_new(&p);
+		size_t size;
+		uint8_t *data = read_file(r, ACPI_TABLES_FILE, &size);
+		assert_non_null(data);
+		const char *want = gen == 2 ? "HVGEN2" : "HVGEN1";
+		const char *other = gen == 2 ? "HVGEN1" : "HVGEN2";
+		assert_non_null(memmem(data, size, want, 6));
+		assert_null(memmem(data, size, other, 6));
+		free(data);
+		rig_free(r);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_e820_below_hole), cmocka_unit_test(test_e820_at_hole),
-		cmocka_unit_test(test_e820_above_hole), cmocka_unit_test(test_ide_paths),
-		cmocka_unit_test(test_bootorder_text),	cmocka_unit_test(test_refusals),
-		cmocka_unit_test(test_seabios_items),
+		cmocka_unit_test(test_e820_below_hole), cmocka_unit_test(test_generation_tables),
+		cmocka_unit_test(test_e820_at_hole),	cmocka_unit_test(test_e820_above_hole),
+		cmocka_unit_test(test_ide_paths),	cmocka_unit_test(test_bootorder_text),
+		cmocka_unit_test(test_refusals),	cmocka_unit_test(test_seabios_items),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -139,6 +139,38 @@ static void test_enumeration_as_seabios_does(void **state)
 	}
 }
 
+/* Generation 2's chipset: the same bus without the IDE function, and nothing on the IDE
+ * ports; a reset still works without IDE to reset. */
+static void test_generation2_has_no_ide(void **state)
+{
+	(void)state;
+	struct dev_bus bus;
+	dev_bus_init(&bus);
+	struct hook_log log = { 0 };
+	struct piix_config cfg = { .bus = &bus,
+				   .hooks = hook_log_hooks(&log),
+				   .without_ide = true };
+	struct piix *p;
+	assert_int_equal(piix_create(&cfg, &p), 0);
+	assert_null(piix_ide(p));
+	struct found f[16];
+	assert_int_equal(enumerate(&bus, f, 16), 3);
+	assert_int_equal(f[0].id, 0x12378086u);
+	assert_int_equal(f[1].devfn, ISA);
+	assert_int_equal(f[2].devfn, PM);
+	assert_int_equal(cfg_read(&bus, IDE, 0, 4), 0xFFFFFFFFu);
+	const uint16_t ide_ports[] = { 0x1F0, 0x1F7, 0x3F6, 0x170, 0x177, 0x376 };
+	for (unsigned i = 0; i < sizeof(ide_ports) / sizeof(ide_ports[0]); i++)
+		assert_int_equal(bus_inb(&bus, ide_ports[i]), 0xFF);
+	uint64_t unhandled = bus.unhandled;
+	bus_outb(&bus, 0x1F7, 0xEC); /* IDENTIFY to nobody */
+	assert_int_equal(bus.unhandled, unhandled + 1);
+	piix_reset(p);
+	assert_int_equal(enumerate(&bus, f, 16), 3);
+	piix_destroy(p);
+	dev_bus_destroy(&bus);
+}
+
 /* ---- i440FX ---- */
 
 static void expect_pam(const struct pam_call *c, uint64_t base, uint64_t len, unsigned mode)
@@ -487,6 +519,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_enumeration_as_seabios_does, setup, teardown),
+		cmocka_unit_test(test_generation2_has_no_ide),
 		cmocka_unit_test_setup_teardown(test_pam_segments, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pirq_elcr_and_reset_control, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ide_bar4_moves_the_bus_master, setup,

@@ -57,7 +57,7 @@ static void test_synic_modes(void **state)
 	} cases[] = { { "--synic auto", HYPERV_SYNIC_AUTO },
 		      { "--synic kernel", HYPERV_SYNIC_KERNEL },
 		      { "--synic=user", HYPERV_SYNIC_USER },
-		      { "--synic off --gen 2", HYPERV_SYNIC_OFF } };
+		      { "--synic off", HYPERV_SYNIC_OFF } };
 	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct vmm_run_config cfg;
 		assert_int_equal(parse(&cfg, cases[i].args), 0);
@@ -85,8 +85,20 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.synic, HYPERV_SYNIC_AUTO);
 	vmm_run_config_free(&cfg);
 
+	assert_null(cfg.uefi_vars);
+	vmm_run_config_free(&cfg);
+
 	assert_int_equal(parse(&cfg, "--gen 2"), 0);
 	assert_string_equal(cfg.firmware, "/usr/share/OVMF/OVMF_CODE_4M.fd");
+	assert_string_equal(cfg.uefi_vars, "/usr/share/OVMF/OVMF_VARS_4M.fd");
+	vmm_run_config_free(&cfg);
+	assert_int_equal(parse(&cfg, "--gen 2 --uefi-vars /x/VARS.ms.fd"), 0);
+	assert_string_equal(cfg.uefi_vars, "/x/VARS.ms.fd");
+	vmm_run_config_free(&cfg);
+	/* none: the firmware image holds its own store */
+	assert_int_equal(parse(&cfg, "--uefi-vars none --gen 2 --firmware OVMF.fd"), 0);
+	assert_null(cfg.uefi_vars);
+	assert_string_equal(cfg.firmware, "OVMF.fd");
 	vmm_run_config_free(&cfg);
 }
 
@@ -265,6 +277,13 @@ static const struct {
 	{ "--gen 2 --disk ide:0:0=a", "--disk ide:0:0: generation 2 has no IDE controller; use "
 				      "scsi:C:L" },
 	{ "--dvd ide:1:0=a --gen 2", "--dvd ide:1:0: generation 2 has no IDE controller" },
+	{ "--uefi-vars v.fd", "--uefi-vars is for generation 2 (UEFI); add --gen 2 or drop it" },
+	{ "--gen 2 --synic off", "--synic off: generation 2's storage is synthetic SCSI on VMBus, "
+				 "which needs the Hyper-V interface" },
+	{ "--gen 2 --disk scsi:0:0=a --boot disk", "--boot: generation 2 boots with --kernel; its "
+						   "UEFI firmware has no driver for synthetic "
+						   "SCSI disks or DVDs" },
+	{ "--gen 2 --uefi-vars", "--uefi-vars needs a value" },
 	{ "--serial tcp:1", "--serial 'tcp:1' is not a serial backend (stdio, file:PATH, "
 			    "unix:PATH, none)" },
 	{ "--serial file:", "--serial file: needs a path: write --serial file:PATH" },

@@ -80,11 +80,14 @@ static void test_run_failures(void **state)
 			     vmm, fw, disk, disk),
 			 2);
 	assert_contains(out, "is already attached at ide:0:0");
-	/* accepted by the parser, not by this VMM */
-	assert_int_equal(run("'%s' run --gen 2 --memory 64M --firmware %s --disk scsi:0:3=%s", vmm,
-			     fw, disk),
+	/* a generation 2 variable store must be whole sectors, as the firmware must */
+	const char *vars = test_path("vars.fd");
+	test_write_file(vars, 1000, 3);
+	assert_int_equal(run("'%s' run --gen 2 --memory 64M --firmware %s --uefi-vars %s "
+			     "--disk scsi:0:3=%s",
+			     vmm, fw, vars, disk),
 			 2);
-	assert_contains(out, "generation 2 VMs are not available yet");
+	assert_contains(out, "vars.fd': is not a UEFI variable store: 1000 bytes");
 	assert_int_equal(run("'%s' run --memory 64M --firmware %s --dvd scsi:0:3", vmm, fw), 2);
 	assert_contains(out, "--dvd scsi:0:3: a SCSI DVD drive needs its image");
 	assert_int_equal(run("'%s' run --memory 64M --firmware %s --disk scsi:0:3=%s --synic off",
@@ -101,6 +104,40 @@ static void test_run_failures(void **state)
 			     "--test-exit --no-reboot",
 			     vmm, fw, disk),
 			 64 + 42);
+}
+
+/* The two generations' chipsets, seen by a firmware whose reset vector reads the vendor ID
+ * of PCI 00:01.1 (the IDE function) and writes its low byte to the test-exit port:
+ *   mov eax, 0x80000900; mov dx, 0xCF8; out dx, eax; mov dx, 0xCFC; in eax, dx;
+ *   mov dx, 0x501; out dx, al; hlt
+ * Generation 1 answers Intel's 0x8086, generation 2 has no such function (all ones). On
+ * generation 2 the firmware must also sit at the top of 4 GiB with the variable store
+ * below it, or the reset vector is not this code. */
+static void test_generations_platform(void **state)
+{
+	(void)state;
+	if (access("/dev/kvm", R_OK | W_OK) != 0)
+		skip();
+	static const uint8_t reset_vector[] = { 0x66, 0xB8, 0x00, 0x09, 0x00, 0x80, 0xBA,
+						0xF8, 0x0C, 0x66, 0xEF, 0xBA, 0xFC, 0x0C,
+						0x66, 0xED, 0xBA, 0x01, 0x05, 0xEE, 0xF4 };
+	const char *fw = test_path("pci-fw.bin"), *vars = test_path("pci-vars.fd");
+	const char *disk = test_path("pci-disk.raw");
+	test_write_file(fw, 4096, 4);
+	test_file_write(fw, reset_vector, sizeof(reset_vector), 4096 - 64);
+	/* at the reset vector (IP 0xFFF0): jmp short back to the code at 0xFFC0 */
+	static const uint8_t jump[] = { 0xEB, 0xCE };
+	test_file_write(fw, jump, sizeof(jump), 4096 - 16);
+	test_write_file(vars, 8192, 5);
+	test_write_file(disk, 1 << 20, 6);
+	assert_int_equal(run("'%s' run --memory 64M --firmware %s --serial none --test-exit "
+			     "--no-reboot",
+			     vmm, fw),
+			 64 + (0x86 & 63));
+	assert_int_equal(run("'%s' run --gen 2 --memory 64M --firmware %s --uefi-vars %s "
+			     "--disk scsi:0:0=%s --serial none --test-exit --no-reboot",
+			     vmm, fw, vars, disk),
+			 64 + (0xFF & 63));
 }
 
 static void test_ctl_help_and_usage(void **state)
@@ -138,8 +175,11 @@ int main(void)
 		return TEST_SKIP;
 	}
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_top_level),	   cmocka_unit_test(test_run_help),
-		cmocka_unit_test(test_run_usage_errors),   cmocka_unit_test(test_run_failures),
+		cmocka_unit_test(test_top_level),
+		cmocka_unit_test(test_run_help),
+		cmocka_unit_test(test_run_usage_errors),
+		cmocka_unit_test(test_run_failures),
+		cmocka_unit_test(test_generations_platform),
 		cmocka_unit_test(test_ctl_help_and_usage),
 	};
 	return cmocka_run_group_tests(tests, NULL, test_teardown_tmpdir);

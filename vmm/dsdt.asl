@@ -1,15 +1,22 @@
 /*
- * The generation 1 DSDT: the i440FX host bridge with its windows and interrupt routing,
- * the four PIIX PCI interrupt links, the ISA devices the platform has, and \_S5.
- * Addresses come from gen1_layout.h (through the generated gen1_layout.asi); processors
- * are declared by the SSDT acpi.c builds for the VM's CPU count.
+ * The DSDT: the i440FX host bridge with its windows and interrupt routing, the four PIIX
+ * PCI interrupt links, the ISA devices the platform has, and \_S5. Addresses come from
+ * gen1_layout.h (through the generated gen1_layout.asi); processors are declared by the
+ * SSDT acpi.c builds for the VM's CPU count.
  *
- * Built twice: with GEN1_VMBUS defined the ISA bridge also holds the VMBus device, for
- * VMs with the Hyper-V interface (Linux's hv_vmbus finds the bus only here).
+ * Built three times: for generation 1, for generation 1 with VMBUS defined (the ISA bridge
+ * also holds the VMBus device, for VMs with the Hyper-V interface: Linux's hv_vmbus finds
+ * the bus only here), and for generation 2 (GEN2 and VMBUS defined). The two generations'
+ * devices differ only on PCI (no IDE function in generation 2), which the DSDT does not
+ * list.
  */
 #include "gen1_layout.asi"
 
+#ifdef GEN2
+DefinitionBlock ("", "DSDT", 2, "HVSTCK", "HVGEN2", 1)
+#else
 DefinitionBlock ("", "DSDT", 2, "HVSTCK", "HVGEN1", 1)
+#endif
 {
     Scope (\_SB)
     {
@@ -120,7 +127,7 @@ DefinitionBlock ("", "DSDT", 2, "HVSTCK", "HVGEN1", 1)
                 }
 
                 /*
-                 * VMBus (GEN1_VMBUS builds only), where Hyper-V's generation 1 firmware
+                 * VMBus (VMBUS builds only), where Hyper-V's generation 1 firmware
                  * puts it. Linux matches the strings "VMBUS" and "VMBus" (exact case) in
                  * _HID or _CID; iasl takes only 7- or 8-character _HID names, hence the
                  * method. Linux requires a _CRS and takes MMIO windows from the nearest
@@ -129,7 +136,7 @@ DefinitionBlock ("", "DSDT", 2, "HVSTCK", "HVGEN1", 1)
                  * (Comments stay outside the #ifdef: iasl 20200925 loops on a block
                  * comment inside a skipped block.)
                  */
-#ifdef GEN1_VMBUS
+#ifdef VMBUS
                 Device (VMBS)
                 {
                     Method (_HID, 0, NotSerialized) { Return ("VMBus") }
