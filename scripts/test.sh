@@ -5,8 +5,9 @@
 #   HVSTACK_BENCH=full    the full engine and convert benchmarks instead of the CI slices
 #   HVSTACK_BENCH=off     skip the benchmark slice
 #   HVSTACK_RIG=off       skip the nested guest rig (default: the probe, the QEMU oracle, our
-#                         VMM from IDE and with a SCSI disk and DVD on the in-kernel SynIC;
-#                         HVSTACK_RIG=all adds the user-space SynIC run; see scripts/rig.sh)
+#                         VMM from IDE, with a SCSI disk and DVD on the in-kernel SynIC, and
+#                         as a generation 2 VM (OVMF, SCSI only); HVSTACK_RIG=all adds the
+#                         user-space SynIC run; see scripts/rig.sh)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -38,8 +39,9 @@ full) bench/engine.sh && bench/convert.sh && bench/vsp.sh ;;
 esac
 
 # The nested rig: the probe, QEMU booting the L2 disk (the oracle), our VMM booting it from
-# IDE, and the synthetic SCSI run with the in-kernel SynIC (a few minutes each).
-# HVSTACK_RIG=all adds the SCSI run with the user-space SynIC. QEMU 7.2's emulated SVM has crashed L1 now and then
+# IDE, the synthetic SCSI run with the in-kernel SynIC, and the same SCSI plan in a
+# generation 2 VM (a few minutes each). HVSTACK_RIG=all adds the SCSI run with the
+# user-space SynIC. QEMU 7.2's emulated SVM has crashed L1 now and then
 # ("TASK stack guard page was hit" inside its SVM entry), so a failed VMM run is retried
 # once; a failure of our VMM does not survive the second run. HVSTACK_RIG=off skips the rig.
 rig_vmm() { # name [VAR=value...]: one VMM mode, retried once
@@ -54,6 +56,7 @@ if [ "$HVSTACK_RIG" != off ]; then
 	scripts/rig.sh probe l2-qemu || failed+=("rig")
 	rig_vmm rig-vmm
 	rig_vmm rig-scsi-kernel RIG_SCSI=1 RIG_SYNIC=kernel
+	rig_vmm rig-gen2 RIG_GEN=2 RIG_SYNIC=kernel
 	[ "$HVSTACK_RIG" != all ] || rig_vmm rig-scsi-user RIG_SCSI=1 RIG_SYNIC=user
 fi
 

@@ -120,15 +120,17 @@ last_tick() {
 	grep -ao 'RIG: tick [0-9]*' "$L2_LOG" | tail -n 1 | cut -d' ' -f3
 }
 
-# The KiB L2's fio steps report: "wrote N KiB" or "verified N KiB", summed.
-l2_fio_kib() { # wrote|verified
-	tr -d '\r' <"$L2_LOG" | grep -a 'RIG: step fio-[^ ]* ok' |
+# The KiB L2's fio steps (named PREFIX-*, default fio) report: "wrote N KiB" or
+# "verified N KiB", summed.
+l2_fio_kib() { # wrote|verified [PREFIX]
+	tr -d '\r' <"$L2_LOG" | grep -a "RIG: step ${2:-fio}-[^ ]* ok" |
 		sed -n "s/.* $1 \([0-9]*\) KiB.*/\1/p" | awk '{ kib += $1 } END { print kib + 0 }'
 }
 
 # Runs the L2 VM; its serial output goes to stdout. Leaves the exit status in VMM_STATUS.
 # With rig.l2_scsi, a SCSI disk from /share rides on VMBus (SynIC as rig.l2_synic says);
 # with rig.l2_kernel, L2's kernel, initrd and command line come from /share (--kernel).
+# With rig.l2_gen=2 the VM is generation 2: OVMF from /share, no IDE drives.
 run_vmm() { # DISK DVD
 	local disk=$1 dvd=$2 scsi
 	scsi=$(param l2_scsi)
@@ -137,8 +139,14 @@ run_vmm() { # DISK DVD
 		--synic "$(param l2_synic auto)"
 	[ -z "$(param l2_kernel)" ] ||
 		set -- "$@" --kernel /share/vmlinuz --initrd /share/initrd.img --append "$(cat /share/cmdline)"
-	timeout "$(param vmm_timeout 900)" vmm run --gen 1 --memory "$(param l2_memory 1G)" \
-		--cpus "$(param l2_cpus 2)" --disk "ide:0:0=$disk" --dvd "ide:1:0=$dvd" "$@" \
+	if [ "$(param l2_gen 1)" = 2 ]; then
+		set -- --gen 2 --firmware /share/OVMF_CODE_4M.fd --uefi-vars /share/OVMF_VARS_4M.fd "$@"
+	else
+		set -- --gen 1 --disk "ide:0:0=$disk" --dvd "ide:1:0=$dvd" "$@"
+	fi
+	echo "RIG: L1 running: vmm run --memory $(param l2_memory 1G) --cpus $(param l2_cpus 2) $* --control $CTL_SOCK --serial stdio --test-exit"
+	timeout "$(param vmm_timeout 900)" vmm run --memory "$(param l2_memory 1G)" \
+		--cpus "$(param l2_cpus 2)" "$@" \
 		--control "$CTL_SOCK" --serial stdio --test-exit </dev/null
 	echo $? >"$VMM_STATUS"
 }
@@ -191,21 +199,35 @@ counter() { # NAME KEY
 	field "$2" <"/tmp/block-$1"
 }
 
+# query-block on LOCATION, saved as disk-before once L2 prints step FIRST and as disk once
+# it prints step LAST; a ctl-block failure when L2 never gets there.
+sample_disk_around() { # LOCATION FIRST LAST
+	if ! wait_l2 "RIG: step $2 "; then
+		marker ctl-block fail "L2 never reached its $2 step"
+		return 1
+	fi
+	query_drive "$1" disk-before
+	if ! wait_l2 "RIG: step $3 "; then
+		marker ctl-block fail "L2 never reached its $3 step"
+		return 1
+	fi
+	query_drive "$1" disk
+}
+
+# The disk's counters grew by at least what L2 says it wrote and read back; sets wr and rd.
+expect_disk_growth() { # WROTE_KIB READ_KIB
+	wr=$(($(counter disk wr_bytes) - $(counter disk-before wr_bytes)))
+	rd=$(($(counter disk rd_bytes) - $(counter disk-before rd_bytes)))
+	expect_at_least disk.wr_bytes-growth "$wr" $(($1 * 1024))
+	expect_at_least disk.rd_bytes-growth "$rd" $(($2 * 1024))
+}
+
 # query-block before L2's fio steps (at its disk step; the DVD step comes in between) and
 # after its pattern step: the disk's counters must have grown by at least what fio and the
 # pattern step say they wrote and read back.
 step_ctl_block() { # DISK DVD
 	local problems="" wrote_kib read_kib wr rd
-	if ! wait_l2 "RIG: step disk "; then
-		marker ctl-block fail "L2 never reached its disk step"
-		return
-	fi
-	query_drive ide:0:0 disk-before
-	if ! wait_l2 "RIG: step pattern "; then
-		marker ctl-block fail "L2 never reached its pattern step"
-		return
-	fi
-	query_drive ide:0:0 disk
+	sample_disk_around ide:0:0 disk pattern || return
 	query_drive ide:1:0 dvd
 	expect disk kind disk
 	expect disk format "$(param l2_format vhdx)"
@@ -221,10 +243,7 @@ step_ctl_block() { # DISK DVD
 	expect dvd read_only true
 	wrote_kib=$(($(l2_fio_kib wrote) + L2_PATTERN_KIB))
 	read_kib=$(($(l2_fio_kib verified) + L2_PATTERN_KIB))
-	wr=$(($(counter disk wr_bytes) - $(counter disk-before wr_bytes)))
-	rd=$(($(counter disk rd_bytes) - $(counter disk-before rd_bytes)))
-	expect_at_least disk.wr_bytes-growth "$wr" $((wrote_kib * 1024))
-	expect_at_least disk.rd_bytes-growth "$rd" $((read_kib * 1024))
+	expect_disk_growth "$wrote_kib" "$read_kib"
 	expect_at_least dvd.rd_bytes "$(counter dvd rd_bytes)" "$(param l2_dvd_bytes)"
 	if [ -z "$problems" ]; then
 		marker ctl-block ok "ide:0:0 disk $(counter disk format) $(counter disk size) bytes," \
@@ -233,6 +252,27 @@ step_ctl_block() { # DISK DVD
 			"rd_bytes $(counter dvd rd_bytes)"
 	else
 		marker ctl-block fail "$problems replies: $(tr '\n' ' ' </tmp/block-disk) / $(tr '\n' ' ' </tmp/block-dvd)"
+	fi
+}
+
+# Generation 2's counterpart of step_ctl_block: query-block on the SCSI disk, whose
+# counters must have grown by at least what L2's SCSI fio steps wrote and read back.
+step_ctl_block_scsi() {
+	local problems="" wrote_kib read_kib wr rd
+	sample_disk_around scsi:0:0 scsi-disk scsi-fio-seq1m || return
+	expect disk kind disk
+	expect disk format vhdx
+	expect disk file "/share/$(param l2_scsi)"
+	expect disk inserted true
+	wrote_kib=$(l2_fio_kib wrote scsi-fio)
+	read_kib=$(l2_fio_kib verified scsi-fio)
+	expect_disk_growth "$wrote_kib" "$read_kib"
+	if [ -z "$problems" ] && [ "$wrote_kib" -gt 0 ]; then
+		marker ctl-block ok "scsi:0:0 disk $(counter disk format) $(counter disk size) bytes," \
+			"wr_bytes +$wr rd_bytes +$rd during fio (L2 wrote $wrote_kib KiB, read back" \
+			"$read_kib KiB)"
+	else
+		marker ctl-block fail "${problems:- the SCSI fio steps wrote nothing;} reply: $(tr '\n' ' ' </tmp/block-disk)"
 	fi
 }
 
@@ -369,7 +409,11 @@ control_vmm() { # DISK DVD
 	local button=0
 	[ "$(param l2_exit button)" != button ] || button=1
 	step_ctl_status
-	step_ctl_block "$1" "$2"
+	if [ "$(param l2_gen 1)" = 2 ]; then
+		step_ctl_block_scsi
+	else
+		step_ctl_block "$1" "$2"
+	fi
 	if [ -n "$(param l2_scsi)" ]; then
 		step_ctl_window qd1
 		step_ctl_window qd32
@@ -394,9 +438,6 @@ step_vmm() {
 	mkdir -p /run
 	rm -f "$L2_LOG" "$L2_FIFO" "$VMM_STATUS"
 	mkfifo "$L2_FIFO"
-	local scsi_arg=
-	[ -z "$(param l2_scsi)" ] || scsi_arg="--disk scsi:0:0=/share/$(param l2_scsi) --dvd scsi:0:1=$dvd --synic $(param l2_synic auto) "
-	echo "RIG: L1 running: vmm run --gen 1 --memory $(param l2_memory 1G) --cpus $(param l2_cpus 2) --disk ide:0:0=$disk --dvd ide:1:0=$dvd ${scsi_arg:-}--control $CTL_SOCK --serial stdio --test-exit"
 	run_vmm "$disk" "$dvd" 2>&1 | tee "$L2_LOG" "$L2_FIFO" &
 	[ -z "$(param diag_every)" ] || diagnose_vmm "$(param diag_every)" &
 	exec 3<"$L2_FIFO"
