@@ -475,11 +475,10 @@ static void rig_pump(void *opaque)
 
 static const struct vsc_offer *storvsp_offer(struct rig *r, uint16_t sub)
 {
-	for (unsigned i = 0; i < r->v.noffers; i++)
-		if (!memcmp(r->v.offers[i].class_id, storvsp_scsi_class.bytes, 16) &&
-		    r->v.offers[i].sub_index == sub)
-			return &r->v.offers[i];
-	die("storvsp offered no sub-channel %u", sub);
+	const struct vsc_offer *o = vsc_find_class_offer(&r->v, storvsp_scsi_class.bytes, sub);
+	if (!o)
+		die("storvsp offered no sub-channel %u", sub);
+	return o;
 }
 
 /* storvsc's probe: VMBus contact, the primary at 6.2, then the sub-channels, each

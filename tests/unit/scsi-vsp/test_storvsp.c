@@ -221,12 +221,10 @@ static void rig_free(struct rig *r)
 
 static const struct vsc_offer *offer(struct rig *r, uint16_t sub)
 {
-	for (unsigned i = 0; i < r->v.noffers; i++)
-		if (!memcmp(r->v.offers[i].class_id, storvsp_scsi_class.bytes, 16) &&
-		    r->v.offers[i].sub_index == sub)
-			return &r->v.offers[i];
-	fail_msg("no storvsp offer for sub-channel %u", sub);
-	return NULL;
+	const struct vsc_offer *o = vsc_find_class_offer(&r->v, storvsp_scsi_class.bytes, sub);
+	if (!o)
+		fail_msg("no storvsp offer for sub-channel %u", sub);
+	return o;
 }
 
 /* VMBus connected, the primary open; no storvsc init yet. */

@@ -276,6 +276,14 @@ const struct vsc_offer *vsc_find_offer(struct vsc *v, const uint8_t *instance, u
 	return NULL;
 }
 
+const struct vsc_offer *vsc_find_class_offer(struct vsc *v, const uint8_t *class_id, uint16_t sub)
+{
+	for (unsigned i = 0; i < v->noffers; i++)
+		if (!memcmp(v->offers[i].class_id, class_id, 16) && v->offers[i].sub_index == sub)
+			return &v->offers[i];
+	return NULL;
+}
+
 uint32_t vsc_gpadl_create(struct vsc *v, uint32_t relid, uint64_t gpa, uint32_t bytes,
 			  uint32_t *handle)
 {

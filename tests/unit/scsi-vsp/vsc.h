@@ -129,6 +129,8 @@ uint32_t vsc_negotiate(struct vsc *v);
 void vsc_request_offers(struct vsc *v);
 /* The offer of sub-channel sub of the device with this instance, or NULL. */
 const struct vsc_offer *vsc_find_offer(struct vsc *v, const uint8_t *instance, uint16_t sub);
+/* The offer of sub-channel sub of the first device of this class, or NULL. */
+const struct vsc_offer *vsc_find_class_offer(struct vsc *v, const uint8_t *class_id, uint16_t sub);
 /* Waits (pumping) for more offers; returns how many arrived. */
 unsigned vsc_collect_offers(struct vsc *v, unsigned want);
 
